@@ -1,0 +1,1 @@
+"""KServe custom predictor hosting the exported TensorFlow SavedModel."""
