@@ -1,0 +1,1 @@
+"""Training, evaluation and export of the spoken-digit CNN and LSTM."""

@@ -1,0 +1,32 @@
+"""Training configuration, importable without TensorFlow (the CLI builds its flags from it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from training.augment import AugmentSettings
+from transformer.frontend import FeatureSpec
+
+__all__ = ["Arch", "TrainConfig"]
+
+Arch = Literal["cnn", "lstm"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what a training run produces."""
+
+    arch: Arch = "cnn"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    seed: int = 0
+    augment_copies: int = 3
+    """Augmented copies of each training utterance, besides the clean one."""
+    synthetic_takes: int = 1
+    """espeak-ng utterances per digit, accent and training voice variant; 0 leaves them out."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    spec: FeatureSpec = field(default_factory=FeatureSpec)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)

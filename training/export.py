@@ -1,0 +1,74 @@
+"""Export a trained Keras model as a self-describing SavedModel directory, then verify it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels, write_labels
+from transformer.frontend import FeatureSpec
+
+__all__ = ["export_model", "load_serving_function"]
+
+
+def export_model(
+    *, model: keras.Model, spec: FeatureSpec, labels: list[str], model_dir: Path, check_features: np.ndarray
+) -> None:
+    """Write ``model`` with the serving signature of ``predictor.contract``, its spec and labels.
+
+    Then reload what was written and check that it answers ``check_features`` (float32
+    ``[N, frames, bins]``) as the in-memory model does; raise ``RuntimeError`` if not.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(features, training=False)}
+
+    archive.add_endpoint(
+        name=SIGNATURE_KEY,
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, *spec.feature_shape], tf.float32, name=INPUT_NAME)],
+    )
+    archive.write_out(str(model_dir), verbose=False)
+    spec.write(model_dir)
+    write_labels(model_dir, labels)
+    _verify(model=model, spec=spec, labels=labels, model_dir=model_dir, check_features=check_features)
+
+
+def load_serving_function(model_dir: Path) -> tf.types.experimental.ConcreteFunction:
+    """The model's serving signature: ``fn(features=[N, frames, bins] float32)[OUTPUT_NAME]``."""
+    loaded = tf.saved_model.load(str(model_dir))
+    signature = loaded.signatures[SIGNATURE_KEY]
+    signature._loaded = loaded  # keep the variables alive as long as the function
+    return signature
+
+
+def _verify(
+    *, model: keras.Model, spec: FeatureSpec, labels: list[str], model_dir: Path, check_features: np.ndarray
+) -> None:
+    problems = []
+    if FeatureSpec.read(model_dir) != spec:
+        problems.append("feature spec does not read back equal")
+    if read_labels(model_dir) != labels:
+        problems.append("labels do not read back equal")
+    serve = load_serving_function(model_dir)
+    inputs = serve.structured_input_signature[1]
+    if list(inputs) != [INPUT_NAME] or tuple(inputs[INPUT_NAME].shape[1:]) != spec.feature_shape:
+        problems.append(f"serving input is {inputs}, expected {INPUT_NAME} [None, {spec.feature_shape}]")
+    if list(serve.structured_outputs) != [OUTPUT_NAME]:
+        problems.append(f"serving outputs are {list(serve.structured_outputs)}, expected [{OUTPUT_NAME}]")
+    else:
+        exported = serve(**{INPUT_NAME: tf.constant(check_features)})[OUTPUT_NAME].numpy()
+        in_memory = model.predict(check_features, verbose=0)
+        if exported.shape != (len(check_features), len(labels)):
+            problems.append(f"output shape {exported.shape}, expected {(len(check_features), len(labels))}")
+        elif not np.allclose(exported, in_memory, atol=1e-5):
+            problems.append(
+                f"exported outputs differ from the trained model by {np.abs(exported - in_memory).max():.2g}"
+            )
+    if problems:
+        raise RuntimeError(f"export to {model_dir} failed verification: " + "; ".join(problems))
