@@ -1,0 +1,46 @@
+# Every target builds its own virtual environment in .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ../shared/data/fsdd
+MODEL ?= models/digits-cnn
+
+.PHONY: evaluate test test-slow lint system-deps train-cnn train-lstm loso clean
+
+$(BIN)/audio-maas: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian packages the tests and training use: espeak-ng speaks the synthetic voices.
+system-deps:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "install espeak-ng (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2; exit 1; fi; }
+
+evaluate: $(BIN)/audio-maas
+	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
+
+lint: $(BIN)/audio-maas
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(BIN)/audio-maas system-deps lint
+	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m "not slow"
+
+test-slow: $(BIN)/audio-maas system-deps
+	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
+
+train-cnn: $(BIN)/audio-maas system-deps
+	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) --out models/digits-cnn
+
+train-lstm: $(BIN)/audio-maas system-deps
+	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) --out build/digits-lstm
+
+loso: $(BIN)/audio-maas system-deps
+	$(BIN)/audio-maas loso --arch cnn --data-dir $(DATA_DIR) --model models/digits-cnn
+
+clean:
+	rm -rf $(VENV) report build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,127 @@
+"""Training, export and evaluation end to end on a small slice of real FSDD, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
+from training.cli import main
+from training.dataset import DIGIT_LABELS, featurize, load_fsdd, select_split
+from training.evaluate import compute_metrics, predict
+from transformer.frontend import FeatureSpec
+
+SPEAKERS = ("george", "jackson")
+INDICES = (0, 1, 5, 10, 11, 12, 13, 14, 15, 16)
+
+
+@pytest.fixture(scope="module")
+def small_fsdd(fsdd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two speakers, ten takes of each digit: 200 real recordings (links, not copies)."""
+    root = tmp_path_factory.mktemp("fsdd") / "recordings"
+    root.mkdir()
+    for digit in range(10):
+        for speaker in SPEAKERS:
+            for index in INDICES:
+                name = f"{digit}_{speaker}_{index}.wav"
+                (root / name).symlink_to(fsdd_dir / "recordings" / name)
+    return root.parent
+
+
+@pytest.fixture(scope="module", params=["cnn", "lstm"])
+def trained(request: pytest.FixtureRequest, small_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp(request.param) / "model"
+    argv = ["train", "--arch", request.param, "--data-dir", str(small_fsdd), "--out", str(model_dir)]
+    argv += ["--epochs", "3", "--augment-copies", "1", "--synthetic-takes", "1"]
+    assert main(argv) == 0
+    return model_dir
+
+
+def test_model_directory_holds_savedmodel_spec_labels_card_and_report(trained: Path) -> None:
+    for name in ["saved_model.pb", "feature_spec.json", "labels.txt", "MODEL_CARD.md", "metrics.json", "training.json"]:
+        assert (trained / name).is_file(), name
+    for plot in ["confusion_matrix.png", "roc_curves.png", "training_curves.png"]:
+        assert (trained / "report" / plot).read_bytes().startswith(b"\x89PNG"), plot
+    assert read_labels(trained) == DIGIT_LABELS
+    assert FeatureSpec.read(trained) == FeatureSpec()
+
+
+def test_serving_signature_has_the_contract_names_and_shapes(trained: Path) -> None:
+    signature = tf.saved_model.load(str(trained)).signatures[SIGNATURE_KEY]
+    inputs = signature.structured_input_signature[1]
+    assert list(inputs) == [INPUT_NAME]
+    assert inputs[INPUT_NAME].shape.as_list() == [None, *FeatureSpec().feature_shape]
+    assert inputs[INPUT_NAME].dtype == tf.float32
+    outputs = signature.structured_outputs
+    assert list(outputs) == [OUTPUT_NAME] and outputs[OUTPUT_NAME].shape.as_list() == [None, 10]
+
+
+def test_exported_model_outputs_probabilities(trained: Path, small_fsdd: Path) -> None:
+    features = featurize(load_fsdd(small_fsdd)[:20], FeatureSpec(), workers=1)
+    probabilities = predict(trained, features)
+    assert probabilities.shape == (20, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_training_learns_beyond_chance_and_records_its_history(trained: Path) -> None:
+    training = json.loads((trained / "training.json").read_text())
+    assert len(training["history"]["loss"]) == 3
+    assert training["history"]["loss"][-1] < training["history"]["loss"][0]
+    assert training["examples"]["synthetic_utterances"] > 0
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["n"] == 40 and metrics["accuracy"] > 0.2  # chance is 0.1
+    assert 0 <= metrics["synthetic_held_out_voices_accuracy"] <= 1
+
+
+def test_card_reports_the_measured_figures(trained: Path) -> None:
+    card = (trained / "MODEL_CARD.md").read_text()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert f"| accuracy | {metrics['accuracy']:.4f} |" in card
+    assert f"| F1 (macro) | {metrics['f1_macro']:.4f} |" in card
+    assert "CC BY-SA 4.0" in card
+
+
+def test_evaluate_command_reproduces_the_figures_of_training(
+    trained: Path, small_fsdd: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--model", str(trained), "--data-dir", str(small_fsdd), "--report", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    recorded = json.loads((trained / "metrics.json").read_text())
+    fresh = json.loads((tmp_path / "metrics.json").read_text())
+    assert fresh["accuracy"] == recorded["accuracy"]
+    assert fresh["confusion_matrix"] == recorded["confusion_matrix"]
+    assert f"accuracy={recorded['accuracy']:.4f}" in printed
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    labels = ["a", "b", "c"]
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array(
+        [[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.3, 0.1, 0.6]]
+    )
+    result = compute_metrics(y_true=y_true, probabilities=probabilities, labels=labels)
+    assert result["accuracy"] == pytest.approx(5 / 6)
+    assert result["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 2]]
+    assert result["precision_macro"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert result["recall_macro"] == pytest.approx((0.5 + 1 + 1) / 3)
+    assert result["roc_auc"]["c"] == pytest.approx(1.0)
+
+
+def test_evaluate_refuses_labels_the_model_does_not_know(trained: Path, small_fsdd: Path) -> None:
+    from dataclasses import replace
+
+    from training.evaluate import evaluate
+
+    stranger = replace(select_split(load_fsdd(small_fsdd), "test")[0], label="eleven")
+    with pytest.raises(ValueError, match="eleven"):
+        evaluate(trained, [stranger])
+
+
+def test_cli_reports_a_missing_data_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--model", str(tmp_path), "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
