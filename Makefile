@@ -37,7 +37,7 @@ train-cnn: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) --out models/digits-cnn
 
 train-lstm: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) --out build/digits-lstm
+	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) --epochs 40 --out build/digits-lstm
 
 loso: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas loso --arch cnn --data-dir $(DATA_DIR) --model models/digits-cnn

@@ -74,8 +74,9 @@ def write_model_card(model_dir: Path) -> None:
             "",
             "## Leave-one-speaker-out (FSDD)",
             "",
-            "A model of the same configuration trained without one speaker, tested on all of that speaker's "
-            "500 recordings: the fairer estimate for new voices, since the official split shares its speakers.",
+            f"A {loso['config']['arch'].upper()} trained for {loso['config']['epochs']} epochs (otherwise as above) "
+            "without one speaker, tested on all of that speaker's recordings: the fairer estimate for new voices, "
+            "since the official split shares its speakers.",
             "",
             "| held-out speaker | accuracy |",
             "| --- | --- |",
