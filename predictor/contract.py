@@ -13,6 +13,7 @@ This module imports nothing heavy so every container can use it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SIGNATURE_KEY",
     "TRAINING_FILE",
     "read_labels",
+    "storage_model_dir",
     "write_labels",
 ]
 
@@ -49,3 +51,10 @@ def read_labels(model_dir: Path) -> list[str]:
     if not labels or any(not label for label in labels):
         raise ValueError(f"{path} must hold one non-empty label per line")
     return labels
+
+
+def storage_model_dir() -> Path:
+    """Where the model is: KServe's storage initializer downloads ``storageUri`` to /mnt/models;
+    a local ``STORAGE_URI`` path (as when running outside the cluster) is used as it is."""
+    uri = os.environ.get("STORAGE_URI", "")
+    return Path(uri) if uri.startswith("/") else Path("/mnt/models")

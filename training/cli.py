@@ -38,11 +38,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_training_flags(loso)
     loso.add_argument("--model", type=Path, help="also record the result in this model directory and its card")
 
+    serve = commands.add_parser("serve", help="run transformer and predictor on this machine")
+    serve.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: bundled CNN)")
+    serve.add_argument("--model-name", default="digits", help="name the model is served under")
+    serve.add_argument("--http-port", type=int, default=8080, help="transformer REST port (gRPC: the next one)")
+    serve.add_argument("--predictor-port", type=int, default=8085, help="predictor REST port (gRPC: the next one)")
+    serve.add_argument("--predictor-protocol", choices=["v2", "grpc-v2"], default="v2")
+    serve.add_argument("--max-batch-size", type=int, default=32, help="predictor: most rows per model call")
+    serve.add_argument("--max-batch-wait-ms", type=float, default=2.0, help="predictor: how long a batch waits")
+
+    predict = commands.add_parser("predict", help="classify audio files through the V2 API")
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("--url", default="http://127.0.0.1:8080", help="the transformer's base URL")
+    predict.add_argument("--model-name", default="digits")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return {"train": _train, "evaluate": _evaluate, "loso": _loso}[args.command](args)
+        commands_run = {"train": _train, "evaluate": _evaluate, "loso": _loso, "serve": _serve, "predict": _predict}
+        return commands_run[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"audio-maas {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -119,6 +134,39 @@ def _loso(args: argparse.Namespace) -> int:
     if args.model:
         (args.model / LOSO_FILE).write_text(json.dumps(result, indent=2) + "\n")
         write_model_card(args.model)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from transformer.local import LocalService, serve
+
+    if not (args.model / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"{args.model} is not a SavedModel directory")
+    service = LocalService(
+        model_dir=args.model.resolve(),
+        model_name=args.model_name,
+        http_port=args.http_port,
+        grpc_port=args.http_port + 1,
+        predictor_http_port=args.predictor_port,
+        predictor_grpc_port=args.predictor_port + 1,
+        predictor_protocol=args.predictor_protocol,
+        max_batch_size=args.max_batch_size,
+        max_batch_wait_ms=args.max_batch_wait_ms,
+    )
+    return serve(service)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from transformer.client import ServiceUnreachable, predict_files
+
+    try:
+        predictions = predict_files(args.files, url=args.url, model_name=args.model_name)
+    except ServiceUnreachable as error:
+        print(f"audio-maas predict: {error}", file=sys.stderr)
+        return 1
+    for prediction in predictions:
+        top = ", ".join(f"{class_id}: {probability:.3f}" for class_id, probability in prediction.top)
+        print(f"{prediction.path}: {prediction.label}  (top-3 class_id: probability: {top})")
     return 0
 
 

@@ -183,7 +183,8 @@ def decode(*, data: bytes, max_duration_s: float = MAX_DURATION_S) -> tuple[np.n
     except InvalidAudioError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise InvalidAudioError(f"could not decode audio ({len(data)} bytes): {error}") from None
+        reason = getattr(error, "error_string", None) or str(error)  # libsndfile's words, not our buffer's repr
+        raise InvalidAudioError(f"could not decode audio ({len(data)} bytes): {reason}") from None
     if len(waveform) > limit:
         raise AudioTooLongError(f"audio is longer than the maximum of {max_duration_s:g} s")
     if len(waveform) == 0:

@@ -1,0 +1,140 @@
+"""The KServe predictor: a TensorFlow SavedModel behind the V2 protocol, with dynamic batching."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+from prometheus_client import Histogram
+
+from predictor.batching import DynamicBatcher
+from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from predictor.settings import PredictorSettings
+
+__all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = Histogram(
+    "audio_maas_batch_size", "Rows per model call after dynamic batching", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call")
+
+_DTYPES = {"DT_FLOAT": ("FP32", np.float32)}
+
+
+class SavedModelPredictor(Model):
+    """Serves ``settings.model_dir``'s serving signature; ``load()`` must succeed before ``ready``."""
+
+    def __init__(self, name: str, settings: PredictorSettings) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.device = "unloaded"
+        self._signature: Any = None
+        self._input_shape: list[int] = []
+        self._output_shape: list[int] = []
+        self._batcher: DynamicBatcher | None = None
+
+    def load(self) -> bool:
+        """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:  # take memory as needed, so other processes on the GPU still fit
+            tf.config.experimental.set_memory_growth(gpu, True)
+        self.device = f"GPU ({', '.join(gpu.name for gpu in gpus)})" if gpus else "CPU"
+        loaded = tf.saved_model.load(str(self.settings.model_dir))
+        if SIGNATURE_KEY not in loaded.signatures:
+            raise RuntimeError(f"{self.settings.model_dir} has no '{SIGNATURE_KEY}' signature")
+        signature = loaded.signatures[SIGNATURE_KEY]
+        inputs = signature.structured_input_signature[1]
+        outputs = signature.structured_outputs
+        if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
+            raise RuntimeError(
+                f"signature maps {list(inputs)} to {list(outputs)}, expected [{INPUT_NAME}] to [{OUTPUT_NAME}]"
+            )
+        if inputs[INPUT_NAME].dtype != tf.float32 or outputs[OUTPUT_NAME].dtype != tf.float32:
+            raise RuntimeError("the serving signature must take and return float32 tensors")
+        self._loaded = loaded  # the signature needs its variables alive
+        self._signature = signature
+        self._input_shape = [-1 if d is None else d for d in inputs[INPUT_NAME].shape.as_list()]
+        self._output_shape = [-1 if d is None else d for d in outputs[OUTPUT_NAME].shape.as_list()]
+        warm = np.zeros([1, *self._input_shape[1:]], np.float32)
+        self._run(warm)  # first call traces and allocates: pay for it before we say ready
+        self._run(np.zeros([self.settings.max_batch_size, *self._input_shape[1:]], np.float32))
+        self._batcher = DynamicBatcher(
+            self._run,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_s=self.settings.max_batch_wait_ms / 1000,
+            on_batch=BATCH_SIZE.observe,
+        )
+        log.info(
+            "loaded %s on %s: %s %s -> %s %s, batches of up to %d within %g ms",
+            self.settings.model_dir,
+            self.device,
+            INPUT_NAME,
+            self._input_shape,
+            OUTPUT_NAME,
+            self._output_shape,
+            self.settings.max_batch_size,
+            self.settings.max_batch_wait_ms,
+        )
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": self._output_shape}]
+
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        if self._batcher is None:
+            raise RuntimeError("predict called before load()")
+        features = self._features(payload)
+        probabilities = await self._batcher.submit(features)
+        output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
+        output.set_data_from_numpy(probabilities, binary_data=payload.use_binary_outputs)
+        return InferResponse(
+            response_id=payload.id,
+            model_name=self.name,
+            infer_outputs=[output],
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+    def _features(self, payload: InferRequest) -> np.ndarray:
+        """The request's one input as float32 ``[N, frames, bins]``, or InvalidInput naming the fault."""
+        names = [infer_input.name for infer_input in payload.inputs]
+        if names != [INPUT_NAME]:
+            raise InvalidInput(f"expected exactly one input named '{INPUT_NAME}', got {names}")
+        infer_input = payload.inputs[0]
+        if infer_input.datatype != "FP32":
+            raise InvalidInput(f"input '{INPUT_NAME}' must be FP32, got {infer_input.datatype}")
+        shape = list(infer_input.shape)
+        expected = self._input_shape
+        if len(shape) != len(expected) or shape[0] < 1 or shape[1:] != expected[1:]:
+            raise InvalidInput(f"input '{INPUT_NAME}' must have shape [N, {expected[1]}, {expected[2]}], got {shape}")
+        try:
+            features = np.asarray(infer_input.as_numpy(), dtype=np.float32).reshape(shape)
+        except ValueError as error:
+            raise InvalidInput(f"input '{INPUT_NAME}' data does not match its shape {shape}: {error}") from None
+        if not np.isfinite(features).all():
+            raise InvalidInput(f"input '{INPUT_NAME}' contains NaN or infinite values")
+        return features
+
+    def _run(self, features: np.ndarray) -> np.ndarray:
+        """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""
+        started = time.perf_counter()
+        result = self._signature(**{INPUT_NAME: features})[OUTPUT_NAME].numpy()
+        MODEL_SECONDS.observe(time.perf_counter() - started)
+        return result

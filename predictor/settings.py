@@ -1,0 +1,25 @@
+"""Predictor settings: environment variables ``AUDIO_MAAS_PREDICTOR_*``, mirrored by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from predictor.contract import storage_model_dir
+
+__all__ = ["PredictorSettings"]
+
+
+class PredictorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_PREDICTOR_", frozen=True)
+
+    model_dir: Path = Field(default_factory=storage_model_dir)
+    """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    """Most rows stacked into one model call."""
+    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    """How long the first request of a batch waits for others to join it (ms)."""
+    max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    """Largest request body (bytes); larger is answered 413 before it is read."""

@@ -1,0 +1,222 @@
+"""Open Inference Protocol (V2) plumbing that KServe 0.21 lacks, shared by both servers.
+
+- Errors mapped once: :class:`ServiceError` carries its HTTP status; one handler renders the V2
+  body ``{"error": "..."}``. FastAPI's own 422 for a malformed body becomes a V2 400 too.
+- Binary tensor data: KServe's ``InferRequest.from_bytes`` turns every binary input into a
+  JSON list, which fails with a 500 for BYTES that are not UTF-8 (audio files never are) and
+  costs a Python list per float for FP32. :func:`parse_rest_request` keeps the raw bytes.
+- A request-body limit enforced before the body is read: 413.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.requests import Request
+from fastapi.responses import JSONResponse
+from kserve import InferInput, InferRequest, Model, ModelServer, model_server
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.infer_type import RequestedOutput
+
+__all__ = [
+    "BadRequest",
+    "PayloadTooLarge",
+    "ServiceError",
+    "UpstreamUnavailable",
+    "bytes_elements",
+    "parse_rest_request",
+    "start_server",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ServiceError(Exception):
+    """An error whose message the client should read, answered with ``status_code``."""
+
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class BadRequest(ServiceError):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UpstreamUnavailable(ServiceError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+async def _service_error_handler(_: Request, error: Exception) -> JSONResponse:
+    status = error.status_code if isinstance(error, ServiceError) else HTTPStatus.INTERNAL_SERVER_ERROR
+    return JSONResponse(status_code=status, content={"error": str(error)})
+
+
+async def _validation_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """FastAPI answers a body that fails its schema with 422 ``{"detail": [...]}``; V2 wants 400."""
+    details = error.errors() if isinstance(error, RequestValidationError) else []
+    problems = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')}" for d in details)
+    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": f"malformed request: {problems}"})
+
+
+def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> InferRequest:
+    """A V2 REST request with the binary tensor extension -> ``InferRequest``.
+
+    ``body`` is ``json_length`` bytes of JSON followed by each binary input's bytes, in input
+    order. Binary inputs keep their raw bytes (BYTES tensors stay bytes).
+    """
+    if not 0 < json_length <= len(body):
+        raise BadRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} is {json_length} but the body has {len(body)} bytes")
+    try:
+        header = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"request JSON is malformed: {error}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise BadRequest("request JSON must be an object with an 'inputs' list")
+    inputs: list[InferInput] = []
+    raw_inputs: list[bytes | None] = []
+    offset = json_length
+    for position, item in enumerate(header["inputs"]):
+        if not isinstance(item, dict) or not {"name", "shape", "datatype"} <= item.keys():
+            raise BadRequest(f"input {position} must have 'name', 'shape' and 'datatype'")
+        parameters = item.get("parameters") or {}
+        infer_input = InferInput(
+            name=item["name"], shape=item["shape"], datatype=item["datatype"], parameters=parameters or None
+        )
+        size = parameters.get("binary_data_size")
+        if "data" in item:
+            infer_input.data = item["data"]
+            raw_inputs.append(None)
+        elif isinstance(size, int) and size >= 0:
+            if offset + size > len(body):
+                raise BadRequest(
+                    f"input '{item['name']}' declares {size} binary bytes but only {len(body) - offset} follow"
+                )
+            raw_inputs.append(body[offset : offset + size])
+            offset += size
+        else:
+            raise BadRequest(f"input '{item['name']}' has neither 'data' nor a binary_data_size parameter")
+        inputs.append(infer_input)
+    if offset != len(body):
+        raise BadRequest(f"{len(body) - offset} bytes follow the binary inputs that no input declares")
+    request = InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
+        request_outputs=[
+            RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in header.get("outputs") or []
+        ],
+    )
+    for infer_input, raw in zip(request.inputs, raw_inputs, strict=True):
+        infer_input._raw_data = raw  # what InferRequest(raw_inputs=...) does, for only some inputs
+    return request
+
+
+def bytes_elements(infer_input: InferInput) -> list[bytes]:
+    """The elements of a BYTES tensor as bytes.
+
+    Binary tensor data carries raw bytes; JSON carries strings, which for binary content must be
+    base64 (JSON has no bytes type), so JSON strings are base64-decoded.
+    """
+    if infer_input.datatype != "BYTES":
+        raise BadRequest(f"input '{infer_input.name}' must be BYTES, got {infer_input.datatype}")
+    if infer_input._raw_data is not None or infer_input.data is None:  # binary or gRPC raw contents
+        return [bytes(element) for element in np.asarray(infer_input.as_numpy(), dtype=object).reshape(-1)]
+    elements = []
+    for index, element in enumerate(_flatten(infer_input.data)):
+        if isinstance(element, (bytes, bytearray)):  # gRPC bytes_contents
+            elements.append(bytes(element))
+            continue
+        try:
+            elements.append(base64.b64decode(element, validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            raise BadRequest(
+                f"input '{infer_input.name}' element {index} is not base64: send binary data, or base64 in JSON"
+            ) from None
+    return elements
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return [element for item in data for element in _flatten(item)]
+    return [data]
+
+
+class _BinaryPreservingDataPlane(DataPlane):
+    def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER.lower(), headers.get(INFERENCE_CONTENT_LENGTH_HEADER))
+        if length is None:
+            raise BadRequest(f"a binary request needs the {INFERENCE_CONTENT_LENGTH_HEADER} header")
+        try:
+            json_length = int(length)
+        except ValueError:
+            raise BadRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} must be an integer, got {length!r}") from None
+        return parse_rest_request(body, json_length=json_length, model_name=model_name)
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, judged before the body is read."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # chunked bodies have no Content-Length to judge by
+                raise PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = orjson.dumps({"error": f"request body is over the limit of {self.max_bytes} bytes"})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def start_server(model: Model, *, max_body_bytes: int) -> None:
+    """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above."""
+    app: FastAPI = model_server.app
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    server = ModelServer()
+    server.dataplane = _BinaryPreservingDataPlane(model_registry=server.registered_models)
+    server.start([model])

@@ -1,0 +1,204 @@
+"""The KServe transformer: audio in, features to the predictor, labelled answers out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve.model import append_forwardable_headers
+from prometheus_client import Histogram
+
+from predictor.contract import INPUT_NAME, OUTPUT_NAME, read_labels
+from predictor.v2 import BadRequest, UpstreamUnavailable, bytes_elements
+from transformer.frontend import FeatureSpec, FrontEnd, InvalidAudioError, decode
+from transformer.settings import TransformerSettings
+
+__all__ = ["AUDIO_INPUT", "WAVEFORM_INPUT", "AudioTransformer"]
+
+log = logging.getLogger(__name__)
+
+AUDIO_INPUT = "audio"
+"""BYTES [N]: each element one encoded audio file."""
+WAVEFORM_INPUT = "waveform"
+"""FP32 [N, samples] at the request parameter ``sample_rate`` (Hz)."""
+LABEL_OUTPUT, CLASS_ID_OUTPUT = "label", "class_id"
+
+_CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
+"""The client's request, for postprocess to answer the outputs and encoding it asked for."""
+
+STAGE_SECONDS = Histogram("audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["stage"])
+
+
+class AudioTransformer(Model):
+    """Runs the model's own front end on V2 audio requests and forwards binary features."""
+
+    def __init__(self, name: str, settings: TransformerSettings) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.front_end: FrontEnd | None = None
+        self.labels: list[str] = []
+        self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
+
+    def load(self) -> bool:
+        """Read the spec and labels that travel with the model; the model's features, not ours."""
+        spec = FeatureSpec.read(self.settings.model_dir)
+        self.labels = read_labels(self.settings.model_dir)
+        self.front_end = FrontEnd(spec)
+        self.front_end.from_waveform(waveform=np.zeros(spec.clip_samples, np.float32), sample_rate=spec.sample_rate)
+        log.info("front end for %s: %s -> %s %s", self.settings.model_dir, spec.feature, INPUT_NAME, spec.feature_shape)
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": AUDIO_INPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": WAVEFORM_INPUT, "datatype": "FP32", "shape": [-1, -1]},
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": CLASS_ID_OUTPUT, "datatype": "INT64", "shape": [-1]},
+            {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.labels)]},
+        ]
+
+    async def preprocess(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
+        if not isinstance(payload, InferRequest):
+            raise BadRequest("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
+        jobs = self._jobs(payload)
+        _CLIENT_REQUEST.set(payload)
+        loop = asyncio.get_running_loop()
+        features = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
+        batch = np.stack(features)
+        infer_input = InferInput(name=INPUT_NAME, shape=list(batch.shape), datatype="FP32")
+        infer_input.set_data_from_numpy(batch, binary_data=True)
+        return InferRequest(
+            model_name=self.name,
+            infer_inputs=[infer_input],
+            request_id=payload.id,
+            parameters={"binary_data_output": True},
+        )
+
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        try:
+            if self.predictor_config is not None and self.predictor_config.protocol == "v2":
+                # KServe's own REST path sends binary tensors under two Content-Type headers, JSON
+                # first, and the predictor rejects the body; let the client set octet-stream alone.
+                return await self._http_client.infer(
+                    self.predictor_config.predictor_base_url,
+                    model_name=self.name,
+                    data=payload,
+                    headers=append_forwardable_headers(headers),
+                )
+            return await super().predict(payload, headers, response_headers)
+        except (httpx.TransportError, grpc.RpcError) as error:
+            raise UpstreamUnavailable(
+                f"predictor {self.predictor_config.predictor_host} is unreachable: {error}"
+            ) from None
+        except httpx.HTTPStatusError as error:
+            raise UpstreamUnavailable(
+                f"predictor answered {error.response.status_code}: {error.response.text[:200]}"
+            ) from None
+
+    async def postprocess(
+        self,
+        result: InferResponse,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        probabilities = np.asarray(result.outputs[0].as_numpy(), dtype=np.float32).reshape(result.outputs[0].shape)
+        class_ids = probabilities.argmax(axis=1).astype(np.int64)
+        labels = np.array([self.labels[i].encode() for i in class_ids], dtype=object)
+        request = _CLIENT_REQUEST.get()
+        outputs = []
+        for name, datatype, value in [
+            (LABEL_OUTPUT, "BYTES", labels),
+            (CLASS_ID_OUTPUT, "INT64", class_ids),
+            (OUTPUT_NAME, "FP32", probabilities),
+        ]:
+            output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
+            output.set_data_from_numpy(value, binary_data=False)
+            outputs.append(output)
+        return InferResponse(
+            response_id=request.id,
+            model_name=self.name,
+            infer_outputs=outputs,
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
+        )
+
+    def _jobs(self, payload: InferRequest) -> list[Any]:
+        """One featurising callable per element of the request's single input."""
+        names = [infer_input.name for infer_input in payload.inputs]
+        if len(names) != 1 or names[0] not in (AUDIO_INPUT, WAVEFORM_INPUT):
+            raise BadRequest(f"expected one input, '{AUDIO_INPUT}' (BYTES) or '{WAVEFORM_INPUT}' (FP32), got {names}")
+        infer_input = payload.inputs[0]
+        shape = list(infer_input.shape)
+        count = shape[0] if shape else 0
+        if count < 1:
+            raise BadRequest(f"input '{infer_input.name}' has no elements (shape {shape})")
+        if count > self.settings.max_batch_elements:
+            raise BadRequest(
+                f"input '{infer_input.name}' has {count} elements, over the limit of {self.settings.max_batch_elements}"
+            )
+        if infer_input.name == AUDIO_INPUT:
+            if len(shape) != 1:
+                raise BadRequest(f"input '{AUDIO_INPUT}' must have shape [N], got {shape}")
+            files = bytes_elements(infer_input)
+            if len(files) != count:
+                raise BadRequest(f"input '{AUDIO_INPUT}' declares shape {shape} but carries {len(files)} elements")
+            return [lambda index=i, data=data: self._from_bytes(index, data) for i, data in enumerate(files)]
+        return self._waveform_jobs(payload, infer_input, shape)
+
+    def _waveform_jobs(self, payload: InferRequest, infer_input: InferInput, shape: list[int]) -> list[Any]:
+        if infer_input.datatype != "FP32":
+            raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
+        if len(shape) != 2 or shape[1] < 1:
+            raise BadRequest(f"input '{WAVEFORM_INPUT}' must have shape [N, samples], got {shape}")
+        sample_rate = (payload.parameters or {}).get("sample_rate")
+        if isinstance(sample_rate, dict):  # gRPC parameters arrive as InferParameter-like dicts
+            sample_rate = next(iter(sample_rate.values()), None)
+        if not isinstance(sample_rate, (int, float)) or isinstance(sample_rate, bool) or sample_rate <= 0:
+            raise BadRequest(
+                f"input '{WAVEFORM_INPUT}' needs a positive request parameter 'sample_rate', got {sample_rate!r}"
+            )
+        if shape[1] > self.settings.max_duration_s * sample_rate:
+            raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
+        try:
+            waveforms = np.asarray(infer_input.as_numpy(), dtype=np.float32).reshape(shape)
+        except ValueError:
+            raise BadRequest(f"input '{WAVEFORM_INPUT}' data does not match its shape {shape}") from None
+        rate = int(sample_rate)
+        return [lambda index=i, row=row: self._from_waveform(index, row, rate) for i, row in enumerate(waveforms)]
+
+    def _from_bytes(self, index: int, data: bytes) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            waveform, sample_rate = decode(data=data, max_duration_s=self.settings.max_duration_s)
+        except InvalidAudioError as error:
+            raise BadRequest(f"element {index}: {error}") from None
+        STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        return self._from_waveform(index, waveform, sample_rate)
+
+    def _from_waveform(self, index: int, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        assert self.front_end is not None, "load() runs before the server starts"
+        started = time.perf_counter()
+        try:
+            features = self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
+        except InvalidAudioError as error:
+            raise BadRequest(f"element {index}: {error}") from None
+        STAGE_SECONDS.labels("features").observe(time.perf_counter() - started)
+        return features

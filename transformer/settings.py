@@ -1,0 +1,28 @@
+"""Transformer settings: environment variables ``AUDIO_MAAS_TRANSFORMER_*``, mirrored by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from predictor.contract import storage_model_dir
+
+__all__ = ["TransformerSettings"]
+
+
+class TransformerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_TRANSFORMER_", frozen=True)
+
+    model_dir: Path = Field(default_factory=storage_model_dir)
+    """Model directory whose ``feature_spec.json`` and ``labels.txt`` say how to featurise and name classes."""
+    max_duration_s: float = Field(default=30.0, gt=0, le=3600)
+    """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
+    max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
+    """Largest request body (bytes); larger is answered 413 before it is read."""
+    max_batch_elements: int = Field(default=64, ge=1)
+    """Most audio elements in one request."""
+    feature_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Threads that decode and featurise, off the event loop."""
