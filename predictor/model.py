@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,7 @@ class SavedModelPredictor(Model):
         output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
         output.set_data_from_numpy(probabilities, binary_data=payload.use_binary_outputs)
         return InferResponse(
-            response_id=payload.id,
+            response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
             infer_outputs=[output],
             use_binary_outputs=payload.use_binary_outputs,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import soundfile
 
 from transformer.frontend import FeatureSpec, FrontEnd
+from transformer.local import LocalService
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd"))
@@ -45,3 +48,63 @@ def encode(waveform: np.ndarray, *, sample_rate: int, format: str, subtype: str 
     buffer = io.BytesIO()
     soundfile.write(buffer, waveform, sample_rate, format=format, subtype=subtype)
     return buffer.getvalue()
+
+
+def free_port_pair() -> int:
+    """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def wait_ready(url: str, *, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def service() -> Iterator[LocalService]:
+    """The real two-process service (``audio-maas serve``) on free loopback ports."""
+    import signal
+    import sys
+
+    http_port, predictor_port = free_port_pair(), free_port_pair()
+    command = [sys.executable, "-m", "training.cli", "serve", "--model", str(BUNDLED_MODEL)]
+    command += ["--http-port", str(http_port), "--predictor-port", str(predictor_port)]
+    local = LocalService(
+        model_dir=BUNDLED_MODEL,
+        http_port=http_port,
+        grpc_port=http_port + 1,
+        predictor_http_port=predictor_port,
+        predictor_grpc_port=predictor_port + 1,
+    )
+    process = subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        for url in local.ready_urls().values():
+            wait_ready(url, process=process)
+        yield local
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any
@@ -133,7 +134,7 @@ class AudioTransformer(Model):
             output.set_data_from_numpy(value, binary_data=False)
             outputs.append(output)
         return InferResponse(
-            response_id=request.id,
+            response_id=request.id or result.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
             infer_outputs=outputs,
             use_binary_outputs=request.use_binary_outputs,

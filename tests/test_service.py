@@ -1,0 +1,261 @@
+"""The service end to end: both real KServe processes on loopback, called with tritonclient
+(a V2 client we did not write), over REST with binary data, REST with JSON, and gRPC."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import BUNDLED_MODEL, encode, tone
+from training.cli import main
+from training.dataset import Utterance, featurize, load_fsdd, select_split
+from training.evaluate import predict
+from transformer.frontend import FeatureSpec
+from transformer.local import LocalService
+
+
+@pytest.fixture(scope="module")
+def test_split(fsdd_dir: Path) -> list[Utterance]:
+    return select_split(load_fsdd(fsdd_dir), "test")
+
+
+def _infer_files(url: str, files: list[bytes]) -> tuple[list[str], np.ndarray]:
+    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    audio = httpclient.InferInput("audio", [len(files)], "BYTES")
+    audio.set_data_from_numpy(np.array(files, dtype=object), binary_data=True)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in ("label", "probabilities")]
+    result = client.infer("digits", [audio], outputs=outputs)
+    return [label.decode() for label in result.as_numpy("label")], result.as_numpy("probabilities")
+
+
+def test_whole_test_split_through_the_service_scores_what_evaluate_scores(
+    service: LocalService, test_split: list[Utterance]
+) -> None:
+    """300 files in 30 concurrent requests of 10: every answer equals the exported model's own."""
+    batches = [test_split[i : i + 10] for i in range(0, len(test_split), 10)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda batch: _infer_files(service.url, [u.data for u in batch]), batches))
+    served_labels = [label for labels, _ in answers for label in labels]
+    served_probabilities = np.concatenate([probabilities for _, probabilities in answers])
+
+    offline = predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
+    assert served_labels == [str(i) for i in offline.argmax(axis=1)]
+    np.testing.assert_allclose(served_probabilities, offline, atol=1e-5)
+    accuracy = np.mean([label == u.label for label, u in zip(served_labels, test_split, strict=True)])
+    recorded = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["accuracy"]
+    assert accuracy == recorded
+
+
+def test_grpc_path_gives_the_same_answers(service: LocalService, test_split: list[Utterance]) -> None:
+    files = [u.data for u in test_split[:12]]
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{service.grpc_port}")
+    audio = grpcclient.InferInput("audio", [len(files)], "BYTES")
+    audio.set_data_from_numpy(np.array(files, dtype=object))
+    result = client.infer("digits", [audio])
+    rest_labels, rest_probabilities = _infer_files(service.url, files)
+    assert [label.decode() for label in result.as_numpy("label")] == rest_labels
+    np.testing.assert_allclose(result.as_numpy("probabilities"), rest_probabilities, atol=1e-6)
+    assert result.as_numpy("class_id").dtype == np.int64
+
+
+def test_base64_json_and_waveform_inputs_answer_like_binary(service: LocalService, test_split: list[Utterance]) -> None:
+    utterance = test_split[7]
+    body = {
+        "inputs": [
+            {"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(utterance.data).decode()]}
+        ]
+    }
+    answer = requests.post(f"{service.url}/v2/models/digits/infer", json=body, timeout=30).json()
+    outputs = {output["name"]: output for output in answer["outputs"]}
+    assert outputs["label"]["data"] == [utterance.label]
+    assert outputs["class_id"] == {
+        "name": "class_id",
+        "shape": [1],
+        "datatype": "INT64",
+        "parameters": None,
+        "data": [int(utterance.label)],
+    }
+    assert outputs["probabilities"]["shape"] == [1, 10]
+
+    waveform = tone(frequency_hz=300, seconds=0.5, sample_rate=16000)
+    client = httpclient.InferenceServerClient(service.url.removeprefix("http://"))
+    samples = httpclient.InferInput("waveform", [1, len(waveform)], "FP32")
+    samples.set_data_from_numpy(waveform[None, :], binary_data=True)
+    by_waveform = client.infer("digits", [samples], parameters={"sample_rate": 16000}).as_numpy("probabilities")
+    _, by_file = _infer_files(service.url, [encode(waveform, sample_rate=16000, format="WAV", subtype="FLOAT")])
+    np.testing.assert_allclose(by_waveform, by_file, atol=1e-5)
+
+
+def test_metadata_reports_the_real_tensors(service: LocalService) -> None:
+    transformer = requests.get(f"{service.url}/v2/models/digits", timeout=5).json()
+    assert transformer["inputs"] == [
+        {"name": "audio", "datatype": "BYTES", "shape": [-1]},
+        {"name": "waveform", "datatype": "FP32", "shape": [-1, -1]},
+    ]
+    assert [o["name"] for o in transformer["outputs"]] == ["label", "class_id", "probabilities"]
+    predictor = requests.get(f"http://127.0.0.1:{service.predictor_http_port}/v2/models/digits", timeout=5).json()
+    frames, bins = FeatureSpec.read(BUNDLED_MODEL).feature_shape
+    assert predictor["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, frames, bins]}]
+    assert predictor["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
+
+
+def _post(service: LocalService, body: object) -> requests.Response:
+    return requests.post(f"{service.url}/v2/models/digits/infer", json=body, timeout=30)
+
+
+def _audio(*elements: bytes) -> dict:
+    return {
+        "inputs": [
+            {
+                "name": "audio",
+                "shape": [len(elements)],
+                "datatype": "BYTES",
+                "data": [base64.b64encode(e).decode() for e in elements],
+            }
+        ]
+    }
+
+
+def _float_wav(samples: np.ndarray, sample_rate: int = 8000) -> bytes:
+    return encode(samples.astype(np.float32), sample_rate=sample_rate, format="WAV", subtype="FLOAT")
+
+
+NAN_WAV = _float_wav(np.array([0.0, np.nan, 0.1] * 100))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (_audio(b"not audio at all"), 400, "element 0: could not decode audio (16 bytes): Format not recognised."),
+        (_audio(b""), 400, "element 0: audio is empty (0 bytes)"),
+        (_audio(NAN_WAV), 400, "element 0: audio contains NaN or infinite samples"),
+        (_audio(_float_wav(np.zeros(8000 * 31))), 400, "element 0: audio is longer than the maximum of 30 s"),
+        (
+            {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": ["%%%"]}]},
+            400,
+            "input 'audio' element 0 is not base64: send binary data, or base64 in JSON",
+        ),
+        (
+            {"inputs": [{"name": "audio", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
+            400,
+            "input 'audio' must be BYTES, got FP32",
+        ),
+        (
+            {"inputs": [{"name": "audio", "shape": [2], "datatype": "BYTES", "data": ["AAAA"]}]},
+            400,
+            "input 'audio' declares shape [2] but carries 1 elements",
+        ),
+        (
+            {"inputs": [{"name": "audio", "shape": [1, 1], "datatype": "BYTES", "data": ["AAAA"]}]},
+            400,
+            "input 'audio' must have shape [N], got [1, 1]",
+        ),
+        (
+            {"inputs": [{"name": "speech", "shape": [1], "datatype": "BYTES", "data": ["AAAA"]}]},
+            400,
+            "expected one input, 'audio' (BYTES) or 'waveform' (FP32), got ['speech']",
+        ),
+        (
+            {"inputs": [{"name": "waveform", "shape": [1, 3], "datatype": "FP32", "data": [0.1, 0.2, 0.3]}]},
+            400,
+            "input 'waveform' needs a positive request parameter 'sample_rate', got None",
+        ),
+        (
+            {"inputs": [{"name": "audio", "shape": [65], "datatype": "BYTES", "data": ["AAAA"] * 65}]},
+            400,
+            "input 'audio' has 65 elements, over the limit of 64",
+        ),
+    ],
+)
+def test_bad_requests_get_400_naming_the_problem_and_the_server_keeps_serving(
+    service: LocalService, test_split: list[Utterance], body: dict, status: int, error: str
+) -> None:
+    response = _post(service, body)
+    assert (response.status_code, response.json()) == (status, {"error": error})
+    labels, _ = _infer_files(service.url, [test_split[0].data])
+    assert labels == [test_split[0].label]
+
+
+def test_malformed_json_is_a_v2_400(service: LocalService) -> None:
+    response = requests.post(
+        f"{service.url}/v2/models/digits/infer",
+        data=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=5,
+    )
+    assert response.status_code == 400 and "error" in response.json()
+
+
+def test_oversized_body_is_refused_with_413_before_it_is_read(service: LocalService) -> None:
+    response = requests.post(
+        f"{service.url}/v2/models/digits/infer",
+        data=b"0" * (33 * 2**20),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json() == {"error": f"request body is over the limit of {32 * 2**20} bytes"}
+
+
+def test_unknown_model_is_404(service: LocalService, test_split: list[Utterance]) -> None:
+    response = requests.post(f"{service.url}/v2/models/nope/infer", json=_audio(test_split[0].data), timeout=5)
+    assert response.status_code == 404 and "nope" in response.json()["error"]
+
+
+def test_binary_bytes_from_tritonclient_are_not_utf8_decoded(service: LocalService) -> None:
+    """Regression: stock KServe 0.21 answers 500 here (it re-encodes binary BYTES as UTF-8)."""
+    flac = encode(tone(frequency_hz=440, seconds=0.4, sample_rate=22050), sample_rate=22050, format="FLAC")
+    with pytest.raises(UnicodeDecodeError):
+        flac.decode("utf-8")
+    labels, probabilities = _infer_files(service.url, [flac])
+    assert len(labels) == 1 and probabilities.shape == (1, 10)
+
+
+def test_metrics_expose_stage_latency_and_batch_sizes(service: LocalService, test_split: list[Utterance]) -> None:
+    _infer_files(service.url, [u.data for u in test_split[:4]])
+    transformer = urllib.request.urlopen(f"{service.url}/metrics", timeout=5).read().decode()
+    predictor = (
+        urllib.request.urlopen(f"http://127.0.0.1:{service.predictor_http_port}/metrics", timeout=5).read().decode()
+    )
+    for stage in ("decode", "features"):
+        assert f'audio_maas_stage_seconds_count{{stage="{stage}"}}' in transformer
+    assert "request_predict_seconds_bucket" in transformer
+    assert "audio_maas_batch_size_bucket" in predictor and "audio_maas_model_seconds_count" in predictor
+
+
+def test_predict_command_prints_label_and_top3(
+    service: LocalService, fsdd_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = fsdd_dir / "recordings" / "4_nicolas_2.wav"
+    assert main(["predict", "--url", service.url, str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: 4  \(top-3 class_id: probability: 4: [01]\.\d{{3}}(, \d: [01]\.\d{{3}}){{2}}\)", line
+    )
+
+
+def test_predict_command_says_when_the_server_is_down(fsdd_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import free_port_pair
+
+    url = f"http://127.0.0.1:{free_port_pair()}"
+    assert main(["predict", "--url", url, str(fsdd_dir / "recordings" / "4_nicolas_2.wav")]) == 1
+    assert f"cannot reach {url}" in capsys.readouterr().err
+
+
+def test_predictor_rejects_features_of_the_wrong_shape(service: LocalService) -> None:
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{service.predictor_http_port}")
+    features = httpclient.InferInput("features", [1, 50, 40], "FP32")
+    features.set_data_from_numpy(np.zeros((1, 50, 40), np.float32), binary_data=True)
+    with pytest.raises(InferenceServerException, match=r"must have shape \[N, 101, 40\], got \[1, 50, 40\]"):
+        client.infer("digits", [features])

@@ -1,0 +1,138 @@
+"""The serving parts on their own: dynamic batching and V2 binary request decoding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from kserve.protocol.infer_type import InferInput
+
+from predictor.batching import DynamicBatcher
+from predictor.v2 import BadRequest, bytes_elements, parse_rest_request
+
+
+def _binary_request(inputs: list[tuple[dict, bytes]]) -> tuple[bytes, int]:
+    header = json.dumps({"id": "r1", "inputs": [spec for spec, _ in inputs]}).encode()
+    return header + b"".join(raw for _, raw in inputs), len(header)
+
+
+def _bytes_tensor(*elements: bytes) -> bytes:
+    return b"".join(len(e).to_bytes(4, "little") + e for e in elements)
+
+
+def test_binary_bytes_inputs_keep_their_raw_bytes() -> None:
+    """Regression: KServe 0.21's InferRequest.from_bytes fails on BYTES that are not UTF-8."""
+    audio = [b"\xff\xfe\x00RIFF", bytes(range(256))]
+    raw = _bytes_tensor(*audio)
+    body, json_length = _binary_request(
+        [({"name": "audio", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}, raw)]
+    )
+    request = parse_rest_request(body, json_length=json_length, model_name="digits")
+    assert request.id == "r1"
+    assert bytes_elements(request.inputs[0]) == audio
+
+
+def test_binary_fp32_inputs_decode_to_their_values() -> None:
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    body, json_length = _binary_request(
+        [({"name": "w", "shape": [2, 3], "datatype": "FP32", "parameters": {"binary_data_size": 24}}, values.tobytes())]
+    )
+    request = parse_rest_request(body, json_length=json_length, model_name="m")
+    np.testing.assert_array_equal(request.inputs[0].as_numpy().reshape(2, 3), values)
+
+
+@pytest.mark.parametrize(
+    ("declared", "tail", "message"),
+    [
+        (10, b"12345", "declares 10 binary bytes but only 5 follow"),
+        (2, b"12345", "3 bytes follow the binary inputs that no input declares"),
+    ],
+)
+def test_binary_sizes_must_add_up(declared: int, tail: bytes, message: str) -> None:
+    body, json_length = _binary_request(
+        [({"name": "a", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": declared}}, tail)]
+    )
+    with pytest.raises(BadRequest, match=message):
+        parse_rest_request(body, json_length=json_length, model_name="m")
+
+
+@pytest.mark.parametrize(
+    ("body", "json_length", "message"),
+    [
+        (b"{}", 99, "is 99 but the body has 2 bytes"),
+        (b"{oops", 5, "request JSON is malformed"),
+        (b'{"inputs": 3}', 13, "must be an object with an 'inputs' list"),
+        (b'{"inputs": [{"name": "a"}]}', 27, "input 0 must have 'name', 'shape' and 'datatype'"),
+    ],
+)
+def test_malformed_binary_requests_are_bad_requests(body: bytes, json_length: int, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        parse_rest_request(body, json_length=json_length, model_name="m")
+
+
+def test_json_bytes_elements_are_base64() -> None:
+    infer_input = InferInput(name="audio", shape=[2], datatype="BYTES", data=["AAEC", "/w=="])
+    assert bytes_elements(infer_input) == [b"\x00\x01\x02", b"\xff"]
+    with pytest.raises(BadRequest, match="element 1 is not base64"):
+        bytes_elements(InferInput(name="audio", shape=[2], datatype="BYTES", data=["AAEC", "*"]))
+
+
+def test_batcher_stacks_concurrent_requests_and_returns_each_its_rows() -> None:
+    calls: list[int] = []
+
+    def double(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return rows * 2
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = DynamicBatcher(double, max_batch_size=8, max_wait_s=0.05)
+        requests = [np.full((n, 3), i, np.float32) for i, n in enumerate([1, 2, 3, 1])]
+        return await asyncio.gather(*(batcher.submit(r) for r in requests))
+
+    results = asyncio.run(scenario())
+    assert calls == [7]  # four requests, one model call
+    for i, (n, result) in enumerate(zip([1, 2, 3, 1], results, strict=True)):
+        np.testing.assert_array_equal(result, np.full((n, 3), 2 * i, np.float32))
+
+
+def test_batcher_never_exceeds_the_maximum_batch_size_and_keeps_requests_whole() -> None:
+    calls: list[int] = []
+
+    def identity(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return rows
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = DynamicBatcher(identity, max_batch_size=4, max_wait_s=0.05)
+        return await asyncio.gather(*(batcher.submit(np.full((3, 1), i, np.float32)) for i in range(4)))
+
+    results = asyncio.run(scenario())
+    assert calls == [3, 3, 3, 3]
+    assert [int(r[0, 0]) for r in results] == [0, 1, 2, 3]
+
+
+def test_a_failing_model_call_fails_every_request_in_its_batch_and_the_batcher_goes_on() -> None:
+    def fail_on_negative(rows: np.ndarray) -> np.ndarray:
+        if (rows < 0).any():
+            raise ValueError("negative input")
+        return rows
+
+    async def scenario() -> tuple[list[object], np.ndarray]:
+        batcher = DynamicBatcher(fail_on_negative, max_batch_size=8, max_wait_s=0.05)
+        failed = await asyncio.gather(
+            batcher.submit(np.ones((1, 1), np.float32)), batcher.submit(-np.ones((1, 1), np.float32)),
+            return_exceptions=True,
+        )  # fmt: skip
+        return failed, await batcher.submit(np.ones((2, 1), np.float32))
+
+    failed, after = asyncio.run(scenario())
+    assert all(isinstance(outcome, ValueError) for outcome in failed)
+    np.testing.assert_array_equal(after, np.ones((2, 1), np.float32))
+
+
+@pytest.mark.parametrize(("size", "wait", "message"), [(0, 0.01, "max_batch_size"), (4, -1, "max_wait_s")])
+def test_batcher_settings_are_checked(size: int, wait: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DynamicBatcher(lambda rows: rows, max_batch_size=size, max_wait_s=wait)
