@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data/fsdd
 MODEL ?= models/digits-cnn
 
-.PHONY: evaluate test test-slow lint system-deps train-cnn train-lstm loso clean
+.PHONY: serve evaluate test test-slow lint system-deps train-cnn train-lstm loso clean
 
 $(BIN)/audio-maas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ system-deps:
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else echo "install espeak-ng (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2; exit 1; fi; }
+
+serve: $(BIN)/audio-maas
+	$(BIN)/audio-maas serve --model $(MODEL)
 
 evaluate: $(BIN)/audio-maas
 	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
