@@ -7,13 +7,14 @@ import base64
 import concurrent.futures
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
@@ -57,16 +58,36 @@ def test_whole_test_split_through_the_service_scores_what_evaluate_scores(
     assert accuracy == recorded
 
 
-def test_grpc_path_gives_the_same_answers(service: LocalService, test_split: list[Utterance]) -> None:
-    files = [u.data for u in test_split[:12]]
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{service.grpc_port}")
-    audio = grpcclient.InferInput("audio", [len(files)], "BYTES")
-    audio.set_data_from_numpy(np.array(files, dtype=object))
-    result = client.infer("digits", [audio])
-    rest_labels, rest_probabilities = _infer_files(service.url, files)
-    assert [label.decode() for label in result.as_numpy("label")] == rest_labels
-    np.testing.assert_allclose(result.as_numpy("probabilities"), rest_probabilities, atol=1e-6)
-    assert result.as_numpy("class_id").dtype == np.int64
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+client = grpcclient.InferenceServerClient(sys.argv[1])
+files = [open(path, "rb").read() for path in sys.argv[2:]]
+audio = grpcclient.InferInput("audio", [len(files)], "BYTES")
+audio.set_data_from_numpy(np.array(files, dtype=object))
+result = client.infer("digits", [audio])
+print(json.dumps({
+    "label": [label.decode() for label in result.as_numpy("label")],
+    "class_id_dtype": str(result.as_numpy("class_id").dtype),
+    "probabilities": result.as_numpy("probabilities").tolist(),
+}))
+"""
+
+
+def test_grpc_path_gives_the_same_answers(service: LocalService, test_split: list[Utterance], fsdd_dir: Path) -> None:
+    """tritonclient.grpc runs in its own process: its protobuf module and KServe's (imported by
+    other tests here) register the same ``inference.*`` symbols and cannot share one process."""
+    paths = [str(fsdd_dir / "recordings" / u.name) for u in test_split[:12]]
+    completed = subprocess.run(
+        [sys.executable, "-c", GRPC_CLIENT, f"127.0.0.1:{service.grpc_port}", *paths],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = json.loads(completed.stdout)
+    rest_labels, rest_probabilities = _infer_files(service.url, [u.data for u in test_split[:12]])
+    assert result["label"] == rest_labels
+    np.testing.assert_allclose(np.array(result["probabilities"]), rest_probabilities, atol=1e-6)
+    assert result["class_id_dtype"] == "int64"
 
 
 def test_base64_json_and_waveform_inputs_answer_like_binary(service: LocalService, test_split: list[Utterance]) -> None:
