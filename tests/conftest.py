@@ -16,7 +16,7 @@ from transformer.frontend import FeatureSpec, FrontEnd
 from transformer.local import LocalService
 
 REPO = Path(__file__).resolve().parent.parent
-FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd"))
+FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
 BUNDLED_MODEL = REPO / "models" / "digits-cnn"
 
 
