@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data/fsdd
 MODEL ?= models/digits-cnn
 
-.PHONY: serve evaluate test test-slow lint system-deps train-cnn train-lstm loso clean
+.PHONY: serve evaluate bench test test-slow lint system-deps train-cnn train-lstm loso clean
 
 $(BIN)/audio-maas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ serve: $(BIN)/audio-maas
 
 evaluate: $(BIN)/audio-maas
 	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
+
+bench: $(BIN)/audio-maas
+	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR)
 
 lint: $(BIN)/audio-maas
 	$(BIN)/ruff check .

@@ -1,0 +1,134 @@
+"""Serving benchmark: (a) the in-process ceiling, (b) the service end to end, and their ratio.
+
+    .venv/bin/python bench/serving.py [--data-dir DIR] [--requests 300]
+
+(a) decode + features + model in one process, no network, for several model batch sizes;
+(b) ``audio-maas serve`` on loopback called by tritonclient (binary BYTES, one file per
+request) at concurrency 1, 8 and 32. Prints clips/s, p50 and p99 latency, and (b)/(a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from training.dataset import load_fsdd, select_split  # noqa: E402
+from training.export import load_serving_function  # noqa: E402
+from transformer.frontend import FeatureSpec, FrontEnd  # noqa: E402
+
+MODEL = REPO / "models" / "digits-cnn"
+
+
+def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
+    """clips/s and median seconds per batch for decode + features + model, single process."""
+    front_end = FrontEnd(FeatureSpec.read(MODEL))
+    serve = load_serving_function(MODEL)
+    serve(features=np.zeros((batch_size, *front_end.spec.feature_shape), np.float32))  # warm up
+    times = []
+    started = time.perf_counter()
+    for i in range(0, len(files) - batch_size + 1, batch_size):
+        t = time.perf_counter()
+        features = np.stack([front_end.from_bytes(data=data) for data in files[i : i + batch_size]])
+        serve(features=features)["probabilities"].numpy()
+        times.append(time.perf_counter() - t)
+    done = len(times) * batch_size
+    return done / (time.perf_counter() - started), float(np.median(times))
+
+
+def end_to_end(url: str, files: list[bytes], concurrency: int) -> tuple[float, float, float]:
+    """clips/s, p50 and p99 latency (s) for one-file requests, ``concurrency`` in flight at once."""
+    return asyncio.run(_end_to_end(url, files, concurrency))
+
+
+async def _end_to_end(url: str, files: list[bytes], concurrency: int) -> tuple[float, float, float]:
+    import tritonclient.http.aio as http  # asyncio client: tritonclient's gevent client is not thread-safe
+
+    client = http.InferenceServerClient(url, conn_limit=concurrency)
+    queue = list(range(len(files)))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            audio = http.InferInput("audio", [1], "BYTES")
+            audio.set_data_from_numpy(np.array([files[i]], dtype=object), binary_data=True)
+            t = time.perf_counter()
+            await client.infer("digits", [audio], outputs=[http.InferRequestedOutput("label", binary_data=True)])
+            latencies.append(time.perf_counter() - t)
+
+    try:
+        queue[:] = list(range(concurrency))  # warm the connections
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        latencies.clear()
+        queue[:] = list(range(len(files)))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.close()
+    return len(files) / elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    files = [u.data for u in select_split(load_fsdd(args.data_dir), "test")][: args.requests]
+
+    print(f"(a) in-process ceiling, {len(files)} clips, {os.cpu_count()} CPU cores")
+    ceiling, single_latency = 0.0, 0.0
+    for batch_size in (1, 8, 32):
+        rate, median = in_process(files, batch_size)
+        print(f"    batch {batch_size:>2}: {rate:7.1f} clips/s   median {median * 1000:7.1f} ms per batch")
+        ceiling = max(ceiling, rate)
+        if batch_size == 1:
+            single_latency = median
+
+    port = 18080
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.monotonic()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "serve", "--http-port", str(port), "--predictor-port", "18085"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for ready in (
+            f"http://127.0.0.1:{port}/v2/models/digits/ready",
+            "http://127.0.0.1:18085/v2/models/digits/ready",
+        ):
+            while True:
+                try:
+                    urllib.request.urlopen(ready, timeout=1)
+                    break
+                except OSError:
+                    if serve.poll() is not None or time.monotonic() - started > 120:
+                        raise SystemExit("the service did not start") from None
+                    time.sleep(0.2)
+        print(f"(b) service end to end (ready in {time.monotonic() - started:.1f} s), one file per request")
+        for concurrency in (1, 8, 32):
+            rate, p50, p99 = end_to_end(f"127.0.0.1:{port}", files, concurrency)
+            print(
+                f"    concurrency {concurrency:>2}: {rate:7.1f} clips/s   p50 {p50 * 1000:7.1f} ms   "
+                f"p99 {p99 * 1000:7.1f} ms   throughput / ceiling = {rate / ceiling:.2f}"
+                + (f"   p50 / in-process single clip = {p50 / single_latency:.2f}" if concurrency == 1 else "")
+            )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
