@@ -13,7 +13,7 @@ __all__ = ["PredictorSettings"]
 
 
 class PredictorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_PREDICTOR_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_PREDICTOR_", frozen=True, use_attribute_docstrings=True)
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -26,6 +27,7 @@ from kserve import InferInput, InferRequest, Model, ModelServer, model_server
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
+from pydantic_settings import BaseSettings
 
 __all__ = [
     "BadRequest",
@@ -33,6 +35,7 @@ __all__ = [
     "ServiceError",
     "UpstreamUnavailable",
     "bytes_elements",
+    "parse_flags",
     "parse_rest_request",
     "start_server",
 ]
@@ -42,6 +45,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 class ServiceError(Exception):
@@ -220,3 +224,16 @@ def start_server(model: Model, *, max_body_bytes: int) -> None:
     server = ModelServer()
     server.dataplane = _BinaryPreservingDataPlane(model_registry=server.registered_models)
     server.start([model])
+
+
+def parse_flags(
+    settings_class: type[SettingsT], *, description: str | None, argv: list[str] | None
+) -> tuple[argparse.Namespace, SettingsT]:
+    """KServe's own flags plus ``--<field>`` for each settings field, which wins over its
+    environment variable. Invalid values fail here, naming the setting (pydantic)."""
+    parser = argparse.ArgumentParser(parents=[model_server.parser], description=description)
+    for name, field in settings_class.model_fields.items():
+        parser.add_argument(f"--{name}", help=field.description)
+    args, _ = parser.parse_known_args(argv)
+    flags = {name: getattr(args, name) for name in settings_class.model_fields if getattr(args, name) is not None}
+    return args, settings_class(**flags)

@@ -14,7 +14,7 @@ __all__ = ["TransformerSettings"]
 
 
 class TransformerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_TRANSFORMER_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_TRANSFORMER_", frozen=True, use_attribute_docstrings=True)
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """Model directory whose ``feature_spec.json`` and ``labels.txt`` say how to featurise and name classes."""
