@@ -25,8 +25,6 @@ BATCH_SIZE = Histogram(
 )
 MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call")
 
-_DTYPES = {"DT_FLOAT": ("FP32", np.float32)}
-
 
 class SavedModelPredictor(Model):
     """Serves ``settings.model_dir``'s serving signature; ``load()`` must succeed before ``ready``."""

@@ -97,9 +97,8 @@ def featurize(utterances: Sequence[Utterance], spec: FeatureSpec, *, workers: in
     Runs exactly the transformer's path (``FrontEnd.from_bytes``), spread over processes.
     """
     workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(utterances) < 64:
-        front_end = FrontEnd(spec)
-        return np.stack([front_end.from_bytes(data=u.data) for u in utterances])
+    if workers == 1 or len(utterances) < 64:  # spawning workers costs more than it saves
+        return _featurize_chunk(list(utterances), spec)
     return np.concatenate(map_chunks(_featurize_chunk, list(utterances), spec, workers=workers))
 
 
