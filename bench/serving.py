@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from predictor.savedmodel import load_serving_function  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
-from training.export import load_serving_function  # noqa: E402
 from transformer.frontend import FeatureSpec, FrontEnd  # noqa: E402
 
 MODEL = REPO / "models" / "digits-cnn"

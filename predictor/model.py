@@ -13,7 +13,8 @@ from kserve.errors import InvalidInput
 from prometheus_client import Histogram
 
 from predictor.batching import DynamicBatcher
-from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from predictor.contract import INPUT_NAME, OUTPUT_NAME
+from predictor.savedmodel import load_serving_function
 from predictor.settings import PredictorSettings
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
@@ -46,19 +47,9 @@ class SavedModelPredictor(Model):
         for gpu in gpus:  # take memory as needed, so other processes on the GPU still fit
             tf.config.experimental.set_memory_growth(gpu, True)
         self.device = f"GPU ({', '.join(gpu.name for gpu in gpus)})" if gpus else "CPU"
-        loaded = tf.saved_model.load(str(self.settings.model_dir))
-        if SIGNATURE_KEY not in loaded.signatures:
-            raise RuntimeError(f"{self.settings.model_dir} has no '{SIGNATURE_KEY}' signature")
-        signature = loaded.signatures[SIGNATURE_KEY]
+        signature = load_serving_function(self.settings.model_dir)
         inputs = signature.structured_input_signature[1]
         outputs = signature.structured_outputs
-        if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
-            raise RuntimeError(
-                f"signature maps {list(inputs)} to {list(outputs)}, expected [{INPUT_NAME}] to [{OUTPUT_NAME}]"
-            )
-        if inputs[INPUT_NAME].dtype != tf.float32 or outputs[OUTPUT_NAME].dtype != tf.float32:
-            raise RuntimeError("the serving signature must take and return float32 tensors")
-        self._loaded = loaded  # the signature needs its variables alive
         self._signature = signature
         self._input_shape = [-1 if d is None else d for d in inputs[INPUT_NAME].shape.as_list()]
         self._output_shape = [-1 if d is None else d for d in outputs[OUTPUT_NAME].shape.as_list()]

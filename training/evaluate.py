@@ -17,8 +17,8 @@ import tensorflow as tf
 from sklearn import metrics as skm
 
 from predictor.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
+from predictor.savedmodel import load_serving_function
 from training.dataset import Utterance, featurize
-from training.export import load_serving_function
 from transformer.frontend import FeatureSpec
 
 __all__ = ["compute_metrics", "evaluate", "predict", "write_report"]
