@@ -1,16 +1,17 @@
 """In-process dynamic batching of concurrent requests.
 
-KServe's batcher sidecar understands only v1 JSON requests, so V2 batching is ours: requests
-that arrive within ``max_wait_s`` of each other are stacked into one model call of at most
-``max_batch_size`` rows, run off the event loop, and each caller gets its own rows back.
+KServe's batcher sidecar understands only v1 JSON requests, so V2 batching is ours. Like
+Triton's dynamic batcher, a request that finds the model idle runs at once; requests that
+arrive while a batch is running wait and go together in the next call, up to
+``max_batch_size`` rows. ``max_wait_s`` (default 0) additionally holds a batch open to
+collect more rows at low load, trading latency for larger batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,16 +30,16 @@ class _Pending:
 class DynamicBatcher:
     """Stacks concurrent ``submit`` calls along axis 0 into calls of ``run``.
 
-    ``run`` maps float32 ``[n, ...]`` to ``[n, ...]`` and is called in one worker thread, so
-    model calls never overlap and never block the event loop.
+    ``run`` maps ``[n, ...]`` to ``[n, ...]``; one call runs at a time, so the next batch
+    gathers while the current one runs.
     """
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], np.ndarray],
+        run: Callable[[np.ndarray], Awaitable[np.ndarray]],
         *,
         max_batch_size: int,
-        max_wait_s: float,
+        max_wait_s: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -51,21 +52,22 @@ class DynamicBatcher:
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """Run ``rows`` ``[n, ...]`` through the model, batched with whatever else is waiting."""
+        """Run ``rows`` ``[n, ...]``, batched with whatever else is waiting; returns their ``n`` results."""
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve(self._queue))
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(rows, future))
+        self._queue.put_nowait(_Pending(rows, future))
         return await future
 
     async def _serve(self, queue: asyncio.Queue[_Pending]) -> None:
         loop = asyncio.get_running_loop()
+        leader: _Pending | None = None
         while True:
-            batch = [await queue.get()]
+            batch = [leader or await queue.get()]
+            leader = None
             size = len(batch[0].rows)
             deadline = loop.time() + self.max_wait_s
             while size < self.max_batch_size:
@@ -75,10 +77,8 @@ class DynamicBatcher:
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
                 if size + len(pending.rows) > self.max_batch_size:
-                    batch_next = pending  # keep request rows together: it leads the next batch
-                    await self._run_batch(batch)
-                    batch, size, deadline = [batch_next], len(batch_next.rows), loop.time() + self.max_wait_s
-                    continue
+                    leader = pending  # keep a request's rows together: it leads the next batch
+                    break
                 batch.append(pending)
                 size += len(pending.rows)
             await self._run_batch(batch)
@@ -91,9 +91,9 @@ class DynamicBatcher:
         if self._on_batch is not None:
             self._on_batch(len(stacked))
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, stacked)
-        except Exception as error:  # the model failed: every caller in the batch hears why
-            log.exception("model call failed for a batch of %d", len(stacked))
+            outputs = await self._run(stacked)
+        except Exception as error:  # every caller in the batch hears why
+            log.warning("a batch of %d rows failed: %s", len(stacked), error)
             for pending in live:
                 if not pending.future.done():
                     pending.future.set_exception(error)

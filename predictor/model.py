@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ class SavedModelPredictor(Model):
         self._input_shape: list[int] = []
         self._output_shape: list[int] = []
         self._batcher: DynamicBatcher | None = None
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
 
     def load(self) -> bool:
         """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
@@ -57,7 +60,7 @@ class SavedModelPredictor(Model):
         self._run(warm)  # first call traces and allocates: pay for it before we say ready
         self._run(np.zeros([self.settings.max_batch_size, *self._input_shape[1:]], np.float32))
         self._batcher = DynamicBatcher(
-            self._run,
+            self._run_off_loop,
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_batch_wait_ms / 1000,
             on_batch=BATCH_SIZE.observe,
@@ -121,6 +124,9 @@ class SavedModelPredictor(Model):
         if not np.isfinite(features).all():
             raise InvalidInput(f"input '{INPUT_NAME}' contains NaN or infinite values")
         return features
+
+    async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
 
     def _run(self, features: np.ndarray) -> np.ndarray:
         """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""

@@ -19,7 +19,8 @@ class PredictorSettings(BaseSettings):
     """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Most rows stacked into one model call."""
-    max_batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
-    """How long the first request of a batch waits for others to join it (ms)."""
+    max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    """Extra time a batch stays open for more rows (ms). At 0, requests that arrive while the model
+    is busy still batch together; a wait only adds latency at low load."""
     max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
     """Largest request body (bytes); larger is answered 413 before it is read."""

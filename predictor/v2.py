@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import gc
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -215,13 +216,21 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def start_server(model: Model, *, max_body_bytes: int) -> None:
-    """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above."""
+def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int) -> None:
+    """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above.
+
+    ``args`` come from :func:`parse_flags`; KServe reads its other flags from the command line itself.
+    """
     app: FastAPI = model_server.app
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    server = ModelServer()
+    # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
+    # freezing it keeps it out of every later full garbage collection, which would otherwise
+    # walk it all and stall requests for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
+    server = ModelServer(enable_latency_logging=args.enable_latency_logging)
     server.dataplane = _BinaryPreservingDataPlane(model_registry=server.registered_models)
     server.start([model])
 
@@ -232,6 +241,8 @@ def parse_flags(
     """KServe's own flags plus ``--<field>`` for each settings field, which wins over its
     environment variable. Invalid values fail here, naming the setting (pydantic)."""
     parser = argparse.ArgumentParser(parents=[model_server.parser], description=description)
+    # KServe logs three lines of timings per request by default; /metrics has the same figures.
+    parser.set_defaults(enable_latency_logging=False)
     for name, field in settings_class.model_fields.items():
         parser.add_argument(f"--{name}", help=field.description)
     args, _ = parser.parse_known_args(argv)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
+import pytest
 import requests
 
+from predictor.contract import LABELS_FILE
 from tests.conftest import BUNDLED_MODEL, encode, free_port_pair, tone, wait_ready
+from transformer.frontend import FEATURE_SPEC_FILE
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -22,38 +29,102 @@ def _audio_request() -> dict:
     return {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(wav).decode()]}]}
 
 
-def test_transformer_answers_503_while_the_predictor_is_away_and_recovers_when_it_returns() -> None:
-    transformer_port, predictor_port = free_port_pair(), free_port_pair()
-    common = ["--model_name", "digits", "--model_dir", str(BUNDLED_MODEL)]
-    transformer = subprocess.Popen(
-        [sys.executable, "-m", "transformer", *common, "--http_port", str(transformer_port),
-         "--grpc_port", str(transformer_port + 1), "--predictor_host", f"127.0.0.1:{predictor_port}",
-         "--predictor_protocol", "v2"],
+def _start_predictor(port: int, model_dir: Path = BUNDLED_MODEL) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "predictor", "--model_name", "digits", "--model_dir", str(model_dir),
+         "--http_port", str(port), "--grpc_port", str(port + 1)],
         env=ENV,
     )  # fmt: skip
+
+
+def _start_transformer(
+    port: int, predictor_port: int, model_dir: Path = BUNDLED_MODEL, log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """The transformer over REST (``v2``); the service fixture covers ``grpc-v2``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "transformer", "--model_name", "digits", "--model_dir", str(model_dir),
+         "--http_port", str(port), "--grpc_port", str(port + 1),
+         "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", "v2"],
+        env=ENV, stderr=log,
+    )  # fmt: skip
+
+
+def _stays_unready(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if requests.get(url, timeout=5).status_code == 200:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def _stop(*processes: subprocess.Popen[bytes] | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_transformer_waits_for_its_predictor_answers_503_while_it_is_away_and_recovers() -> None:
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    base = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
+    transformer = _start_transformer(transformer_port, predictor_port)
     predictor = None
-    url = f"http://127.0.0.1:{transformer_port}/v2/models/digits/infer"
     try:
-        wait_ready(f"http://127.0.0.1:{transformer_port}/v2/models/digits/ready", process=transformer)
+        wait_ready(f"http://127.0.0.1:{transformer_port}/v2/health/live", process=transformer)
+        assert _stays_unready(f"{base}/ready", seconds=2)  # no predictor: not ready
+        assert requests.post(f"{base}/infer", json=_audio_request(), timeout=30).status_code == 503
+
+        predictor = _start_predictor(predictor_port)
+        wait_ready(f"{base}/ready", process=transformer)
+        assert requests.post(f"{base}/infer", json=_audio_request(), timeout=30).status_code == 200
+
+        predictor.kill()  # gone without a goodbye, as on a node failure
+        predictor.wait(timeout=30)
         started = time.monotonic()
-        response = requests.post(url, json=_audio_request(), timeout=30)
+        response = requests.post(f"{base}/infer", json=_audio_request(), timeout=30)
         assert time.monotonic() - started < 5  # a refused connection is answered at once, not after a timeout
         assert response.status_code == 503
         assert response.json()["error"].startswith(f"predictor 127.0.0.1:{predictor_port} is unreachable")
 
-        predictor = subprocess.Popen(
-            [sys.executable, "-m", "predictor", *common, "--http_port", str(predictor_port),
-             "--grpc_port", str(predictor_port + 1)],
-            env=ENV,
-        )  # fmt: skip
+        predictor = _start_predictor(predictor_port)
         wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
-        response = requests.post(url, json=_audio_request(), timeout=30)
+        response = requests.post(f"{base}/infer", json=_audio_request(), timeout=30)
         assert response.status_code == 200, response.text
     finally:
-        for process in (transformer, predictor):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=30)
+        _stop(transformer, predictor)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "reason"),
+    [
+        (FEATURE_SPEC_FILE, lambda spec: spec.replace('"n_mels": 40', '"n_mels": 32'), "did not take a probe"),
+        (LABELS_FILE, lambda labels: "\n".join(labels.split()[:9]) + "\n", "has 9 labels"),
+    ],
+)
+def test_transformer_stays_unready_when_its_model_files_disagree_with_the_predictor(
+    tmp_path: Path, file: str, edit: Callable[[str], str], reason: str
+) -> None:
+    """A transformer given another model's spec or labels must not serve answers computed wrongly."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, model_dir)
+    edited = edit((model_dir / file).read_text())
+    assert edited != (model_dir / file).read_text()
+    (model_dir / file).write_text(edited)
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    log_path = tmp_path / "transformer.log"
+    predictor = _start_predictor(predictor_port)
+    with log_path.open("wb") as log:
+        transformer = _start_transformer(transformer_port, predictor_port, model_dir=model_dir, log=log)
+        try:
+            wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
+            base = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
+            wait_ready(f"http://127.0.0.1:{transformer_port}/v2/health/live", process=transformer)
+            assert _stays_unready(f"{base}/ready", seconds=3)
+            assert requests.post(f"{base}/infer", json=_audio_request(), timeout=30).status_code == 503
+        finally:
+            _stop(transformer, predictor)
+    assert reason in log_path.read_text()
 
 
 def test_serve_is_ready_quickly_and_sigterm_stops_both_servers() -> None:

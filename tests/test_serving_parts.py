@@ -82,7 +82,7 @@ def test_json_bytes_elements_are_base64() -> None:
 def test_batcher_stacks_concurrent_requests_and_returns_each_its_rows() -> None:
     calls: list[int] = []
 
-    def double(rows: np.ndarray) -> np.ndarray:
+    async def double(rows: np.ndarray) -> np.ndarray:
         calls.append(len(rows))
         return rows * 2
 
@@ -100,7 +100,7 @@ def test_batcher_stacks_concurrent_requests_and_returns_each_its_rows() -> None:
 def test_batcher_never_exceeds_the_maximum_batch_size_and_keeps_requests_whole() -> None:
     calls: list[int] = []
 
-    def identity(rows: np.ndarray) -> np.ndarray:
+    async def identity(rows: np.ndarray) -> np.ndarray:
         calls.append(len(rows))
         return rows
 
@@ -113,8 +113,33 @@ def test_batcher_never_exceeds_the_maximum_batch_size_and_keeps_requests_whole()
     assert [int(r[0, 0]) for r in results] == [0, 1, 2, 3]
 
 
+def test_an_idle_batcher_runs_at_once_and_batches_what_arrives_meanwhile() -> None:
+    """With no wait, the first request does not wait for company; the next batch gathers while it runs."""
+    calls: list[int] = []
+
+    async def slow_identity(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        await asyncio.sleep(0.2)
+        return rows
+
+    async def scenario() -> float:
+        batcher = DynamicBatcher(slow_identity, max_batch_size=8)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(batcher.submit(np.zeros((1, 1), np.float32)))
+        await asyncio.sleep(0.05)
+        assert calls == [1]  # already running, not waiting for a batch to fill
+        await asyncio.gather(*(batcher.submit(np.zeros((1, 1), np.float32)) for _ in range(3)))
+        await first
+        return loop.time() - started
+
+    elapsed = asyncio.run(scenario())
+    assert calls == [1, 3]
+    assert elapsed < 0.5  # two model calls of 0.2 s, not four
+
+
 def test_a_failing_model_call_fails_every_request_in_its_batch_and_the_batcher_goes_on() -> None:
-    def fail_on_negative(rows: np.ndarray) -> np.ndarray:
+    async def fail_on_negative(rows: np.ndarray) -> np.ndarray:
         if (rows < 0).any():
             raise ValueError("negative input")
         return rows
@@ -135,4 +160,4 @@ def test_a_failing_model_call_fails_every_request_in_its_batch_and_the_batcher_g
 @pytest.mark.parametrize(("size", "wait", "message"), [(0, 0.01, "max_batch_size"), (4, -1, "max_wait_s")])
 def test_batcher_settings_are_checked(size: int, wait: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        DynamicBatcher(lambda rows: rows, max_batch_size=size, max_wait_s=wait)
+        DynamicBatcher(asyncio.sleep, max_batch_size=size, max_wait_s=wait)

@@ -43,9 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--model-name", default="digits", help="name the model is served under")
     serve.add_argument("--http-port", type=int, default=8080, help="transformer REST port (gRPC: the next one)")
     serve.add_argument("--predictor-port", type=int, default=8085, help="predictor REST port (gRPC: the next one)")
-    serve.add_argument("--predictor-protocol", choices=["v2", "grpc-v2"], default="v2")
-    serve.add_argument("--max-batch-size", type=int, default=32, help="predictor: most rows per model call")
-    serve.add_argument("--max-batch-wait-ms", type=float, default=2.0, help="predictor: how long a batch waits")
+    serve.add_argument(
+        "--predictor-protocol", choices=["v2", "grpc-v2"], default="grpc-v2", help="transformer to predictor hop"
+    )
+    serve.add_argument("--max-batch-size", type=int, default=32, help="most rows per model call and per forward")
+    serve.add_argument(
+        "--max-batch-wait-ms", type=float, default=0.0, help="predictor: extra time a batch stays open for more rows"
+    )
 
     predict = commands.add_parser("predict", help="classify audio files through the V2 API")
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")

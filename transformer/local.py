@@ -25,9 +25,9 @@ class LocalService:
     grpc_port: int = 8081
     predictor_http_port: int = 8085
     predictor_grpc_port: int = 8086
-    predictor_protocol: str = "v2"
+    predictor_protocol: str = "grpc-v2"
     max_batch_size: int = 32
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0
 
     @property
     def url(self) -> str:
@@ -50,6 +50,7 @@ class LocalService:
                 sys.executable, "-m", "transformer", *common,
                 "--http_port", str(self.http_port), "--grpc_port", str(self.grpc_port),
                 "--predictor_host", predictor_host, "--predictor_protocol", self.predictor_protocol,
+                "--max_batch_size", str(self.max_batch_size),
             ],
         }  # fmt: skip
 

@@ -14,11 +14,11 @@ import grpc
 import httpx
 import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
-from kserve.model import append_forwardable_headers
 from prometheus_client import Histogram
 
+from predictor.batching import DynamicBatcher
 from predictor.contract import INPUT_NAME, OUTPUT_NAME, read_labels
-from predictor.v2 import BadRequest, UpstreamUnavailable, bytes_elements
+from predictor.v2 import BadRequest, ServiceError, UpstreamUnavailable, bytes_elements
 from transformer.frontend import FeatureSpec, FrontEnd, InvalidAudioError, decode
 from transformer.settings import TransformerSettings
 
@@ -36,10 +36,22 @@ _CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
 """The client's request, for postprocess to answer the outputs and encoding it asked for."""
 
 STAGE_SECONDS = Histogram("audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["stage"])
+FORWARDED_BATCH_SIZE = Histogram(
+    "audio_maas_forwarded_batch_size",
+    "Feature rows per transformer-to-predictor call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 
 class AudioTransformer(Model):
-    """Runs the model's own front end on V2 audio requests and forwards binary features."""
+    """Runs the model's own front end on V2 audio requests and forwards binary features.
+
+    Feature rows of concurrent requests are stacked into one predictor call (see
+    :class:`~predictor.batching.DynamicBatcher`): one hop per batch instead of one per request.
+    A batched call carries no client's headers or request id; answers keep their client's id.
+    The transformer is ready only once the predictor has accepted features of this spec's
+    shape and answered one probability per label.
+    """
 
     def __init__(self, name: str, settings: TransformerSettings) -> None:
         super().__init__(name)
@@ -47,6 +59,11 @@ class AudioTransformer(Model):
         self.front_end: FrontEnd | None = None
         self.labels: list[str] = []
         self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
+        self._batcher = DynamicBatcher(
+            self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.observe
+        )
+        self._predictor_agrees = False
+        self._probe_lock = asyncio.Lock()
 
     def load(self) -> bool:
         """Read the spec and labels that travel with the model; the model's features, not ours."""
@@ -57,6 +74,36 @@ class AudioTransformer(Model):
         log.info("front end for %s: %s -> %s %s", self.settings.model_dir, spec.feature, INPUT_NAME, spec.feature_shape)
         self.ready = True
         return self.ready
+
+    async def healthy(self) -> bool:
+        """Ready once loaded and the predictor has answered a probe of our feature shape."""
+        if not self.ready:
+            return False
+        async with self._probe_lock:
+            if not self._predictor_agrees:
+                self._predictor_agrees = await self._probe_predictor()
+        return self._predictor_agrees
+
+    async def _probe_predictor(self) -> bool:
+        assert self.front_end is not None, "load() runs before the server starts"
+        shape = self.front_end.spec.feature_shape
+        try:
+            probabilities = await self._forward(np.zeros((1, *shape), np.float32))
+        except ServiceError as error:
+            log.warning("not ready: the predictor did not take a probe of %s features: %s", shape, error)
+            return False
+        if probabilities.shape != (1, len(self.labels)):
+            log.error(
+                "not ready: the predictor answers %s probabilities but %s has %d labels",
+                probabilities.shape, self.settings.model_dir, len(self.labels),
+            )  # fmt: skip
+            return False
+        log.info("the predictor takes %s features and answers %d classes", shape, len(self.labels))
+        return True
+
+    @property
+    def _predictor_host(self) -> str:
+        return self.predictor_config.predictor_host if self.predictor_config else "(none)"
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return [
@@ -78,15 +125,7 @@ class AudioTransformer(Model):
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
         features = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
-        batch = np.stack(features)
-        infer_input = InferInput(name=INPUT_NAME, shape=list(batch.shape), datatype="FP32")
-        infer_input.set_data_from_numpy(batch, binary_data=True)
-        return InferRequest(
-            model_name=self.name,
-            infer_inputs=[infer_input],
-            request_id=payload.id,
-            parameters={"binary_data_output": True},
-        )
+        return _features_request(np.stack(features), model_name=self.name, request_id=payload.id)
 
     async def predict(
         self,
@@ -94,25 +133,38 @@ class AudioTransformer(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
+        features = np.asarray(payload.inputs[0].as_numpy(), np.float32).reshape(payload.inputs[0].shape)
+        probabilities = await self._batcher.submit(features)
+        output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
+        output.set_data_from_numpy(probabilities, binary_data=False)
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+
+    async def _forward(self, features: np.ndarray) -> np.ndarray:
+        """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back."""
+        request = _features_request(features, model_name=self.name, request_id=str(uuid.uuid4()))
         try:
             if self.predictor_config is not None and self.predictor_config.protocol == "v2":
                 # KServe's own REST path sends binary tensors under two Content-Type headers, JSON
                 # first, and the predictor rejects the body; let the client set octet-stream alone.
-                return await self._http_client.infer(
-                    self.predictor_config.predictor_base_url,
-                    model_name=self.name,
-                    data=payload,
-                    headers=append_forwardable_headers(headers),
+                response = await self._http_client.infer(
+                    self.predictor_config.predictor_base_url, model_name=self.name, data=request
                 )
-            return await super().predict(payload, headers, response_headers)
-        except (httpx.TransportError, grpc.RpcError) as error:
-            raise UpstreamUnavailable(
-                f"predictor {self.predictor_config.predictor_host} is unreachable: {error}"
-            ) from None
+            else:
+                response = await super().predict(request)
+        except httpx.TransportError as error:
+            raise UpstreamUnavailable(f"predictor {self._predictor_host} is unreachable: {error}") from None
         except httpx.HTTPStatusError as error:
             raise UpstreamUnavailable(
                 f"predictor answered {error.response.status_code}: {error.response.text[:200]}"
             ) from None
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                message = f"predictor {self._predictor_host} is unreachable: {error.details()}"
+                raise UpstreamUnavailable(message) from None
+            raise UpstreamUnavailable(f"predictor answered {error.code().name}: {error.details()}") from None
+        assert isinstance(response, InferResponse)
+        output = response.outputs[0]
+        return np.asarray(output.as_numpy(), dtype=np.float32).reshape(output.shape)
 
     async def postprocess(
         self,
@@ -203,3 +255,11 @@ class AudioTransformer(Model):
             raise BadRequest(f"element {index}: {error}") from None
         STAGE_SECONDS.labels("features").observe(time.perf_counter() - started)
         return features
+
+
+def _features_request(features: np.ndarray, *, model_name: str, request_id: str | None) -> InferRequest:
+    """Features as a binary FP32 V2 request, asking for binary outputs."""
+    infer_input = InferInput(name=INPUT_NAME, shape=list(features.shape), datatype="FP32")
+    infer_input.set_data_from_numpy(features, binary_data=True)
+    parameters = {"binary_data_output": True}
+    return InferRequest(model_name=model_name, infer_inputs=[infer_input], request_id=request_id, parameters=parameters)
