@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data/fsdd
 MODEL ?= models/digits-cnn
 
-.PHONY: serve evaluate bench test test-slow lint system-deps train-cnn train-lstm loso clean
+CHECKOV := .venv-checkov/bin/checkov
+
+.PHONY: serve evaluate bench test test-slow lint system-deps manifests train-cnn train-lstm loso clean
 
 $(BIN)/audio-maas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,11 @@ system-deps:
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
 	  else echo "install espeak-ng (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2; exit 1; fi; }
+
+# checkov pins old versions of packages the tests use (packaging<24), so it gets a venv of its own.
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet checkov==3.3.30
 
 serve: $(BIN)/audio-maas
 	$(BIN)/audio-maas serve --model $(MODEL)
@@ -33,8 +40,12 @@ lint: $(BIN)/audio-maas
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(BIN)/audio-maas system-deps lint
-	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m "not slow"
+test: $(BIN)/audio-maas $(CHECKOV) system-deps lint
+	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) AUDIO_MAAS_CHECKOV=$(CHECKOV) $(BIN)/pytest -m "not slow"
+
+# k8s/ is the chart rendered with its defaults; a test fails when the two drift apart.
+manifests: $(BIN)/audio-maas
+	$(BIN)/python -m deploy.chart --write-k8s
 
 test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
@@ -49,4 +60,4 @@ loso: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas loso --arch cnn --data-dir $(DATA_DIR) --model models/digits-cnn
 
 clean:
-	rm -rf $(VENV) report build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov report build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,7 +1,19 @@
-"""``audio-maas predict``: send audio files to the service with a stock V2 client (tritonclient)."""
+"""``audio-maas predict``: send audio files to the service with a stock V2 client (tritonclient).
+
+``python -m transformer.client --check --url URL --model-name NAME`` is the deployment check that
+``helm test`` runs: it needs only the transformer image (standard library and soundfile).
+"""
 
 from __future__ import annotations
 
+import argparse
+import base64
+import io
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["Prediction", "ServiceUnreachable", "predict_files"]
+__all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "predict_files"]
 
 
 class ServiceUnreachable(ConnectionError):
@@ -53,3 +65,67 @@ def predict_files(paths: Sequence[Path], *, url: str, model_name: str, top_k: in
         Prediction(path=path, label=label, top=[(int(i), float(row[i])) for i in np.argsort(row)[::-1][:top_k]])
         for path, label, row in zip(paths, labels, probabilities, strict=True)
     ]
+
+
+def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> str:
+    """Wait until the model is ready, classify a generated 0.5 s tone, and return its label.
+
+    Raises ``RuntimeError`` naming what is wrong: never ready, or an answer that is not a V2
+    response with one ``label`` and ten ``probabilities`` summing to 1.
+    """
+    import soundfile
+
+    base = f"{url.rstrip('/')}/v2/models/{model_name}"
+    deadline = time.monotonic() + timeout_s
+    while not _answers_200(f"{base}/ready"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{base}/ready did not answer 200 within {timeout_s:g} s")
+        time.sleep(2)
+    sample_rate = 8000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(sample_rate // 2) / sample_rate)
+    wav = io.BytesIO()
+    soundfile.write(wav, tone, sample_rate, format="WAV")
+    audio = {"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(wav.getvalue()).decode()]}
+    request = urllib.request.Request(
+        f"{base}/infer", data=json.dumps({"inputs": [audio]}).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"inference answered {error.code}: {error.read()[:300]!r}") from None
+    outputs = {output["name"]: output for output in answer.get("outputs", [])}
+    if set(outputs) != {"label", "class_id", "probabilities"}:
+        raise RuntimeError(f"expected outputs label, class_id and probabilities, got {sorted(outputs)}")
+    probabilities = np.asarray(outputs["probabilities"]["data"], dtype=np.float64)
+    if outputs["probabilities"]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
+        raise RuntimeError(f"probabilities are not one distribution: {outputs['probabilities']}")
+    return str(outputs["label"]["data"][0])
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", required=True, help="run the deployment check")
+    parser.add_argument("--url", required=True, help="transformer base URL, e.g. http://digits-transformer.ns")
+    parser.add_argument("--model-name", default="digits")
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="how long to wait for readiness")
+    args = parser.parse_args(argv)
+    try:
+        label = check_deployment(url=args.url, model_name=args.model_name, timeout_s=args.timeout_s)
+    except RuntimeError as error:
+        print(f"check failed: {error}", file=sys.stderr)
+        return 1
+    print(f"check passed: {args.url} answered label {label!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
