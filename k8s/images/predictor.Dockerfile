@@ -1,0 +1,22 @@
+# The predictor image: the TensorFlow SavedModel behind KServe's V2 server.
+#   podman build -f k8s/images/predictor.Dockerfile -t ghcr.io/audio-maas/predictor:0.1.0 .
+#   podman build -f k8s/images/predictor.Dockerfile --build-arg EXTRA=predictor-gpu \
+#       -t ghcr.io/audio-maas/predictor:0.1.0-gpu .     # TensorFlow's CUDA build
+# BASE must carry Python 3.11 with venv; PIP_CERT names a CA bundle in the build context for a TLS proxy.
+ARG BASE=docker.io/library/python:3.11-slim-bookworm
+
+FROM ${BASE} AS build
+ARG PIP_CERT=
+ARG EXTRA=predictor
+COPY pyproject.toml README.md ${PIP_CERT} /src/
+COPY predictor /src/predictor
+RUN python3 -m venv /opt/venv \
+ && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[${EXTRA}]"
+
+FROM ${BASE}
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin audio-maas
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
+USER 10001
+EXPOSE 8080 8081
+ENTRYPOINT ["python", "-m", "predictor"]

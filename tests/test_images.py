@@ -1,0 +1,94 @@
+"""The two container images, built for real and run on loopback like a pod runs them.
+
+Behind the ``container`` marker: ``make test-images`` builds both images (k8s/images/build.sh)
+and runs this; it takes about 4 minutes here. Each container runs as its image's non-root user
+with a read-only root filesystem, no capabilities and the model mounted read-only at
+/mnt/models, as the chart asks of Kubernetes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import BUNDLED_MODEL, free_port_pair, wait_ready
+from tests.test_service import _infer_files
+from training.dataset import featurize, load_fsdd, select_split
+from training.evaluate import predict
+from transformer.client import check_deployment
+from transformer.frontend import FeatureSpec
+
+pytestmark = pytest.mark.container
+
+PODMAN = os.environ.get("PODMAN", "podman")
+TAG = "0.1.0"
+IMAGES = {name: f"ghcr.io/audio-maas/{name}:{TAG}" for name in ("transformer", "predictor")}
+
+
+def _podman(*args: str) -> str:
+    return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _run(name: str, image: str, *args: str) -> None:
+    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+    _podman(
+        "run", "--detach", "--name", name, *flags, "--network", "host",
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--volume", f"{BUNDLED_MODEL}:/mnt/models:ro", image, *args,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def transformer_url() -> Iterator[str]:
+    for image in IMAGES.values():
+        assert subprocess.run([PODMAN, "image", "exists", image]).returncode == 0, f"build {image}: make test-images"
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    names = {
+        "predictor": f"audio-maas-test-predictor-{predictor_port}",
+        "transformer": f"audio-maas-test-{transformer_port}",
+    }
+    try:
+        _run(names["predictor"], IMAGES["predictor"], "--model_name", "digits",
+             "--http_port", str(predictor_port), "--grpc_port", str(predictor_port + 1))  # fmt: skip
+        _run(names["transformer"], IMAGES["transformer"], "--model_name", "digits", "--workers", "1",
+             "--http_port", str(transformer_port), "--grpc_port", str(transformer_port + 1),
+             "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", "v2")  # fmt: skip
+        url = f"http://127.0.0.1:{transformer_port}"
+        logs = subprocess.Popen([PODMAN, "logs", "--follow", names["transformer"]], stdout=subprocess.DEVNULL)
+        wait_ready(f"{url}/v2/models/digits/ready", process=logs, timeout_s=120)
+        logs.terminate()
+        yield url
+    finally:
+        for name in names.values():
+            subprocess.run([PODMAN, "rm", "--force", name], capture_output=True)
+
+
+def test_images_run_as_non_root() -> None:
+    for image in IMAGES.values():
+        assert _podman("image", "inspect", "--format", "{{.Config.User}}", image) == "10001"
+
+
+def test_containers_answer_the_whole_test_split_as_the_exported_model_does(
+    transformer_url: str, fsdd_dir: Path
+) -> None:
+    test_split = select_split(load_fsdd(fsdd_dir), "test")
+    labels, probabilities = [], []
+    for start in range(0, len(test_split), 50):
+        batch_labels, batch_probabilities = _infer_files(
+            transformer_url, [u.data for u in test_split[start : start + 50]]
+        )
+        labels += batch_labels
+        probabilities.append(batch_probabilities)
+    offline = predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
+    assert labels == [str(i) for i in offline.argmax(axis=1)]
+    np.testing.assert_allclose(np.concatenate(probabilities), offline, atol=1e-5)
+
+
+def test_helm_test_check_passes_against_the_containers(transformer_url: str) -> None:
+    assert check_deployment(url=transformer_url, model_name="digits", timeout_s=10) in {str(i) for i in range(10)}
