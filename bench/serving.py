@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
@@ -92,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
     parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
+    parser.add_argument("--json", type=Path, help="also write the figures here (the capacity planner reads them)")
     args = parser.parse_args()
     test_split = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
     files = (test_split * (1 + args.requests // len(test_split)))[: args.requests]
@@ -126,9 +128,12 @@ def main() -> None:
                     if serve.poll() is not None or time.monotonic() - started > 120:
                         raise SystemExit("the service did not start") from None
                     time.sleep(0.2)
-        print(f"(b) service end to end (ready in {time.monotonic() - started:.1f} s), one file per request")
+        ready_s = time.monotonic() - started
+        print(f"(b) service end to end (ready in {ready_s:.1f} s), one file per request")
+        levels = []
         for concurrency in (1, 8, 32):
             rate, p50, p99 = end_to_end(f"127.0.0.1:{port}", files, concurrency)
+            levels.append({"concurrency": concurrency, "clips_per_s": rate, "p50_s": p50, "p99_s": p99})
             print(
                 f"    concurrency {concurrency:>2}: {rate:7.1f} clips/s   p50 {p50 * 1000:7.1f} ms   "
                 f"p99 {p99 * 1000:7.1f} ms   throughput / ceiling = {rate / ceiling:.2f}"
@@ -137,6 +142,14 @@ def main() -> None:
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=30)
+    if args.json:
+        figures = {
+            "machine": f"{os.cpu_count()} CPU cores, one transformer and one predictor process",
+            "ready_s": ready_s,
+            "in_process_ceiling_clips_per_s": ceiling,
+            "service": levels,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

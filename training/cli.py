@@ -72,13 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_cluster_flags(status)
     status.add_argument("name", nargs="?", default="digits-audio-maas", help="InferenceService name")
 
-    args = parser.parse_args(argv)
+    # plan's flags belong to deploy.capacity's own parser: `audio-maas plan --help` lists them.
+    commands.add_parser("plan", add_help=False, help="replicas, latency and cost of a traffic trace, simulated")
+
+    args, plan_args = parser.parse_known_args(argv)
+    if args.command != "plan" and plan_args:
+        parser.error(f"unrecognized arguments: {' '.join(plan_args)}")
+    args.plan_args = plan_args
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         commands_run = {
             "train": _train, "evaluate": _evaluate, "loso": _loso, "serve": _serve, "predict": _predict,
-            "deploy": _deploy, "status": _status,
+            "deploy": _deploy, "status": _status, "plan": _plan,
         }  # fmt: skip
         return commands_run[args.command](args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
@@ -207,10 +213,6 @@ def _summary(metrics: dict) -> str:  # type: ignore[type-arg]
     )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _deploy(args: argparse.Namespace) -> int:
     import helm_python as helm
 
@@ -255,3 +257,13 @@ def _status(args: argparse.Namespace) -> int:
             f"revision {detail.latest_ready_revision or '-'}  traffic: {traffic}"
         )
     return 0 if status.ready else 1
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from deploy.capacity import main as plan
+
+    return plan(args.plan_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
