@@ -17,6 +17,8 @@ class PredictorSettings(BaseSettings):
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
+    model_version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]+$")
+    """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Most rows stacked into one model call."""
     max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)

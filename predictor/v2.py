@@ -14,6 +14,7 @@ import argparse
 import base64
 import binascii
 import gc
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
 from pydantic_settings import BaseSettings
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
     "BadRequest",
@@ -77,6 +79,14 @@ async def _validation_error_handler(_: Request, error: Exception) -> JSONRespons
     details = error.errors() if isinstance(error, RequestValidationError) else []
     problems = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')}" for d in details)
     return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": f"malformed request: {problems}"})
+
+
+async def _http_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """Starlette's own errors (an unparsable body, an unknown route) answer ``{"detail"}``; V2 says ``{"error"}``."""
+    status = error.status_code if isinstance(error, StarletteHTTPException) else HTTPStatus.INTERNAL_SERVER_ERROR
+    detail = error.detail if isinstance(error, StarletteHTTPException) else str(error)
+    headers = getattr(error, "headers", None)
+    return JSONResponse(status_code=status, content={"error": str(detail)}, headers=headers)
 
 
 def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> InferRequest:
@@ -163,7 +173,18 @@ def _flatten(data: Any) -> list[Any]:
     return [data]
 
 
-class _BinaryPreservingDataPlane(DataPlane):
+class _DataPlane(DataPlane):
+    """KServe's data plane, keeping binary request bytes and naming the one model version served."""
+
+    def __init__(self, *, model_version: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_version = model_version
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        metadata = dict(await super().model_metadata(model_name))
+        metadata["versions"] = [self.model_version]  # KServe leaves it null; the spec wants a list
+        return metadata
+
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
@@ -205,18 +226,48 @@ class _BodyLimit:
         await self.app(scope, counting_receive, send)
 
     async def _too_large(self, send: Send) -> None:
-        body = orjson.dumps({"error": f"request body is over the limit of {self.max_bytes} bytes"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"request body is over the limit of {self.max_bytes} bytes"
+        await _send_error(send, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
 
 
-def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int) -> None:
+class _ModelVersions:
+    """ASGI middleware: ``/v2/models/NAME/versions/VERSION[/ready|/infer]`` answers as the
+    unversioned path when VERSION is the one served, and 404 naming it otherwise. KServe 0.21
+    answers 501 to any version, though the protocol's paths all carry one."""
+
+    PATH = re.compile(r"^/v2/models/([^/]+)/versions/([^/]+)(/ready|/infer)?/?$")
+
+    def __init__(self, app: ASGIApp, version: str) -> None:
+        self.app = app
+        self.version = version
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = self.PATH.match(scope["path"]) if scope["type"] == "http" else None
+        if match is not None:
+            name, version, rest = match.groups()
+            if version != self.version:
+                message = f"model '{name}' has no version '{version}'; this server has version '{self.version}'"
+                await _send_error(send, HTTPStatus.NOT_FOUND, message)
+                return
+            path = f"/v2/models/{name}{rest or ''}"
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
+
+
+async def _send_error(send: Send, status: HTTPStatus, message: str) -> None:
+    """A V2 error answer from ASGI middleware, which runs outside FastAPI's exception handlers."""
+    body = orjson.dumps({"error": message})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int, model_version: str) -> None:
     """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above.
 
     ``args`` come from :func:`parse_flags`; KServe reads its other flags from the command line itself.
@@ -224,14 +275,16 @@ def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int)
     app: FastAPI = model_server.app
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_ModelVersions, version=model_version)
     # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
     # freezing it keeps it out of every later full garbage collection, which would otherwise
     # walk it all and stall requests for tens of milliseconds.
     gc.collect()
     gc.freeze()
     server = ModelServer(enable_latency_logging=args.enable_latency_logging)
-    server.dataplane = _BinaryPreservingDataPlane(model_registry=server.registered_models)
+    server.dataplane = _DataPlane(model_registry=server.registered_models, model_version=model_version)
     server.start([model])
 
 

@@ -234,6 +234,39 @@ def test_unknown_model_is_404(service: LocalService, test_split: list[Utterance]
     assert response.status_code == 404 and "nope" in response.json()["error"]
 
 
+def test_versioned_paths_answer_for_the_served_version_and_404_for_others(
+    service: LocalService, test_split: list[Utterance]
+) -> None:
+    """KServe 0.21 answers 501 to every versioned path; the protocol's paths all carry a version."""
+    base = f"{service.url}/v2/models/digits"
+    assert requests.get(base, timeout=5).json()["versions"] == ["1"]
+    assert requests.get(f"{base}/versions/1", timeout=5).json()["name"] == "digits"
+    assert requests.get(f"{base}/versions/1/ready", timeout=5).status_code == 200
+    answer = requests.post(f"{base}/versions/1/infer", json=_audio(test_split[0].data), timeout=30)
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["name"] == "label"
+    for path in ("/versions/2", "/versions/2/ready", "/versions/2/infer"):
+        response = requests.request("POST" if path.endswith("infer") else "GET", f"{base}{path}", timeout=5)
+        assert response.status_code == 404
+        assert response.json() == {"error": "model 'digits' has no version '2'; this server has version '1'"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error"),
+    [
+        ("GET", "/v2/no/such/route", None, 404, "Not Found"),
+        ("POST", "/v2/models/digits/infer", b"\x80", 400, "There was an error parsing the body"),
+    ],
+)
+def test_framework_errors_answer_the_v2_error_body(
+    service: LocalService, method: str, path: str, body: bytes | None, status: int, error: str
+) -> None:
+    """FastAPI's own answers ({"detail": ...}) become V2's {"error": ...}."""
+    response = requests.request(
+        method, f"{service.url}{path}", data=body, headers={"content-type": "application/json"}, timeout=5
+    )
+    assert (response.status_code, response.json()) == (status, {"error": error})
+
+
 def test_binary_bytes_from_tritonclient_are_not_utf8_decoded(service: LocalService) -> None:
     """Regression: stock KServe 0.21 answers 500 here (it re-encodes binary BYTES as UTF-8)."""
     flac = encode(tone(frequency_hz=440, seconds=0.4, sample_rate=22050), sample_rate=22050, format="FLAC")

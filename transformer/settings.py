@@ -17,6 +17,8 @@ class TransformerSettings(BaseSettings):
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """Model directory whose ``feature_spec.json`` and ``labels.txt`` say how to featurise and name classes."""
+    model_version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]+$")
+    """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
     max_duration_s: float = Field(default=30.0, gt=0, le=3600)
     """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
     max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
