@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
-from kserve import InferInput, InferRequest, Model, ModelServer, model_server
+from kserve import InferInput, InferRequest, InferResponse, Model, ModelServer, model_server
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import RequestedOutput
@@ -185,6 +185,17 @@ class _DataPlane(DataPlane):
         metadata["versions"] = [self.model_version]  # KServe leaves it null; the spec wants a list
         return metadata
 
+    def encode(self, model_name: str, response: Any, headers: Any, req_attributes: dict[str, Any]) -> Any:
+        """Answers name the version that served them, and JSON answers carry no ``null``: KServe's
+        endpoint re-validates a JSON dict into a model whose unset optional fields serialise as
+        ``null``, which the protocol's schema does not allow; bytes it passes through as they are."""
+        if isinstance(response, InferResponse) and response.model_version is None:
+            response.model_version = self.model_version
+        encoded, response_headers = super().encode(model_name, response, headers, req_attributes)
+        if isinstance(encoded, dict):
+            encoded = orjson.dumps(_without_nulls(encoded))
+        return encoded, response_headers
+
     def decode_inference_request(self, body: Any, headers: dict[str, str], model_name: str) -> InferRequest:
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
@@ -254,6 +265,39 @@ class _ModelVersions:
         await self.app(scope, receive, send)
 
 
+class _InferContentType:
+    """ASGI middleware: KServe's infer endpoint answers without a Content-Type; name the one the
+    protocol gives: JSON, or octet-stream when binary tensor data follows the JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/infer"):
+            await self.app(scope, receive, send)
+            return
+
+        async def typed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {name.lower() for name, _ in headers}
+                if b"content-type" not in names:
+                    binary = INFERENCE_CONTENT_LENGTH_HEADER.lower().encode() in names
+                    headers.append((b"content-type", b"application/octet-stream" if binary else b"application/json"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, typed_send)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 async def _send_error(send: Send, status: HTTPStatus, message: str) -> None:
     """A V2 error answer from ASGI middleware, which runs outside FastAPI's exception handlers."""
     body = orjson.dumps({"error": message})
@@ -277,6 +321,7 @@ def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int,
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_InferContentType)
     app.add_middleware(_ModelVersions, version=model_version)
     # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
     # freezing it keeps it out of every later full garbage collection, which would otherwise

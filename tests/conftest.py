@@ -50,18 +50,26 @@ def encode(waveform: np.ndarray, *, sample_rate: int, format: str, subtype: str 
     return buffer.getvalue()
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports given to earlier callers: free now, but about to be taken by the servers they start."""
+
+
 def free_port_pair() -> int:
-    """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does."""
+    """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
+    Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""
     import socket
 
     for _ in range(100):
         with socket.socket() as first, socket.socket() as second:
             first.bind(("127.0.0.1", 0))
             port = int(first.getsockname()[1])
+            if {port, port + 1} & _HANDED_OUT:
+                continue
             try:
                 second.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue
+            _HANDED_OUT.update((port, port + 1))
             return port
     raise RuntimeError("no two consecutive free ports")
 

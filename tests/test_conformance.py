@@ -10,6 +10,7 @@ the served model and version: unknown names and versions are covered in test_ser
 
 from __future__ import annotations
 
+import base64
 import copy
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,22 @@ def test_every_operation_conforms_to_the_open_inference_protocol(conformance_sch
             assert set(response.json()) == {"error"}, response.text  # the V2 error body, not FastAPI's
 
     conforms()
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/models/{MODEL_NAME}/infer", "/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}/infer"]
+)
+def test_a_real_answer_conforms_too(conformance_schema: Any, fsdd_dir: Path, path: str) -> None:
+    """Generated bodies are rarely audio, so send one real recording and check the 200 the same way."""
+    recording = (fsdd_dir / "recordings" / "3_theo_0.wav").read_bytes()
+    audio = {"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(recording).decode()]}
+    pinned = {name: value for name, value in PINNED.items() if f"{{{name}}}" in path}
+    case = conformance_schema[path]["POST"].Case(
+        body={"inputs": [audio]}, media_type="application/json", path_parameters=pinned
+    )
+    response = case.call_and_validate()
+    assert response.status_code == 200
+    assert response.headers["content-type"] == ["application/json"]
+    answer = response.json()
+    assert answer["model_version"] == "1" and answer["outputs"][0]["data"] == ["3"]
+    assert "null" not in response.text

@@ -3,7 +3,10 @@ for anything else, an InvalidAudioError and never another exception."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -18,14 +21,20 @@ sample_rates = st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000, 96000])
 finite_samples = st.floats(min_value=-1.0, max_value=1.0, width=32, allow_nan=False)
 
 
+def _shortest(sample_rate: int) -> int:
+    """Samples in one analysis window at ``sample_rate``: the shortest audio the front end takes."""
+    return math.ceil(FRONT_END.spec.n_fft * sample_rate / FRONT_END.spec.sample_rate)
+
+
 @st.composite
 def waveforms(draw: st.DrawFn) -> tuple[np.ndarray, int]:
     sample_rate = draw(sample_rates)
-    samples = draw(st.integers(min_value=1, max_value=3 * sample_rate))
+    shortest = _shortest(sample_rate)
+    samples = draw(st.integers(min_value=shortest, max_value=3 * sample_rate))
     channels = draw(st.integers(min_value=1, max_value=4))
     kind = draw(st.sampled_from(["random", "noise", "constant"]))
     if kind == "random":  # hypothesis-chosen values, kept short so the search stays fast
-        samples = min(samples, 2000)
+        samples = max(shortest, min(samples, 2000))
         waveform = draw(arrays(np.float32, (samples, channels), elements=finite_samples))
     elif kind == "noise":
         seed = draw(st.integers(0, 2**32 - 1))
@@ -95,3 +104,13 @@ def test_any_non_finite_sample_is_rejected(length: int, bad: float, position: in
         assert "NaN or infinite" in str(error)
     else:
         raise AssertionError("non-finite audio was accepted")
+
+
+@settings(max_examples=40, deadline=None)
+@given(sample_rates, st.data())
+def test_audio_shorter_than_one_analysis_window_is_refused_naming_its_length(
+    sample_rate: int, data: st.DataObject
+) -> None:
+    samples = data.draw(st.integers(min_value=1, max_value=_shortest(sample_rate) - 1))
+    with pytest.raises(InvalidAudioError, match=r"ms long; at least 32 ms is needed"):
+        FRONT_END.from_waveform(waveform=np.full(samples, 0.1, np.float32), sample_rate=sample_rate)

@@ -104,9 +104,8 @@ def test_base64_json_and_waveform_inputs_answer_like_binary(service: LocalServic
         "name": "class_id",
         "shape": [1],
         "datatype": "INT64",
-        "parameters": None,
         "data": [int(utterance.label)],
-    }
+    }  # and no "parameters": null, which the protocol's schema does not allow
     assert outputs["probabilities"]["shape"] == [1, 10]
 
     waveform = tone(frequency_hz=300, seconds=0.5, sample_rate=16000)

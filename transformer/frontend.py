@@ -228,6 +228,11 @@ class FrontEnd:
             raise InvalidAudioError("audio contains NaN or infinite samples")
         if not 0 < sample_rate <= _MAX_SAMPLE_RATE:
             raise InvalidAudioError(f"sample rate must be in 1..{_MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+        if waveform.size * spec.sample_rate < spec.n_fft * sample_rate:  # shorter than one analysis window
+            raise InvalidAudioError(
+                f"audio is {1000 * waveform.size / sample_rate:.1f} ms long; "
+                f"at least {1000 * spec.n_fft / spec.sample_rate:.0f} ms is needed"
+            )
         if sample_rate != spec.sample_rate:
             waveform = librosa.resample(waveform, orig_sr=sample_rate, target_sr=spec.sample_rate, res_type="soxr_hq")
             if waveform.size == 0:  # a handful of samples at a high rate can round to none
