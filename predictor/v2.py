@@ -14,6 +14,7 @@ import argparse
 import base64
 import binascii
 import gc
+import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -329,6 +330,14 @@ def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int,
     gc.collect()
     gc.freeze()
     server = ModelServer(enable_latency_logging=args.enable_latency_logging)
+    # Our modules log like KServe's own: its handler, its level (KSERVE_LOGLEVEL). Nothing we log
+    # carries audio or tensor values, at any level: sizes, shapes and ids only.
+    kserve_log = logging.getLogger("kserve")
+    for package in ("predictor", "transformer"):
+        ours = logging.getLogger(package)
+        ours.setLevel(kserve_log.level)
+        ours.handlers = list(kserve_log.handlers)
+        ours.propagate = False
     server.dataplane = _DataPlane(model_registry=server.registered_models, model_version=model_version)
     server.start([model])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -9,9 +11,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pytest
 import requests
 
@@ -29,10 +33,10 @@ def _audio_request() -> dict:
     return {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(wav).decode()]}]}
 
 
-def _start_predictor(port: int, model_dir: Path = BUNDLED_MODEL) -> subprocess.Popen[bytes]:
+def _start_predictor(port: int, model_dir: Path = BUNDLED_MODEL, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "predictor", "--model_name", "digits", "--model_dir", str(model_dir),
-         "--http_port", str(port), "--grpc_port", str(port + 1)],
+         "--http_port", str(port), "--grpc_port", str(port + 1), *extra],
         env=ENV,
     )  # fmt: skip
 
@@ -154,3 +158,73 @@ def test_serve_is_ready_quickly_and_sigterm_stops_both_servers() -> None:
         except requests.ConnectionError:
             continue
         raise AssertionError(f"a server still listens on {port} after serve stopped")
+
+
+def test_no_audio_reaches_logs_or_disk_even_at_debug_level(tmp_path: Path) -> None:
+    """Requests carry a recognisable payload, valid and broken, in binary and base64 JSON; the most
+    verbose logs of both servers must contain none of it, and neither server writes a file."""
+    marker = b"PRIVATE-VOICE-" * 64
+    waveform = np.frombuffer(marker * 8, dtype=np.int16).astype(np.float32) / 32768
+    wav = encode(0.5 * np.tanh(waveform), sample_rate=8000, format="WAV")
+    broken = b"RIFF" + marker
+    work, temp = tmp_path / "cwd", tmp_path / "tmp"
+    work.mkdir()
+    temp.mkdir()
+    env = {**ENV, "KSERVE_LOGLEVEL": "DEBUG", "TMPDIR": str(temp)}
+    http_port, predictor_port = free_port_pair(), free_port_pair()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "training.cli", "serve", "--http-port", str(http_port),
+             "--predictor-port", str(predictor_port)],
+            env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{http_port}/v2/models/digits"
+            wait_ready(f"{url}/ready", process=serve)
+            for data in (wav, broken):
+                body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES",
+                                    "data": [base64.b64encode(data).decode()]}]}  # fmt: skip
+                requests.post(f"{url}/infer", json=body, timeout=30)
+                raw = len(data).to_bytes(4, "little") + data
+                header = json.dumps({"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES",
+                                                 "parameters": {"binary_data_size": len(raw)}}]}).encode()  # fmt: skip
+                answer = requests.post(
+                    f"{url}/infer", data=header + raw, timeout=30,
+                    headers={"inference-header-content-length": str(len(header))},
+                )  # fmt: skip
+                assert answer.status_code in (200, 400)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=30)
+    logs = log_path.read_bytes()
+    assert b"DEBUG [model.py:preprocess" in logs  # the level took effect, in our code too
+    for secret in (b"PRIVATE-VOICE", base64.b64encode(marker[:48]), base64.b64encode(wav[44:92])):
+        assert secret not in logs
+    assert list(work.iterdir()) == [] and list(temp.iterdir()) == []
+
+
+def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> None:
+    """What Kubernetes does on scale-down: SIGTERM, then SIGKILL after the grace period (30 s).
+    The predictor holds each batch open for 1 s, so that requests are surely in flight."""
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    predictor = _start_predictor(predictor_port, BUNDLED_MODEL, "--max_batch_wait_ms", "1000")
+    transformer = _start_transformer(transformer_port, predictor_port)
+    url = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
+    try:
+        wait_ready(f"{url}/ready", process=transformer)
+        with ThreadPoolExecutor(6) as pool:
+            in_flight = [
+                pool.submit(requests.post, f"{url}/infer", json=_audio_request(), timeout=60) for _ in range(6)
+            ]
+            time.sleep(0.5)
+            assert not any(future.done() for future in in_flight)
+            transformer.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            with pytest.raises(requests.ConnectionError):
+                requests.post(f"{url}/infer", json=_audio_request(), timeout=5)
+            answers = [future.result() for future in in_flight]
+        assert [answer.status_code for answer in answers] == [200] * 6
+        assert transformer.wait(timeout=30) == 0
+    finally:
+        _stop(transformer, predictor)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 
+from bench.soak import server_rss_mib
 from tests.conftest import encode, tone
 from tests.test_service import _infer_files
 from training.dataset import load_fsdd, select_split
@@ -74,20 +75,6 @@ def _post_binary(url: str, files: list[bytes]) -> requests.Response:
     )
 
 
-def _transformer_rss_mib(service: LocalService) -> float:
-    """Resident memory of the transformer process serving ``service`` (Linux /proc)."""
-    wanted = ["-m", "transformer", "--http_port", str(service.http_port)]
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:  # the process went away
-            continue
-        if args[1:3] == wanted[:2] and wanted[2] in args and args[args.index(wanted[2]) + 1] == wanted[3]:
-            status = (cmdline.parent / "status").read_text()
-            return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
-    raise LookupError(f"no transformer process on port {service.http_port}")
-
-
 @pytest.fixture(scope="module")
 def a_real_recording(fsdd_dir: Path) -> tuple[bytes, str]:
     utterance = select_split(load_fsdd(fsdd_dir), "test")[0]
@@ -99,7 +86,7 @@ def test_hostile_files_get_400_the_server_keeps_serving_and_memory_stays_bounded
 ) -> None:
     recording, label = a_real_recording
     _infer_files(service.url, [recording])  # warm, so that the baseline holds the working set
-    before = _transformer_rss_mib(service)
+    before = server_rss_mib("transformer", service.http_port)
     for name, (data, phrase) in _hostile_corpus().items():
         for _ in range(3):  # repeated, so that a leak would show
             response = _post_binary(service.url, [data])
@@ -107,7 +94,7 @@ def test_hostile_files_get_400_the_server_keeps_serving_and_memory_stays_bounded
             error = response.json()["error"]
             assert error.startswith("element 0: ") and phrase in error, f"{name}: {error}"
         assert _infer_files(service.url, [recording])[0] == [label], f"not serving after {name}"
-    growth = _transformer_rss_mib(service) - before
+    growth = server_rss_mib("transformer", service.http_port) - before
     print(f"transformer RSS {before:.0f} MiB before the corpus, growth {growth:+.1f} MiB after 30 hostile files")
     assert growth < 64
 

@@ -122,6 +122,7 @@ class AudioTransformer(Model):
         if not isinstance(payload, InferRequest):
             raise BadRequest("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
         jobs = self._jobs(payload)
+        log.debug("request %s: %d %s element(s)", payload.id, len(jobs), payload.inputs[0].name)
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
         features = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
