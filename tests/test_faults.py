@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -228,3 +229,44 @@ def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> 
         assert transformer.wait(timeout=30) == 0
     finally:
         _stop(transformer, predictor)
+
+
+def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_service_recovers() -> None:
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    predictor = _start_predictor(predictor_port)
+    transformer = _start_transformer(transformer_port, predictor_port)
+    url = f"http://127.0.0.1:{transformer_port}/v2/models/digits/infer"
+    outcomes: list[tuple[float, int, float]] = []  # (sent at, status, seconds taken)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            status = requests.post(url, json=_audio_request(), timeout=30).status_code
+            outcomes.append((sent, status, time.monotonic() - sent))
+
+    try:
+        wait_ready(f"http://127.0.0.1:{transformer_port}/v2/models/digits/ready", process=transformer)
+        with ThreadPoolExecutor(8) as pool:
+            workers = [pool.submit(load) for _ in range(8)]
+            time.sleep(2)
+            predictor.kill()
+            killed = time.monotonic()
+            predictor.wait(timeout=30)
+            time.sleep(2)
+            restarted = time.monotonic()
+            predictor = _start_predictor(predictor_port)
+            wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
+            recovered = time.monotonic()
+            time.sleep(2)
+            stop.set()
+            for worker in workers:
+                worker.result()
+    finally:
+        stop.set()
+        _stop(transformer, predictor)
+    statuses = {status for _, status, _ in outcomes}
+    assert statuses == {200, 503}, statuses  # never a 500, never anything else
+    assert max(taken for _, _, taken in outcomes) < 5  # nothing hung waiting on the dead predictor
+    assert all(status == 503 for sent, status, _ in outcomes if killed + 0.5 < sent < restarted)
+    assert all(status == 200 for sent, status, _ in outcomes if sent > recovered + 0.5)
