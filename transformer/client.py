@@ -75,9 +75,11 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     """
     import soundfile
 
+    from transformer.local import is_ready
+
     base = f"{url.rstrip('/')}/v2/models/{model_name}"
     deadline = time.monotonic() + timeout_s
-    while not _answers_200(f"{base}/ready"):
+    while not is_ready(f"{base}/ready"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{base}/ready did not answer 200 within {timeout_s:g} s")
         time.sleep(2)
@@ -101,14 +103,6 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     if outputs["probabilities"]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
         raise RuntimeError(f"probabilities are not one distribution: {outputs['probabilities']}")
     return str(outputs["label"]["data"][0])
-
-
-def _answers_200(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["LocalService", "serve"]
+__all__ = ["LocalService", "is_ready", "serve"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: flo
                         f"audio-maas serve: the {name} exited with code {processes[name].returncode}", file=sys.stderr
                     )
                     return processes[name].returncode or 1
-                if _is_ready(url):
+                if is_ready(url):
                     del pending[name]
             if time.monotonic() - started > ready_timeout_s:
                 print(f"audio-maas serve: not ready after {ready_timeout_s:g} s: {', '.join(pending)}", file=sys.stderr)
@@ -112,7 +112,8 @@ def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: flo
         _stop(processes, grace_s=grace_s)
 
 
-def _is_ready(url: str) -> bool:
+def is_ready(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a readiness endpoint); False when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
