@@ -312,3 +312,11 @@ def test_predictor_rejects_features_of_the_wrong_shape(service: LocalService) ->
     features.set_data_from_numpy(np.zeros((1, 50, 40), np.float32), binary_data=True)
     with pytest.raises(InferenceServerException, match=r"must have shape \[N, 101, 40\], got \[1, 50, 40\]"):
         client.infer("digits", [features])
+
+
+def test_the_helm_test_check_passes_against_the_service_and_names_what_is_wrong(service: LocalService) -> None:
+    from transformer.client import check_deployment
+
+    assert check_deployment(url=service.url, model_name="digits", timeout_s=10) in {str(i) for i in range(10)}
+    with pytest.raises(RuntimeError, match=r"/v2/models/nope/ready did not answer 200 within 1 s"):
+        check_deployment(url=service.url, model_name="nope", timeout_s=1)
