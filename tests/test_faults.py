@@ -270,3 +270,25 @@ def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_se
     assert max(taken for _, _, taken in outcomes) < 5  # nothing hung waiting on the dead predictor
     assert all(status == 503 for sent, status, _ in outcomes if killed + 0.5 < sent < restarted)
     assert all(status == 200 for sent, status, _ in outcomes if sent > recovered + 0.5)
+
+
+def test_sigterm_to_the_predictor_finishes_the_batch_in_flight_and_exits() -> None:
+    """The predictor's side of a scale-down: the batch it holds (open 1 s here) is answered; the
+    transformer answers 503 for what it could no longer forward, never 500."""
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    predictor = _start_predictor(predictor_port, BUNDLED_MODEL, "--max_batch_wait_ms", "1000")
+    transformer = _start_transformer(transformer_port, predictor_port)
+    url = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
+    try:
+        wait_ready(f"{url}/ready", process=transformer)
+        with ThreadPoolExecutor(4) as pool:
+            in_flight = [
+                pool.submit(requests.post, f"{url}/infer", json=_audio_request(), timeout=60) for _ in range(4)
+            ]
+            time.sleep(0.5)  # the first request's batch is open in the predictor
+            predictor.send_signal(signal.SIGTERM)
+            statuses = [future.result().status_code for future in in_flight]
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= 1, statuses
+        assert predictor.wait(timeout=30) == 0
+    finally:
+        _stop(transformer, predictor)
