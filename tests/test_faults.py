@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -205,30 +206,39 @@ def test_no_audio_reaches_logs_or_disk_even_at_debug_level(tmp_path: Path) -> No
     assert list(work.iterdir()) == [] and list(temp.iterdir()) == []
 
 
-def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> None:
-    """What Kubernetes does on scale-down: SIGTERM, then SIGKILL after the grace period (30 s).
-    The predictor holds each batch open for 1 s, so that requests are surely in flight."""
+@contextmanager
+def _requests_held_in_flight(
+    count: int,
+) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, list[Future[requests.Response]]]]:
+    """Both servers, with ``count`` requests sent and surely in flight: the predictor holds each
+    batch open for 1 s. Yields (transformer, predictor, model URL, the requests' futures)."""
     transformer_port, predictor_port = free_port_pair(), free_port_pair()
     predictor = _start_predictor(predictor_port, BUNDLED_MODEL, "--max_batch_wait_ms", "1000")
     transformer = _start_transformer(transformer_port, predictor_port)
     url = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
     try:
         wait_ready(f"{url}/ready", process=transformer)
-        with ThreadPoolExecutor(6) as pool:
+        with ThreadPoolExecutor(count) as pool:
             in_flight = [
-                pool.submit(requests.post, f"{url}/infer", json=_audio_request(), timeout=60) for _ in range(6)
+                pool.submit(requests.post, f"{url}/infer", json=_audio_request(), timeout=60) for _ in range(count)
             ]
             time.sleep(0.5)
             assert not any(future.done() for future in in_flight)
-            transformer.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            with pytest.raises(requests.ConnectionError):
-                requests.post(f"{url}/infer", json=_audio_request(), timeout=5)
-            answers = [future.result() for future in in_flight]
-        assert [answer.status_code for answer in answers] == [200] * 6
-        assert transformer.wait(timeout=30) == 0
+            yield transformer, predictor, url, in_flight
     finally:
         _stop(transformer, predictor)
+
+
+def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> None:
+    """What Kubernetes does on scale-down: SIGTERM, then SIGKILL after the grace period (30 s)."""
+    with _requests_held_in_flight(6) as (transformer, _, url, in_flight):
+        transformer.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(requests.ConnectionError):
+            requests.post(f"{url}/infer", json=_audio_request(), timeout=5)
+        answers = [future.result() for future in in_flight]
+        assert [answer.status_code for answer in answers] == [200] * 6
+        assert transformer.wait(timeout=30) == 0
 
 
 def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_service_recovers() -> None:
@@ -273,22 +283,10 @@ def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_se
 
 
 def test_sigterm_to_the_predictor_finishes_the_batch_in_flight_and_exits() -> None:
-    """The predictor's side of a scale-down: the batch it holds (open 1 s here) is answered; the
-    transformer answers 503 for what it could no longer forward, never 500."""
-    transformer_port, predictor_port = free_port_pair(), free_port_pair()
-    predictor = _start_predictor(predictor_port, BUNDLED_MODEL, "--max_batch_wait_ms", "1000")
-    transformer = _start_transformer(transformer_port, predictor_port)
-    url = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
-    try:
-        wait_ready(f"{url}/ready", process=transformer)
-        with ThreadPoolExecutor(4) as pool:
-            in_flight = [
-                pool.submit(requests.post, f"{url}/infer", json=_audio_request(), timeout=60) for _ in range(4)
-            ]
-            time.sleep(0.5)  # the first request's batch is open in the predictor
-            predictor.send_signal(signal.SIGTERM)
-            statuses = [future.result().status_code for future in in_flight]
+    """The predictor's side of a scale-down: the batch it holds is answered; the transformer
+    answers 503 for what it could no longer forward, never 500."""
+    with _requests_held_in_flight(4) as (_, predictor, _, in_flight):
+        predictor.send_signal(signal.SIGTERM)
+        statuses = [future.result().status_code for future in in_flight]
         assert set(statuses) <= {200, 503} and statuses.count(200) >= 1, statuses
         assert predictor.wait(timeout=30) == 0
-    finally:
-        _stop(transformer, predictor)

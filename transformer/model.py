@@ -79,6 +79,8 @@ class AudioTransformer(Model):
         """Ready once loaded and the predictor has answered a probe of our feature shape."""
         if not self.ready:
             return False
+        if self._predictor_agrees:  # KServe asks on every infer request: no lock once settled
+            return True
         async with self._probe_lock:
             if not self._predictor_agrees:
                 self._predictor_agrees = await self._probe_predictor()
