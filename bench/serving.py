@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -29,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from training.dataset import load_fsdd, select_split  # noqa: E402
+from transformer.local import is_ready  # noqa: E402
 
 MODEL = REPO / "models" / "digits-cnn"
 
@@ -120,14 +120,10 @@ def main() -> None:
             f"http://127.0.0.1:{port}/v2/models/digits/ready",
             "http://127.0.0.1:18085/v2/models/digits/ready",
         ):
-            while True:
-                try:
-                    urllib.request.urlopen(ready, timeout=1)
-                    break
-                except OSError:
-                    if serve.poll() is not None or time.monotonic() - started > 120:
-                        raise SystemExit("the service did not start") from None
-                    time.sleep(0.2)
+            while not is_ready(ready):
+                if serve.poll() is not None or time.monotonic() - started > 120:
+                    raise SystemExit("the service did not start")
+                time.sleep(0.2)
         ready_s = time.monotonic() - started
         print(f"(b) service end to end (ready in {ready_s:.1f} s), one file per request")
         levels = []
