@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     model = SavedModelPredictor(args.model_name, settings)
     model.load()
     logging.getLogger(__name__).info("predictor '%s' ready on %s", args.model_name, model.device)
-    start_server(model, args=args, max_body_bytes=settings.max_body_bytes, model_version=settings.model_version)
+    start_server(model, args=args, settings=settings)
 
 
 if __name__ == "__main__":

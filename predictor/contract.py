@@ -8,7 +8,8 @@ probabilities ``[batch, classes]``), with these files beside ``saved_model.pb``:
 - ``labels.txt``: one class name per line, in output order;
 - ``MODEL_CARD.md`` and ``metrics.json``: what it was trained on and how well it does.
 
-This module imports nothing heavy so every container can use it.
+It also names the one environment variable of the local service's optional bearer token.
+This module imports nothing heavy so every container, and the client, can use it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+AUTH_TOKEN_ENV = "AUDIO_MAAS_AUTH_TOKEN"
+"""One variable for the whole local service: both servers check it, the transformer sends it
+to the predictor, ``audio-maas predict`` sends it to the transformer."""
+
 __all__ = [
+    "AUTH_TOKEN_ENV",
     "INPUT_NAME",
     "LABELS_FILE",
     "METRICS_FILE",

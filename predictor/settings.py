@@ -5,20 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from predictor.contract import storage_model_dir
+from predictor.v2 import ServerSettings
 
 __all__ = ["PredictorSettings"]
 
 
-class PredictorSettings(BaseSettings):
+class PredictorSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_PREDICTOR_", frozen=True, use_attribute_docstrings=True)
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
-    model_version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]+$")
-    """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Most rows stacked into one model call."""
     max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)

@@ -6,6 +6,10 @@
   JSON list, which fails with a 500 for BYTES that are not UTF-8 (audio files never are) and
   costs a Python list per float for FP32. :func:`parse_rest_request` keeps the raw bytes.
 - A request-body limit enforced before the body is read: 413.
+- An optional bearer token on both protocols, for a service on a machine others can reach
+  (KServe binds every interface). In a cluster, authentication belongs to the mesh.
+- Logs that say what happened once: no INFO line per request or per gRPC call, and no
+  traceback for a readiness probe answered 503 or a predictor call we answer for ourselves.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import argparse
 import base64
 import binascii
 import gc
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent import futures
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 import orjson
 from fastapi import FastAPI
@@ -28,14 +35,23 @@ from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from kserve import InferInput, InferRequest, InferResponse, Model, ModelServer, model_server
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import ModelNotReady
 from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.infer_type import RequestedOutput
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from predictor.contract import AUTH_TOKEN_ENV
 
 __all__ = [
     "BadRequest",
     "PayloadTooLarge",
+    "ServerSettings",
     "ServiceError",
     "UpstreamUnavailable",
     "bytes_elements",
@@ -50,6 +66,28 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+log = logging.getLogger(__name__)
+
+_HEALTH_PATH = re.compile(r"^/$|^/v2/health/(live|ready)$|^/v2/models/[^/]+(/versions/[^/]+)?/ready$")
+_HEALTH_RPCS = frozenset(
+    f"/inference.GRPCInferenceService/{method}" for method in ("ServerLive", "ServerReady", "ModelReady")
+)
+"""Liveness and readiness stay open: probes and ``audio-maas serve`` call them without credentials,
+and they tell nothing but whether the server is up."""
+
+
+class ServerSettings(BaseSettings):
+    """What both servers are configured with alike; each subclass adds its own env prefix."""
+
+    model_version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]+$")
+    """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
+    max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
+    """Largest request body (bytes); larger is answered 413 before it is read."""
+    auth_token: SecretStr | None = Field(default=None, validation_alias=AUTH_TOKEN_ENV)
+    """Bearer token that every request except health checks must carry (``Authorization: Bearer
+    TOKEN``; gRPC metadata ``authorization``). Read from ``AUDIO_MAAS_AUTH_TOKEN`` only, never from
+    a flag, which any user of the machine could read in ``ps``."""
 
 
 class ServiceError(Exception):
@@ -68,6 +106,19 @@ class PayloadTooLarge(ServiceError):
 
 class UpstreamUnavailable(ServiceError):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def bearer_header(token: SecretStr | None) -> dict[str, str]:
+    """The ``authorization`` header that carries ``token``; none without one."""
+    return {"authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
+
+
+def _bearer_matches(authorization: str | bytes | None, *, token: bytes) -> bool:
+    if authorization is None:
+        return False
+    value = authorization.encode() if isinstance(authorization, str) else authorization
+    scheme, _, credentials = value.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)  # constant time
 
 
 async def _service_error_handler(_: Request, error: Exception) -> JSONResponse:
@@ -291,6 +342,110 @@ class _InferContentType:
         await self.app(scope, receive, typed_send)
 
 
+class _BearerToken:
+    """ASGI middleware: 401 unless the request carries the bearer token, judged before the body is
+    read. Health checks stay open (see ``_HEALTH_PATH``)."""
+
+    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+        self.app = app
+        self.token = token.get_secret_value().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _HEALTH_PATH.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = dict(scope.get("headers") or []).get(b"authorization")
+        if _bearer_matches(authorization, token=self.token):
+            await self.app(scope, receive, send)
+            return
+        problem = "is wrong" if authorization is not None else "is missing"
+        message = f"the bearer token {problem}: send 'Authorization: Bearer <{AUTH_TOKEN_ENV}>'"
+        await _send_error(send, HTTPStatus.UNAUTHORIZED, message, headers=[(b"www-authenticate", b"Bearer")])
+
+
+class _BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """The gRPC twin of :class:`_BearerToken`: UNAUTHENTICATED unless metadata carries the token."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self.token = token.get_secret_value().encode()
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            message = f"the bearer token is missing or wrong: send metadata 'authorization: Bearer <{AUTH_TOKEN_ENV}>'"
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        metadata = dict(handler_call_details.invocation_metadata or ())  # type: ignore[attr-defined]
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if method in _HEALTH_RPCS or _bearer_matches(metadata.get("authorization"), token=self.token):
+            return await continuation(handler_call_details)
+        return self._refusal
+
+
+class _GRPCServer(GRPCServer):
+    """KServe's gRPC server with our interceptors: the bearer token when one is set, and KServe's
+    error mapping, without its LoggingInterceptor's INFO line per call."""
+
+    def __init__(self, *args: Any, auth_token: SecretStr | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._interceptors: list[grpc.aio.ServerInterceptor] = [ExceptionToStatusInterceptor()]
+        if auth_token is not None:
+            self._interceptors.insert(0, _BearerTokenInterceptor(auth_token))
+
+    async def start(self, max_workers: int) -> None:
+        self._server = grpc.aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=self._interceptors,
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"[::]:{self._port}")
+        log.info("gRPC server on [::]:%d", self._port)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class _ModelServer(ModelServer):
+    """KServe's ModelServer serving gRPC through :class:`_GRPCServer`."""
+
+    def __init__(self, *, serve_grpc: bool, auth_token: SecretStr | None, **kwargs: Any) -> None:
+        super().__init__(enable_grpc=False, **kwargs)  # KServe's own gRPC server stays off
+        self.serve_grpc = serve_grpc
+        self.auth_token = auth_token
+
+    def start(self, models: list[Any]) -> None:
+        if self.serve_grpc:  # started beside KServe's REST server, stopped by KServe's stop()
+            self._grpc_server = _GRPCServer(
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(model_server.args),
+                grace_period=self.grace_period,
+                auth_token=self.auth_token,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        super().start(models)
+
+
+class _AnsweredErrors(logging.Filter):
+    """Drops KServe's ERROR tracebacks for what is answered and reported without them: a readiness
+    probe before the model is ready (its answer is the 503) and a failed predictor call (the
+    transformer answers 503 naming the reason, and the batcher logs it once per batch)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, (ModelNotReady, grpc.RpcError))
+
+
 def _without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _without_nulls(item) for key, item in value.items() if item is not None}
@@ -299,20 +454,26 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-async def _send_error(send: Send, status: HTTPStatus, message: str) -> None:
+async def _send_error(
+    send: Send, status: HTTPStatus, message: str, *, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """A V2 error answer from ASGI middleware, which runs outside FastAPI's exception handlers."""
     body = orjson.dumps({"error": message})
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int, model_version: str) -> None:
+def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSettings) -> None:
     """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above.
 
     ``args`` come from :func:`parse_flags`; KServe reads its other flags from the command line itself.
@@ -321,25 +482,42 @@ def start_server(model: Model, *, args: argparse.Namespace, max_body_bytes: int,
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(_InferContentType)
-    app.add_middleware(_ModelVersions, version=model_version)
+    app.add_middleware(_ModelVersions, version=settings.model_version)
+    if settings.auth_token is not None:
+        app.add_middleware(_BearerToken, token=settings.auth_token)  # outermost: before anything is read
     # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
     # freezing it keeps it out of every later full garbage collection, which would otherwise
     # walk it all and stall requests for tens of milliseconds.
     gc.collect()
     gc.freeze()
-    server = ModelServer(enable_latency_logging=args.enable_latency_logging)
-    # Our modules log like KServe's own: its handler, its level (KSERVE_LOGLEVEL). Nothing we log
-    # carries audio or tensor values, at any level: sizes, shapes and ids only.
+    server = _ModelServer(
+        serve_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+        auth_token=settings.auth_token,
+    )
+    _configure_logs(enable_latency_logging=args.enable_latency_logging)  # after KServe configured its own
+    if settings.auth_token is not None:
+        log.info("every request but health checks needs the bearer token in %s", AUTH_TOKEN_ENV)
+    server.dataplane = _DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
+    server.start([model])
+
+
+def _configure_logs(*, enable_latency_logging: bool) -> None:
+    """Our modules log like KServe's own: its handler, its level (KSERVE_LOGLEVEL). Nothing we log
+    carries audio or tensor values, at any level: sizes, shapes and ids only."""
     kserve_log = logging.getLogger("kserve")
     for package in ("predictor", "transformer"):
         ours = logging.getLogger(package)
         ours.setLevel(kserve_log.level)
         ours.handlers = list(kserve_log.handlers)
         ours.propagate = False
-    server.dataplane = _DataPlane(model_registry=server.registered_models, model_version=model_version)
-    server.start([model])
+    trace_log = logging.getLogger("kserve.trace")
+    if not enable_latency_logging:  # KServe's timing middleware logs two INFO lines per request regardless
+        trace_log.setLevel(max(trace_log.getEffectiveLevel(), logging.WARNING))
+    for logger in (kserve_log, trace_log):
+        logger.addFilter(_AnsweredErrors())
 
 
 def parse_flags(
@@ -351,7 +529,10 @@ def parse_flags(
     # KServe logs three lines of timings per request by default; /metrics has the same figures.
     parser.set_defaults(enable_latency_logging=False)
     for name, field in settings_class.model_fields.items():
-        parser.add_argument(f"--{name}", help=field.description)
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS if field.validation_alias else field.description)
     args, _ = parser.parse_known_args(argv)
     flags = {name: getattr(args, name) for name in settings_class.model_fields if getattr(args, name) is not None}
+    for name, field in settings_class.model_fields.items():
+        if field.validation_alias and name in flags:  # a secret: every user of the machine can read flags in `ps`
+            parser.error(f"--{name} is not accepted on the command line; set {field.validation_alias} instead")
     return args, settings_class(**flags)

@@ -10,7 +10,9 @@ import pytest
 from kserve.protocol.infer_type import InferInput
 
 from predictor.batching import DynamicBatcher
-from predictor.v2 import BadRequest, bytes_elements, parse_rest_request
+from predictor.contract import AUTH_TOKEN_ENV
+from predictor.settings import PredictorSettings
+from predictor.v2 import BadRequest, bytes_elements, parse_flags, parse_rest_request
 
 
 def _binary_request(inputs: list[tuple[dict, bytes]]) -> tuple[bytes, int]:
@@ -161,3 +163,16 @@ def test_a_failing_model_call_fails_every_request_in_its_batch_and_the_batcher_g
 def test_batcher_settings_are_checked(size: int, wait: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DynamicBatcher(asyncio.sleep, max_batch_size=size, max_wait_s=wait)
+
+
+def test_the_token_is_never_a_command_line_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every user of a machine can read command lines in ``ps``; the token comes from the environment."""
+    monkeypatch.setenv(AUTH_TOKEN_ENV, "s3cret")
+    _, settings = parse_flags(PredictorSettings, description=None, argv=["--model_name", "digits"])
+    assert settings.auth_token is not None and settings.auth_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(SystemExit):
+        parse_flags(PredictorSettings, description=None, argv=["--auth_token", "s3cret"])
+    assert "is not accepted on the command line; set AUDIO_MAAS_AUTH_TOKEN instead" in capsys.readouterr().err

@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_training_flags(loso)
     loso.add_argument("--model", type=Path, help="also record the result in this model directory and its card")
 
-    serve = commands.add_parser("serve", help="run transformer and predictor on this machine")
+    serve = commands.add_parser(
+        "serve", help="run transformer and predictor on this machine (requests need $AUDIO_MAAS_AUTH_TOKEN when set)"
+    )
     serve.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory (default: bundled CNN)")
     serve.add_argument("--model-name", default="digits", help="name the model is served under")
     serve.add_argument("--http-port", type=int, default=8080, help="transformer REST port (gRPC: the next one)")
@@ -56,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-batch-wait-ms", type=float, default=0.0, help="predictor: extra time a batch stays open for more rows"
     )
 
-    predict = commands.add_parser("predict", help="classify audio files through the V2 API")
+    predict = commands.add_parser(
+        "predict", help="classify audio files through the V2 API (sends $AUDIO_MAAS_AUTH_TOKEN when set)"
+    )
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
     predict.add_argument("--url", default="http://127.0.0.1:8080", help="the transformer's base URL")
     predict.add_argument("--model-name", default="digits")
@@ -192,10 +196,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from predictor.contract import AUTH_TOKEN_ENV
     from transformer.client import ServiceUnreachable, predict_files
 
     try:
-        predictions = predict_files(args.files, url=args.url, model_name=args.model_name)
+        token = os.environ.get(AUTH_TOKEN_ENV)
+        predictions = predict_files(args.files, url=args.url, model_name=args.model_name, auth_token=token)
     except ServiceUnreachable as error:
         print(f"audio-maas predict: {error}", file=sys.stderr)
         return 1

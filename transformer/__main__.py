@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     args, settings = parse_flags(TransformerSettings, description=__doc__, argv=argv)
     model = AudioTransformer(args.model_name, settings)
     model.load()
-    start_server(model, args=args, max_body_bytes=settings.max_body_bytes, model_version=settings.model_version)
+    start_server(model, args=args, settings=settings)
 
 
 if __name__ == "__main__":

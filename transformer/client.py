@@ -36,8 +36,11 @@ class Prediction:
     """The most probable class ids with their probabilities, best first (the first is ``label``'s)."""
 
 
-def predict_files(paths: Sequence[Path], *, url: str, model_name: str, top_k: int = 3) -> list[Prediction]:
-    """One request carrying every file as a BYTES element, sent with the binary data extension.
+def predict_files(
+    paths: Sequence[Path], *, url: str, model_name: str, top_k: int = 3, auth_token: str | None = None
+) -> list[Prediction]:
+    """One request carrying every file as a BYTES element, sent with the binary data extension,
+    and ``auth_token`` as its bearer token when given.
 
     Raises :class:`ServiceUnreachable` when nothing answers, and ``RuntimeError`` with the
     server's message when it refuses the request.
@@ -52,7 +55,8 @@ def predict_files(paths: Sequence[Path], *, url: str, model_name: str, top_k: in
     audio.set_data_from_numpy(files, binary_data=True)
     outputs = [http.InferRequestedOutput(name, binary_data=True) for name in ("label", "probabilities")]
     try:
-        result = client.infer(model_name, [audio], outputs=outputs)
+        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+        result = client.infer(model_name, [audio], outputs=outputs, headers=headers)
     except InferenceServerException as error:
         raise RuntimeError(error.message()) from None
     except (ConnectionError, OSError) as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from predictor.contract import AUTH_TOKEN_ENV
 
 __all__ = ["LocalService", "is_ready", "serve"]
 
@@ -99,6 +102,8 @@ def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: flo
                 f"  try: audio-maas predict --url {service.url} FILE.wav",
                 flush=True,
             )
+            if os.environ.get(AUTH_TOKEN_ENV):
+                print(f"  every request but health checks needs 'Authorization: Bearer ${AUTH_TOKEN_ENV}'", flush=True)
         while not stopping:
             for name, process in processes.items():
                 if process.poll() is not None:

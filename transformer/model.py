@@ -18,7 +18,7 @@ from prometheus_client import Histogram
 
 from predictor.batching import DynamicBatcher
 from predictor.contract import INPUT_NAME, OUTPUT_NAME, read_labels
-from predictor.v2 import BadRequest, ServiceError, UpstreamUnavailable, bytes_elements
+from predictor.v2 import BadRequest, ServiceError, UpstreamUnavailable, bearer_header, bytes_elements
 from transformer.frontend import FeatureSpec, FrontEnd, InvalidAudioError, decode
 from transformer.settings import TransformerSettings
 
@@ -64,6 +64,7 @@ class AudioTransformer(Model):
         )
         self._predictor_agrees = False
         self._probe_lock = asyncio.Lock()
+        self._last_probe_failure = ""
 
     def load(self) -> bool:
         """Read the spec and labels that travel with the model; the model's features, not ours."""
@@ -92,7 +93,10 @@ class AudioTransformer(Model):
         try:
             probabilities = await self._forward(np.zeros((1, *shape), np.float32))
         except ServiceError as error:
-            log.warning("not ready: the predictor did not take a probe of %s features: %s", shape, error)
+            # Probes repeat every few hundred ms while the predictor loads: say each reason once.
+            failure = f"not ready: the predictor did not take a probe of {shape} features: {error}"
+            log.log(logging.DEBUG if failure == self._last_probe_failure else logging.WARNING, failure)
+            self._last_probe_failure = failure
             return False
         if probabilities.shape != (1, len(self.labels)):
             log.error(
@@ -145,15 +149,16 @@ class AudioTransformer(Model):
     async def _forward(self, features: np.ndarray) -> np.ndarray:
         """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back."""
         request = _features_request(features, model_name=self.name, request_id=str(uuid.uuid4()))
+        credentials = bearer_header(self.settings.auth_token)  # local mode: one token for both servers
         try:
             if self.predictor_config is not None and self.predictor_config.protocol == "v2":
                 # KServe's own REST path sends binary tensors under two Content-Type headers, JSON
                 # first, and the predictor rejects the body; let the client set octet-stream alone.
                 response = await self._http_client.infer(
-                    self.predictor_config.predictor_base_url, model_name=self.name, data=request
+                    self.predictor_config.predictor_base_url, model_name=self.name, data=request, headers=credentials
                 )
             else:
-                response = await super().predict(request)
+                response = await super().predict(request, headers=credentials)  # KServe forwards authorization
         except httpx.TransportError as error:
             raise UpstreamUnavailable(f"predictor {self._predictor_host} is unreachable: {error}") from None
         except httpx.HTTPStatusError as error:

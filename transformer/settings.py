@@ -5,24 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from predictor.contract import storage_model_dir
+from predictor.v2 import ServerSettings
 
 __all__ = ["TransformerSettings"]
 
 
-class TransformerSettings(BaseSettings):
+class TransformerSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_TRANSFORMER_", frozen=True, use_attribute_docstrings=True)
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """Model directory whose ``feature_spec.json`` and ``labels.txt`` say how to featurise and name classes."""
-    model_version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]+$")
-    """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
     max_duration_s: float = Field(default=30.0, gt=0, le=3600)
     """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
-    max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
-    """Largest request body (bytes); larger is answered 413 before it is read."""
     max_batch_elements: int = Field(default=64, ge=1)
     """Most audio elements in one request."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)

@@ -1,0 +1,208 @@
+"""The optional bearer token of the local service, on both protocols and both servers.
+
+``audio-maas serve`` runs for real with ``AUDIO_MAAS_AUTH_TOKEN`` set, once per transformer to
+predictor protocol: the transformer only becomes ready if it sends the token to the predictor.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+from predictor.contract import AUTH_TOKEN_ENV
+from tests.conftest import BUNDLED_MODEL, free_port_pair, wait_ready
+from transformer.local import LocalService
+
+TOKEN = "s3cret-token-for-tests"
+REFUSED = {"error": f"the bearer token is missing: send 'Authorization: Bearer <{AUTH_TOKEN_ENV}>'"}
+WRONG = {"error": f"the bearer token is wrong: send 'Authorization: Bearer <{AUTH_TOKEN_ENV}>'"}
+GRPC_REFUSAL = f"the bearer token is missing or wrong: send metadata 'authorization: Bearer <{AUTH_TOKEN_ENV}>'"
+
+
+@dataclass(frozen=True)
+class GuardedService:
+    local: LocalService
+    log: Path
+
+
+@pytest.fixture(scope="module", params=["grpc-v2", "v2"])
+def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedService]:
+    """``audio-maas serve`` with a token, logging at DEBUG into a file the tests read."""
+    http_port, predictor_port = free_port_pair(), free_port_pair()
+    local = LocalService(
+        model_dir=BUNDLED_MODEL,
+        http_port=http_port,
+        grpc_port=http_port + 1,
+        predictor_http_port=predictor_port,
+        predictor_grpc_port=predictor_port + 1,
+        predictor_protocol=request.param,
+    )
+    command = [sys.executable, "-m", "training.cli", "serve", "--model", str(BUNDLED_MODEL)]
+    command += ["--http-port", str(http_port), "--predictor-port", str(predictor_port)]
+    command += ["--predictor-protocol", request.param]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KSERVE_LOGLEVEL": "DEBUG", AUTH_TOKEN_ENV: TOKEN}
+    log = tmp_path_factory.mktemp("guarded") / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            for url in local.ready_urls().values():  # open without the token: health checks
+                wait_ready(url, process=process)
+            yield GuardedService(local=local, log=log)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def _recording_path(fsdd_dir: Path) -> Path:
+    return fsdd_dir / "recordings" / "7_george_0.wav"
+
+
+def _recording(fsdd_dir: Path) -> bytes:
+    return _recording_path(fsdd_dir).read_bytes()
+
+
+def _http_infer(url: str, data: bytes, headers: dict[str, str] | None) -> np.ndarray:
+    client = triton_http.InferenceServerClient(url.removeprefix("http://"))
+    audio = triton_http.InferInput("audio", [1], "BYTES")
+    audio.set_data_from_numpy(np.array([data], dtype=object), binary_data=True)
+    try:
+        return client.infer("digits", [audio], headers=headers).as_numpy("label")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "expected"),
+    [
+        ("POST", "/v2/models/digits/infer", {}, REFUSED),
+        ("POST", "/v2/models/digits/infer", {"Authorization": "Bearer not-the-token"}, WRONG),
+        ("POST", "/v2/models/digits/infer", {"Authorization": f"Basic {TOKEN}"}, WRONG),
+        ("POST", "/v2/models/digits/versions/1/infer", {}, REFUSED),
+        ("GET", "/v2/models/digits", {}, REFUSED),
+        ("GET", "/v2", {}, REFUSED),
+        ("GET", "/metrics", {}, REFUSED),
+        ("GET", "/docs", {}, REFUSED),
+    ],
+)
+def test_requests_without_the_right_token_get_401_naming_the_problem_on_both_servers(
+    guarded: GuardedService, method: str, path: str, headers: dict[str, str], expected: dict[str, str]
+) -> None:
+    for base in (guarded.local.url, f"http://127.0.0.1:{guarded.local.predictor_http_port}"):
+        response = requests.request(method, f"{base}{path}", headers=headers, json={"inputs": []}, timeout=10)
+        assert response.status_code == 401, (base, response.text)
+        assert response.json() == expected
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/v2/health/live", "/v2/health/ready", "/v2/models/digits/ready", "/v2/models/digits/versions/1/ready"],
+)
+def test_health_checks_need_no_token(guarded: GuardedService, path: str) -> None:
+    assert requests.get(f"{guarded.local.url}{path}", timeout=10).status_code == 200
+
+
+def test_a_client_with_the_token_is_answered_after_refusals_and_the_log_never_holds_the_token(
+    guarded: GuardedService, fsdd_dir: Path
+) -> None:
+    """Also: the transformer became ready, so it sent the token to the predictor (over gRPC
+    metadata or a REST header, per the fixture's parameter)."""
+    with pytest.raises(InferenceServerException, match="bearer token is missing"):
+        _http_infer(guarded.local.url, _recording(fsdd_dir), headers=None)
+    labels = _http_infer(guarded.local.url, _recording(fsdd_dir), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert labels.tolist() == [b"7"]
+    log = guarded.log.read_text(errors="replace")
+    assert "DEBUG" in log  # the level that would show the most
+    assert TOKEN not in log
+
+
+def test_an_unauthenticated_client_cannot_make_the_server_read_a_body(guarded: GuardedService) -> None:
+    """A declared 10 GB body without the token is refused at once with 401, not read (nor 413)."""
+    connection = http.client.HTTPConnection("127.0.0.1", guarded.local.http_port, timeout=10)
+    try:
+        connection.putrequest("POST", "/v2/models/digits/infer")
+        connection.putheader("Content-Length", str(10 * 2**30))
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 401
+    finally:
+        connection.close()
+
+
+GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+token, audio_path, ports = sys.argv[1], sys.argv[2], sys.argv[3:]
+good, bad = {"authorization": f"Bearer {token}"}, {"authorization": "Bearer not-the-token"}
+
+def outcome(call):
+    try:
+        return call()
+    except InferenceServerException as error:
+        return [error.status(), error.message()]
+
+report = {}
+for port in ports:
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    report[port] = {
+        "live": outcome(lambda: client.is_server_live()),
+        "model_ready": outcome(lambda: client.is_model_ready("digits")),
+        "metadata_without": outcome(lambda: client.get_model_metadata("digits").name),
+        "metadata_with": outcome(lambda: client.get_model_metadata("digits", headers=good).name),
+    }
+client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}")
+audio = grpcclient.InferInput("audio", [1], "BYTES")
+audio.set_data_from_numpy(np.array([open(audio_path, "rb").read()], dtype=object))
+report["infer_wrong"] = outcome(lambda: client.infer("digits", [audio], headers=bad).as_numpy("label").tolist())
+report["infer_with"] = outcome(lambda: client.infer("digits", [audio], headers=good).as_numpy("label")[0].decode())
+print(json.dumps(report))
+"""
+
+
+def test_grpc_calls_need_the_token_on_both_servers_but_health_checks_do_not(
+    guarded: GuardedService, fsdd_dir: Path
+) -> None:
+    """tritonclient.grpc runs in its own process (see ``test_service``: its protobuf symbols and
+    KServe's cannot share one)."""
+    ports = [str(guarded.local.grpc_port), str(guarded.local.predictor_grpc_port)]
+    completed = subprocess.run(
+        [sys.executable, "-c", GRPC_CLIENT, TOKEN, str(_recording_path(fsdd_dir)), *ports],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    report = json.loads(completed.stdout)
+    refused = ["StatusCode.UNAUTHENTICATED", GRPC_REFUSAL]
+    for port in ports:
+        assert report[port] == {
+            "live": True,
+            "model_ready": True,
+            "metadata_without": refused,
+            "metadata_with": "digits",
+        }
+    assert report["infer_wrong"] == refused
+    assert report["infer_with"] == "7"
+
+
+def test_audio_maas_predict_sends_the_token_from_the_environment(guarded: GuardedService, fsdd_dir: Path) -> None:
+    command = [sys.executable, "-m", "training.cli", "predict", "--url", guarded.local.url]
+    command.append(str(_recording_path(fsdd_dir)))
+    without = subprocess.run(command, capture_output=True, text=True, env={**os.environ, AUTH_TOKEN_ENV: ""})
+    assert without.returncode != 0 and "bearer token is missing" in without.stderr
+    with_token = subprocess.run(command, capture_output=True, text=True, env={**os.environ, AUTH_TOKEN_ENV: TOKEN})
+    assert with_token.returncode == 0, with_token.stderr
+    assert with_token.stdout.split(":")[1].split()[0] == "7"
