@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
     from predictor.model import SavedModelPredictor
     from predictor.settings import PredictorSettings
-    from predictor.v2 import parse_flags, start_server
+    from predictor.v2 import configure_logs, parse_flags, start_server
 
     args, settings = parse_flags(PredictorSettings, description=__doc__, argv=argv)
+    configure_logs(args)
     model = SavedModelPredictor(args.model_name, settings)
-    model.load()
-    logging.getLogger(__name__).info("predictor '%s' ready on %s", args.model_name, model.device)
+    model.load()  # logs the device and the tensors
     start_server(model, args=args, settings=settings)
 
 

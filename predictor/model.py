@@ -46,6 +46,9 @@ class SavedModelPredictor(Model):
         """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
         import tensorflow as tf
 
+        # Before anything runs: TensorFlow fixes its thread pools when its runtime starts.
+        tf.config.threading.set_intra_op_parallelism_threads(self.settings.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(self.settings.inter_op_threads)
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # take memory as needed, so other processes on the GPU still fit
             tf.config.experimental.set_memory_growth(gpu, True)
@@ -66,9 +69,11 @@ class SavedModelPredictor(Model):
             on_batch=BATCH_SIZE.observe,
         )
         log.info(
-            "loaded %s on %s: %s %s -> %s %s, batches of up to %d within %g ms",
+            "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s %s, batches of up to %d within %g ms",
             self.settings.model_dir,
             self.device,
+            tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's choice of",
+            tf.config.threading.get_inter_op_parallelism_threads() or "TensorFlow's choice of",
             INPUT_NAME,
             self._input_shape,
             OUTPUT_NAME,

@@ -34,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.requests import Request
 from fastapi.responses import JSONResponse
 from kserve import InferInput, InferRequest, InferResponse, Model, ModelServer, model_server
+from kserve import logging as kserve_logging
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import ModelNotReady
 from kserve.protocol.dataplane import DataPlane
@@ -55,6 +56,7 @@ __all__ = [
     "ServiceError",
     "UpstreamUnavailable",
     "bytes_elements",
+    "configure_logs",
     "parse_flags",
     "parse_rest_request",
     "start_server",
@@ -476,7 +478,8 @@ async def _send_error(
 def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSettings) -> None:
     """Run KServe's ModelServer for ``model`` (already loaded) with the fixes above.
 
-    ``args`` come from :func:`parse_flags`; KServe reads its other flags from the command line itself.
+    ``args`` come from :func:`parse_flags` and logs were set by :func:`configure_logs`; KServe
+    reads its other flags from the command line itself.
     """
     app: FastAPI = model_server.app
     app.add_exception_handler(ServiceError, _service_error_handler)
@@ -497,16 +500,18 @@ def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSett
         enable_latency_logging=args.enable_latency_logging,
         auth_token=settings.auth_token,
     )
-    _configure_logs(enable_latency_logging=args.enable_latency_logging)  # after KServe configured its own
     if settings.auth_token is not None:
         log.info("every request but health checks needs the bearer token in %s", AUTH_TOKEN_ENV)
     server.dataplane = _DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
     server.start([model])
 
 
-def _configure_logs(*, enable_latency_logging: bool) -> None:
-    """Our modules log like KServe's own: its handler, its level (KSERVE_LOGLEVEL). Nothing we log
-    carries audio or tensor values, at any level: sizes, shapes and ids only."""
+def configure_logs(args: argparse.Namespace) -> None:
+    """Logging as KServe's flags say, set before the model loads so that what ``load()`` logs (the
+    device, the tensors) is seen. Our modules log like KServe's own: its handler, its level
+    (KSERVE_LOGLEVEL). Nothing we log carries audio, tensor values or the token, at any level."""
+    if args.configure_logging:  # ModelServer would do it later, after load(); it skips a configured logger
+        kserve_logging.configure_logging(args.log_config_file)
     kserve_log = logging.getLogger("kserve")
     for package in ("predictor", "transformer"):
         ours = logging.getLogger(package)
@@ -514,7 +519,7 @@ def _configure_logs(*, enable_latency_logging: bool) -> None:
         ours.handlers = list(kserve_log.handlers)
         ours.propagate = False
     trace_log = logging.getLogger("kserve.trace")
-    if not enable_latency_logging:  # KServe's timing middleware logs two INFO lines per request regardless
+    if not args.enable_latency_logging:  # KServe's timing middleware logs two INFO lines per request regardless
         trace_log.setLevel(max(trace_log.getEffectiveLevel(), logging.WARNING))
     for logger in (kserve_log, trace_log):
         logger.addFilter(_AnsweredErrors())

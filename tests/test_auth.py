@@ -2,6 +2,7 @@
 
 ``audio-maas serve`` runs for real with ``AUDIO_MAAS_AUTH_TOKEN`` set, once per transformer to
 predictor protocol: the transformer only becomes ready if it sends the token to the predictor.
+Its log, captured at DEBUG, also shows what the servers say while they start.
 """
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ def test_a_client_with_the_token_is_answered_after_refusals_and_the_log_never_ho
     log = guarded.log.read_text(errors="replace")
     assert "DEBUG" in log  # the level that would show the most
     assert TOKEN not in log
+
+
+def test_startup_logs_name_the_device_and_each_not_ready_reason_once_without_tracebacks(
+    guarded: GuardedService,
+) -> None:
+    log = guarded.log.read_text(errors="replace")
+    assert "predictor.model INFO" in log and " on CPU (1 intra-op, 1 inter-op threads)" in log
+    assert "Traceback" not in log  # KServe logs one per readiness probe and per refused predictor call
+    reasons = [line.split("not ready:")[1] for line in log.splitlines() if "WARNING" in line and "not ready:" in line]
+    assert len(reasons) == len(set(reasons))  # probes repeat every 0.2 s while the predictor loads
+    assert "kserve.io.v2.models.digits.infer" not in log  # KServe's timing lines per request
 
 
 def test_an_unauthenticated_client_cannot_make_the_server_read_a_body(guarded: GuardedService) -> None:

@@ -6,11 +6,12 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from predictor.v2 import parse_flags, start_server
+    from predictor.v2 import configure_logs, parse_flags, start_server
     from transformer.model import AudioTransformer
     from transformer.settings import TransformerSettings
 
     args, settings = parse_flags(TransformerSettings, description=__doc__, argv=argv)
+    configure_logs(args)
     model = AudioTransformer(args.model_name, settings)
     model.load()
     start_server(model, args=args, settings=settings)
