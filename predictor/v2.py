@@ -55,6 +55,7 @@ __all__ = [
     "ServerSettings",
     "ServiceError",
     "UpstreamUnavailable",
+    "bearer_header",
     "bytes_elements",
     "configure_logs",
     "parse_flags",

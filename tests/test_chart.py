@@ -241,6 +241,31 @@ def test_images_are_pinned_and_both_containers_serve_the_same_model(value_set: s
     assert transformer["args"][transformer["args"].index("--workers") + 1] == "1"
 
 
+def test_container_args_are_flags_the_servers_read_as_the_values_say() -> None:
+    """Parsed by the servers' own flag parser: a misspelt flag would leave its setting at its
+    default, which the values below are not."""
+    from predictor.settings import PredictorSettings
+    from predictor.v2 import parse_flags
+    from transformer.settings import TransformerSettings
+
+    values = {
+        "transformer": {"maxDurationSeconds": 12, "maxBatchSize": 8, "predictorProtocol": "grpc-v2"},
+        "predictor": {
+            "batching": {"maxBatchSize": 16, "maxBatchWaitMs": 2},
+            "tensorflowThreads": {"intraOp": 2, "interOp": 3},
+        },
+    }
+    isvc = _inference_service(values)
+    (transformer,), (predictor,) = _containers(isvc, "transformer"), _containers(isvc, "predictor")
+    args, predictor_settings = parse_flags(PredictorSettings, description=None, argv=predictor["args"])
+    assert (args.model_name, args.http_port, args.grpc_port) == ("digits", 8080, 8081)
+    assert predictor_settings.max_batch_size == 16 and predictor_settings.max_batch_wait_ms == 2
+    assert (predictor_settings.intra_op_threads, predictor_settings.inter_op_threads) == (2, 3)
+    args, transformer_settings = parse_flags(TransformerSettings, description=None, argv=transformer["args"])
+    assert (args.predictor_protocol, args.workers) == ("grpc-v2", 1)
+    assert transformer_settings.max_duration_s == 12 and transformer_settings.max_batch_size == 8
+
+
 def test_grpc_protocol_wires_the_transformer_to_the_predictors_h2c_port() -> None:
     isvc = _inference_service(VALUE_SETS["grpc-networkpolicy"])
     (transformer,), (predictor,) = _containers(isvc, "transformer"), _containers(isvc, "predictor")
