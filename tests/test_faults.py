@@ -229,6 +229,26 @@ def _requests_held_in_flight(
         _stop(transformer, predictor)
 
 
+@pytest.mark.parametrize("latency_logging", [False, True])
+def test_timing_log_lines_appear_only_when_latency_logging_is_asked_for(tmp_path: Path, latency_logging: bool) -> None:
+    """KServe's TimingMiddleware is dropped by default (it routes each request twice); the flag
+    brings it back with its lines. The transformer alone answers liveness without a predictor."""
+    port, log_path = free_port_pair(), tmp_path / "transformer.log"
+    with log_path.open("wb") as log:
+        transformer = subprocess.Popen(
+            [sys.executable, "-m", "transformer", "--model_name", "digits", "--model_dir", str(BUNDLED_MODEL),
+             "--http_port", str(port), "--grpc_port", str(port + 1), "--predictor_host", "127.0.0.1:9",
+             "--enable_latency_logging", str(latency_logging).lower()],
+            env=ENV, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/v2/health/live", process=transformer)
+            assert requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5).status_code == 200
+        finally:
+            _stop(transformer)
+    assert ("kserve.io.v2.health.live" in log_path.read_text()) is latency_logging
+
+
 def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> None:
     """What Kubernetes does on scale-down: SIGTERM, then SIGKILL after the grace period (30 s)."""
     with _requests_held_in_flight(6) as (transformer, _, url, in_flight):
@@ -250,26 +270,31 @@ def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_se
     stop = threading.Event()
 
     def load() -> None:
-        while not stop.is_set():
-            sent = time.monotonic()
-            status = requests.post(url, json=_audio_request(), timeout=30).status_code
-            outcomes.append((sent, status, time.monotonic() - sent))
+        # One kept-alive connection per client: a new one per request would leave thousands of
+        # ports in TIME_WAIT, one of which can be the port the restarted predictor must bind.
+        with requests.Session() as session:
+            while not stop.is_set():
+                sent = time.monotonic()
+                status = session.post(url, json=_audio_request(), timeout=30).status_code
+                outcomes.append((sent, status, time.monotonic() - sent))
 
     try:
         wait_ready(f"http://127.0.0.1:{transformer_port}/v2/models/digits/ready", process=transformer)
         with ThreadPoolExecutor(8) as pool:
             workers = [pool.submit(load) for _ in range(8)]
-            time.sleep(2)
-            predictor.kill()
-            killed = time.monotonic()
-            predictor.wait(timeout=30)
-            time.sleep(2)
-            restarted = time.monotonic()
-            predictor = _start_predictor(predictor_port)
-            wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
-            recovered = time.monotonic()
-            time.sleep(2)
-            stop.set()
+            try:
+                time.sleep(2)
+                predictor.kill()
+                killed = time.monotonic()
+                predictor.wait(timeout=30)
+                time.sleep(2)
+                restarted = time.monotonic()
+                predictor = _start_predictor(predictor_port)
+                wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
+                recovered = time.monotonic()
+                time.sleep(2)
+            finally:
+                stop.set()  # else the pool would wait forever for its clients, should anything fail
             for worker in workers:
                 worker.result()
     finally:
