@@ -130,6 +130,15 @@ def test_a_client_with_the_token_is_answered_after_refusals_and_the_log_never_ho
     assert TOKEN not in log
 
 
+def test_answering_prints_no_python_warnings(guarded: GuardedService, fsdd_dir: Path) -> None:
+    """Python warnings go to stderr on each server's first request, e.g. FastAPI's about KServe's
+    code; no user can act on them, so none may reach the log."""
+    labels = _http_infer(guarded.local.url, _recording(fsdd_dir), headers={"Authorization": f"Bearer {TOKEN}"})
+    assert labels.tolist() == [b"7"]
+    log = guarded.log.read_text(errors="replace")
+    assert "Warning:" not in log
+
+
 def test_startup_logs_name_the_device_and_each_not_ready_reason_once_without_tracebacks(
     guarded: GuardedService,
 ) -> None:
