@@ -27,8 +27,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cli.local import LocalService  # noqa: E402
+from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
-from transformer.local import is_ready  # noqa: E402
+from transformer.client import is_ready  # noqa: E402
+
+MODEL_NAME = ServiceSettings().model_name
 
 MODEL = REPO / "models" / "digits-cnn"
 
@@ -70,10 +75,10 @@ async def _end_to_end(url: str, files: list[bytes], concurrency: int) -> tuple[f
     async def worker() -> None:
         while queue:
             i = queue.pop()
-            audio = http.InferInput("audio", [1], "BYTES")
+            audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
             audio.set_data_from_numpy(np.array([files[i]], dtype=object), binary_data=True)
             t = time.perf_counter()
-            await client.infer("digits", [audio], outputs=[http.InferRequestedOutput("label", binary_data=True)])
+            await client.infer(MODEL_NAME, [audio], outputs=[http.InferRequestedOutput(LABEL_OUTPUT, binary_data=True)])
             latencies.append(time.perf_counter() - t)
 
     try:
@@ -108,18 +113,17 @@ def main() -> None:
         if batch_size == 1:
             single_latency = median
 
-    port = 18080
+    service = ServiceSettings(http_port=18080, predictor_http_port=18085)
+    port = service.http_port
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.monotonic()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--http-port", str(port), "--predictor-port", "18085"],
+        [sys.executable, "-m", "cli", "serve", "--http-port", str(port), "--predictor-port",
+         str(service.predictor_http_port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for ready in (
-            f"http://127.0.0.1:{port}/v2/models/digits/ready",
-            "http://127.0.0.1:18085/v2/models/digits/ready",
-        ):
+        for ready in LocalService(model_dir=MODEL, settings=service).ready_urls().values():
             while not is_ready(ready):
                 if serve.poll() is not None or time.monotonic() - started > 120:
                     raise SystemExit("the service did not start")

@@ -25,9 +25,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
 
 __all__ = ["SoakResult", "server_rss_mib", "soak"]
+
+MODEL_NAME = ServiceSettings().model_name
 
 
 @dataclass
@@ -75,20 +79,20 @@ async def soak(url: str, files: list[bytes], expected: list[str], *, concurrency
         while time.monotonic() < deadline:
             number = next(counter)
             index = number % len(files)
-            audio = http.InferInput("audio", [1], "BYTES")
+            audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
             audio.set_data_from_numpy(np.array([files[index]], dtype=object), binary_data=True)
             started = time.perf_counter()
             try:
                 answer = await client.infer(
-                    "digits", [audio], request_id=f"soak-{number}",
-                    outputs=[http.InferRequestedOutput("label", binary_data=True)],
+                    MODEL_NAME, [audio], request_id=f"soak-{number}",
+                    outputs=[http.InferRequestedOutput(LABEL_OUTPUT, binary_data=True)],
                 )  # fmt: skip
             except Exception as error:  # every failure is counted and shown, none stops the soak
                 result.errors.append(f"request {number}: {error}")
                 continue
             result.latencies_s.append(time.perf_counter() - started)
             result.requests += 1
-            label = answer.as_numpy("label")[0].decode()
+            label = answer.as_numpy(LABEL_OUTPUT)[0].decode()
             answered_id = answer.get_response()["id"]
             if answered_id != f"soak-{number}" or label != expected[index]:
                 result.errors.append(f"request soak-{number} (file {index}): answer {answered_id!r} says {label!r}")
@@ -108,10 +112,10 @@ async def _labels(url: str, files: list[bytes]) -> list[str]:
         labels = []
         for start in range(0, len(files), 50):
             chunk = files[start : start + 50]
-            audio = http.InferInput("audio", [len(chunk)], "BYTES")
+            audio = http.InferInput(AUDIO_INPUT, [len(chunk)], "BYTES")
             audio.set_data_from_numpy(np.array(chunk, dtype=object), binary_data=True)
-            answer = await client.infer("digits", [audio], outputs=[http.InferRequestedOutput("label")])
-            labels += [label.decode() for label in answer.as_numpy("label")]
+            answer = await client.infer(MODEL_NAME, [audio], outputs=[http.InferRequestedOutput(LABEL_OUTPUT)])
+            labels += [label.decode() for label in answer.as_numpy(LABEL_OUTPUT)]
         return labels
     finally:
         await client.close()
@@ -126,7 +130,7 @@ def main() -> None:
     files = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
     port, predictor_port = 19080, 19085
     serve = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve",
+        [sys.executable, "-m", "cli", "serve",
          "--http-port", str(port), "--predictor-port", str(predictor_port)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

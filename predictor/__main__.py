@@ -8,7 +8,9 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> None:
     from predictor.model import SavedModelPredictor
     from predictor.settings import PredictorSettings
-    from predictor.v2 import configure_logs, parse_flags, start_server
+    from serving.logs import configure_logs
+    from serving.server import start_server
+    from serving.settings import parse_flags
 
     args, settings = parse_flags(PredictorSettings, description=__doc__, argv=argv)
     configure_logs(args)

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
 from prometheus_client import Histogram
 
-from predictor.batching import DynamicBatcher
-from predictor.contract import INPUT_NAME, OUTPUT_NAME
 from predictor.savedmodel import load_serving_function
 from predictor.settings import PredictorSettings
+from serving.batching import DynamicBatcher
+from serving.codec import to_numpy
+from serving.contract import INPUT_NAME, OUTPUT_NAME
+from serving.errors import BadRequest
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
 
@@ -111,23 +112,20 @@ class SavedModelPredictor(Model):
         )
 
     def _features(self, payload: InferRequest) -> np.ndarray:
-        """The request's one input as float32 ``[N, frames, bins]``, or InvalidInput naming the fault."""
+        """The request's one input as float32 ``[N, frames, bins]``, or BadRequest naming the fault."""
         names = [infer_input.name for infer_input in payload.inputs]
         if names != [INPUT_NAME]:
-            raise InvalidInput(f"expected exactly one input named '{INPUT_NAME}', got {names}")
+            raise BadRequest(f"expected exactly one input named '{INPUT_NAME}', got {names}")
         infer_input = payload.inputs[0]
         if infer_input.datatype != "FP32":
-            raise InvalidInput(f"input '{INPUT_NAME}' must be FP32, got {infer_input.datatype}")
+            raise BadRequest(f"input '{INPUT_NAME}' must be FP32, got {infer_input.datatype}")
         shape = list(infer_input.shape)
         expected = self._input_shape
         if len(shape) != len(expected) or shape[0] < 1 or shape[1:] != expected[1:]:
-            raise InvalidInput(f"input '{INPUT_NAME}' must have shape [N, {expected[1]}, {expected[2]}], got {shape}")
-        try:
-            features = np.asarray(infer_input.as_numpy(), dtype=np.float32).reshape(shape)
-        except ValueError as error:
-            raise InvalidInput(f"input '{INPUT_NAME}' data does not match its shape {shape}: {error}") from None
+            raise BadRequest(f"input '{INPUT_NAME}' must have shape [N, {expected[1]}, {expected[2]}], got {shape}")
+        features = to_numpy(infer_input)
         if not np.isfinite(features).all():
-            raise InvalidInput(f"input '{INPUT_NAME}' contains NaN or infinite values")
+            raise BadRequest(f"input '{INPUT_NAME}' contains NaN or infinite values")
         return features
 
     async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:

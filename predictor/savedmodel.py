@@ -1,4 +1,4 @@
-"""Load a model directory's serving signature and check it against ``predictor.contract``.
+"""Load a model directory's serving signature and check it against ``serving.contract``.
 
 One place for it: the predictor serves through it, and export verifies and evaluation scores
 through it, so all three see the same function. TensorFlow is imported only when called.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from serving.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
 
 __all__ = ["load_serving_function"]
 

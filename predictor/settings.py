@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from predictor.contract import storage_model_dir
-from predictor.v2 import ServerSettings
+from serving.contract import storage_model_dir
+from serving.settings import ServerSettings
 
 __all__ = ["PredictorSettings"]
 
@@ -18,8 +18,6 @@ class PredictorSettings(ServerSettings):
 
     model_dir: Path = Field(default_factory=storage_model_dir)
     """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
-    max_batch_size: int = Field(default=32, ge=1, le=4096)
-    """Most rows stacked into one model call."""
     max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a batch stays open for more rows (ms). At 0, requests that arrive while the model
     is busy still batch together; a wait only adds latency at low load."""

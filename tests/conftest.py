@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
 import soundfile
 
+from cli.local import LocalService
+from serving.settings import ServiceSettings
 from transformer.frontend import FeatureSpec, FrontEnd
-from transformer.local import LocalService
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
@@ -92,27 +97,34 @@ def wait_ready(url: str, *, process: subprocess.Popen[bytes], timeout_s: float =
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
-@pytest.fixture(scope="session")
-def service() -> Iterator[LocalService]:
-    """The real two-process service (``audio-maas serve``) on free loopback ports."""
-    import signal
-    import sys
+def loopback_settings(**fields: object) -> ServiceSettings:
+    """The service's settings on free loopback port pairs."""
+    return ServiceSettings(http_port=free_port_pair(), predictor_http_port=free_port_pair(), **fields)  # type: ignore[arg-type]
 
-    http_port, predictor_port = free_port_pair(), free_port_pair()
-    command = [sys.executable, "-m", "training.cli", "serve", "--model", str(BUNDLED_MODEL)]
-    command += ["--http-port", str(http_port), "--predictor-port", str(predictor_port)]
-    local = LocalService(
-        model_dir=BUNDLED_MODEL,
-        http_port=http_port,
-        grpc_port=http_port + 1,
-        predictor_http_port=predictor_port,
-        predictor_grpc_port=predictor_port + 1,
-    )
-    process = subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+@contextmanager
+def running_service(
+    settings: ServiceSettings, *extra: str, env: dict[str, str] | None = None, output: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``audio-maas serve`` of the bundled model as ``settings`` say, with ``extra`` flags, until
+    both servers report ready; SIGTERM when the block ends."""
+    command = [sys.executable, "-m", "cli", "serve", "--model", str(BUNDLED_MODEL)]
+    command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
+    command += ["--predictor-protocol", settings.predictor_protocol, *extra]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
     try:
-        for url in local.ready_urls().values():
+        for url in LocalService(model_dir=BUNDLED_MODEL, settings=settings).ready_urls().values():
             wait_ready(url, process=process)
-        yield local
+        yield process
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def service() -> Iterator[ServiceSettings]:
+    """The real two-process service (``audio-maas serve``) on free loopback ports."""
+    settings = loopback_settings()
+    with running_service(settings):
+        yield settings

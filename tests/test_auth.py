@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,9 +22,9 @@ import requests
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from predictor.contract import AUTH_TOKEN_ENV
-from tests.conftest import BUNDLED_MODEL, free_port_pair, wait_ready
-from transformer.local import LocalService
+from serving.contract import AUTH_TOKEN_ENV
+from serving.settings import ServiceSettings
+from tests.conftest import loopback_settings, running_service
 
 TOKEN = "s3cret-token-for-tests"
 REFUSED = {"error": f"the bearer token is missing: send 'Authorization: Bearer <{AUTH_TOKEN_ENV}>'"}
@@ -35,36 +34,18 @@ GRPC_REFUSAL = f"the bearer token is missing or wrong: send metadata 'authorizat
 
 @dataclass(frozen=True)
 class GuardedService:
-    local: LocalService
+    local: ServiceSettings
     log: Path
 
 
 @pytest.fixture(scope="module", params=["grpc-v2", "v2"])
 def guarded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuardedService]:
     """``audio-maas serve`` with a token, logging at DEBUG into a file the tests read."""
-    http_port, predictor_port = free_port_pair(), free_port_pair()
-    local = LocalService(
-        model_dir=BUNDLED_MODEL,
-        http_port=http_port,
-        grpc_port=http_port + 1,
-        predictor_http_port=predictor_port,
-        predictor_grpc_port=predictor_port + 1,
-        predictor_protocol=request.param,
-    )
-    command = [sys.executable, "-m", "training.cli", "serve", "--model", str(BUNDLED_MODEL)]
-    command += ["--http-port", str(http_port), "--predictor-port", str(predictor_port)]
-    command += ["--predictor-protocol", request.param]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KSERVE_LOGLEVEL": "DEBUG", AUTH_TOKEN_ENV: TOKEN}
+    local = loopback_settings(predictor_protocol=request.param)
+    env = {"KSERVE_LOGLEVEL": "DEBUG", AUTH_TOKEN_ENV: TOKEN}
     log = tmp_path_factory.mktemp("guarded") / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            for url in local.ready_urls().values():  # open without the token: health checks
-                wait_ready(url, process=process)
-            yield GuardedService(local=local, log=log)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    with log.open("wb") as sink, running_service(local, env=env, output=sink):  # health checks need no token
+        yield GuardedService(local=local, log=log)
 
 
 def _recording_path(fsdd_dir: Path) -> Path:
@@ -220,7 +201,7 @@ def test_grpc_calls_need_the_token_on_both_servers_but_health_checks_do_not(
 
 
 def test_audio_maas_predict_sends_the_token_from_the_environment(guarded: GuardedService, fsdd_dir: Path) -> None:
-    command = [sys.executable, "-m", "training.cli", "predict", "--url", guarded.local.url]
+    command = [sys.executable, "-m", "cli", "predict", "--url", guarded.local.url]
     command.append(str(_recording_path(fsdd_dir)))
     without = subprocess.run(command, capture_output=True, text=True, env={**os.environ, AUTH_TOKEN_ENV: ""})
     assert without.returncode != 0 and "bearer token is missing" in without.stderr

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cli import main
 from deploy.capacity import AutoscalerSettings, ReplicaProfile, simulate, synthetic_trace
-from training.cli import main
 
 PROFILE = ReplicaProfile(concurrency=(1, 8, 32), clips_per_s=(100, 400, 500), latency_s=(0.01, 0.02, 0.064))
 """A replica that saturates at 500 clips/s; latency grows from 10 ms to 64 ms on the way."""

@@ -21,7 +21,7 @@ import schemathesis
 import yaml
 from schemathesis.config import SchemathesisConfig
 
-from transformer.local import LocalService
+from serving.settings import ServiceSettings
 
 PINNED = {"MODEL_NAME": "digits", "MODEL_VERSION": "1"}
 """The served model and version; generated requests go to them."""
@@ -46,7 +46,7 @@ def _spec() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def conformance_schema(service: LocalService) -> Any:
+def conformance_schema(service: ServiceSettings) -> Any:
     config = SchemathesisConfig.from_dict({"base-url": service.url})
     return schemathesis.openapi.from_dict(_spec(), config=config)
 

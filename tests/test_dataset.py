@@ -54,6 +54,6 @@ def test_loader_says_when_there_is_nothing_to_load(tmp_path: Path) -> None:
         load_fsdd(tmp_path / "missing")
 
 
-def test_split_name_is_checked(fsdd_dir: Path) -> None:
+def test_split_name_is_checked() -> None:
     with pytest.raises(ValueError, match="split must be"):
         select_split([], "validation")  # type: ignore[arg-type]

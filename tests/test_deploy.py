@@ -21,9 +21,9 @@ import jsonschema
 import pytest
 import yaml
 
+from cli import main
 from deploy.chart import manifests
 from deploy.cluster import parse_status
-from training.cli import main
 
 DATA = Path(__file__).parent / "data" / "inferenceservices"
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
@@ -214,9 +214,7 @@ def test_status_prints_conditions_pods_and_traffic_split(
     assert "digits-audio-maas-predictor-00002 10%, digits-audio-maas-predictor-00001 90%" in out
 
 
-def test_status_of_a_missing_service_says_so(
-    api_server: FakeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_of_a_missing_service_says_so(kubeconfig: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--kubeconfig", kubeconfig, "-n", "ml", "nope"]) == 2
     assert "no InferenceService nope in namespace ml" in capsys.readouterr().err
 

@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 import requests
 
-from predictor.contract import LABELS_FILE
+from serving.contract import FEATURE_SPEC_FILE, LABELS_FILE
 from tests.conftest import BUNDLED_MODEL, encode, free_port_pair, tone, wait_ready
-from transformer.frontend import FEATURE_SPEC_FILE
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -87,9 +86,9 @@ def test_transformer_waits_for_its_predictor_answers_503_while_it_is_away_and_re
 
         predictor.kill()  # gone without a goodbye, as on a node failure
         predictor.wait(timeout=30)
-        started = time.monotonic()
-        response = requests.post(f"{base}/infer", json=_audio_request(), timeout=30)
-        assert time.monotonic() - started < 5  # a refused connection is answered at once, not after a timeout
+        # A refused connection is answered at once, not after a connect timeout: a slow answer
+        # raises ReadTimeout here instead of failing a timing assert.
+        response = requests.post(f"{base}/infer", json=_audio_request(), timeout=5)
         assert response.status_code == 503
         assert response.json()["error"].startswith(f"predictor 127.0.0.1:{predictor_port} is unreachable")
 
@@ -137,7 +136,7 @@ def test_serve_is_ready_quickly_and_sigterm_stops_both_servers() -> None:
     http_port, predictor_port = free_port_pair(), free_port_pair()
     started = time.monotonic()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "serve", "--http-port", str(http_port),
+        [sys.executable, "-m", "cli", "serve", "--http-port", str(http_port),
          "--predictor-port", str(predictor_port)],
         env=ENV,
     )  # fmt: skip
@@ -177,7 +176,7 @@ def test_no_audio_reaches_logs_or_disk_even_at_debug_level(tmp_path: Path) -> No
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--http-port", str(http_port),
+            [sys.executable, "-m", "cli", "serve", "--http-port", str(http_port),
              "--predictor-port", str(predictor_port)],
             env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import struct
 from pathlib import Path
 
@@ -217,14 +216,3 @@ def test_mfcc_features_are_the_dct_of_the_log_mel(spec: FeatureSpec) -> None:
     log_mel = FrontEnd(spec).from_waveform(waveform=waveform, sample_rate=8000)
     assert mfcc.shape == (spec.n_frames, 13)
     np.testing.assert_allclose(mfcc, librosa.feature.mfcc(S=log_mel.T, n_mfcc=13).T, rtol=1e-5, atol=1e-3)
-
-
-def test_decoding_reads_from_memory_only(monkeypatch: pytest.MonkeyPatch, front_end: FrontEnd) -> None:
-    """No audio touches the disk: decoding works with ``open`` unavailable."""
-    data = encode(tone(frequency_hz=440, seconds=0.3, sample_rate=8000), sample_rate=8000, format="FLAC")
-
-    def no_files(*args: object, **kwargs: object) -> io.IOBase:
-        raise AssertionError("the front end opened a file")
-
-    monkeypatch.setattr("builtins.open", no_files)
-    assert front_end.from_bytes(data=data).shape == front_end.spec.feature_shape

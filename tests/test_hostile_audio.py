@@ -17,10 +17,10 @@ import pytest
 import requests
 
 from bench.soak import server_rss_mib
+from serving.settings import ServiceSettings
 from tests.conftest import encode, tone
 from tests.test_service import _infer_files
 from training.dataset import load_fsdd, select_split
-from transformer.local import LocalService
 
 
 def _wav_header(*, channels: int, sample_rate: int, bits: int, data_bytes: int, format_tag: int = 1) -> bytes:
@@ -35,7 +35,7 @@ def _wav_header(*, channels: int, sample_rate: int, bits: int, data_bytes: int, 
 
 
 def _hostile_corpus() -> dict[str, tuple[bytes, str]]:
-    """name -> (file bytes, a phrase the 400's error must contain)."""
+    """name -> (file bytes, the 400's error after its "element 0: ", or a phrase of it)."""
     good = encode(tone(frequency_hz=300, seconds=0.5, sample_rate=8000), sample_rate=8000, format="WAV")
     rng = np.random.default_rng(7)
     silence_hour = np.zeros(3600 * 8000, np.float32)
@@ -45,11 +45,19 @@ def _hostile_corpus() -> dict[str, tuple[bytes, str]]:
         "truncated header": (good[:20], "could not decode audio"),
         "wrong magic": (b"RIFX" + good[4:], "could not decode audio"),
         "random bytes": (rng.bytes(5000), "could not decode audio"),
-        # Whether libsndfile refuses these headers or reads a few samples that are too short to
-        # classify is libsndfile's business; either way the answer is a 400 that says which.
-        "zero channels": (_wav_header(channels=0, sample_rate=8000, bits=16, data_bytes=8) + bytes(8), ""),
-        "zero sample rate": (_wav_header(channels=1, sample_rate=0, bits=16, data_bytes=8) + bytes(8), ""),
-        "impossible bit depth": (_wav_header(channels=1, sample_rate=8000, bits=3, data_bytes=8) + bytes(8), ""),
+        "zero channels": (
+            _wav_header(channels=0, sample_rate=8000, bits=16, data_bytes=8) + bytes(8),
+            "could not decode audio (52 bytes): Channel count is zero.",
+        ),
+        "zero sample rate": (
+            _wav_header(channels=1, sample_rate=0, bits=16, data_bytes=8) + bytes(8),
+            "could not decode audio (52 bytes): the header leaves its sample rate, channel count or format unset",
+        ),
+        # libsndfile reads 3-bit samples as 8-bit ones: 8 of them, far too short to classify.
+        "impossible bit depth": (
+            _wav_header(channels=1, sample_rate=8000, bits=3, data_bytes=8) + bytes(8),
+            "audio is 1.0 ms long; at least 32 ms is needed",
+        ),
         "huge declared size": (
             _wav_header(channels=1, sample_rate=8000, bits=16, data_bytes=0xFFFFFFF0) + bytes(16),
             "ms long; at least 32 ms is needed",
@@ -82,7 +90,7 @@ def a_real_recording(fsdd_dir: Path) -> tuple[bytes, str]:
 
 
 def test_hostile_files_get_400_the_server_keeps_serving_and_memory_stays_bounded(
-    service: LocalService, a_real_recording: tuple[bytes, str]
+    service: ServiceSettings, a_real_recording: tuple[bytes, str]
 ) -> None:
     recording, label = a_real_recording
     _infer_files(service.url, [recording])  # warm, so that the baseline holds the working set
@@ -99,7 +107,7 @@ def test_hostile_files_get_400_the_server_keeps_serving_and_memory_stays_bounded
     assert growth < 64
 
 
-def test_odd_but_valid_audio_is_answered(service: LocalService) -> None:
+def test_odd_but_valid_audio_is_answered(service: ServiceSettings) -> None:
     rng = np.random.default_rng(3)
     two_seconds = 2 * 384_000
     eight_channels = (np.sin(2 * np.pi * 440 * np.arange(two_seconds) / 384_000)[:, None] * np.ones(8)).astype(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import numpy as np
 import pytest
 from kserve.protocol.infer_type import InferInput
 
-from predictor.batching import DynamicBatcher
-from predictor.contract import AUTH_TOKEN_ENV
 from predictor.settings import PredictorSettings
-from predictor.v2 import BadRequest, bytes_elements, parse_flags, parse_rest_request
+from serving.batching import DynamicBatcher
+from serving.codec import bytes_elements, parse_rest_request
+from serving.contract import AUTH_TOKEN_ENV
+from serving.errors import BadRequest
+from serving.settings import parse_flags
 
 
 def _binary_request(inputs: list[tuple[dict, bytes]]) -> tuple[bytes, int]:
@@ -118,26 +121,30 @@ def test_batcher_never_exceeds_the_maximum_batch_size_and_keeps_requests_whole()
 def test_an_idle_batcher_runs_at_once_and_batches_what_arrives_meanwhile() -> None:
     """With no wait, the first request does not wait for company; the next batch gathers while it runs."""
     calls: list[int] = []
+    running, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_identity(rows: np.ndarray) -> np.ndarray:
+    async def held_identity(rows: np.ndarray) -> np.ndarray:
         calls.append(len(rows))
-        await asyncio.sleep(0.2)
+        running.set()
+        await release.wait()  # the model is busy until the test says otherwise
         return rows
 
-    async def scenario() -> float:
-        batcher = DynamicBatcher(slow_identity, max_batch_size=8)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+    async def scenario() -> None:
+        batcher = DynamicBatcher(held_identity, max_batch_size=8)
         first = asyncio.ensure_future(batcher.submit(np.zeros((1, 1), np.float32)))
-        await asyncio.sleep(0.05)
-        assert calls == [1]  # already running, not waiting for a batch to fill
-        await asyncio.gather(*(batcher.submit(np.zeros((1, 1), np.float32)) for _ in range(3)))
+        await running.wait()  # the lone request runs at once: no batch to fill, no wait
+        assert calls == [1]
+        rest = asyncio.ensure_future(
+            asyncio.gather(*(batcher.submit(np.full((1, 1), i, np.float32)) for i in range(3)))
+        )
+        await asyncio.sleep(0)  # let the three queue up behind the busy model
+        release.set()
         await first
-        return loop.time() - started
+        results = await rest
+        assert [int(r[0, 0]) for r in results] == [0, 1, 2]
 
-    elapsed = asyncio.run(scenario())
-    assert calls == [1, 3]
-    assert elapsed < 0.5  # two model calls of 0.2 s, not four
+    asyncio.run(scenario())
+    assert calls == [1, 3]  # the three that came while the model was busy went in one call
 
 
 def test_a_failing_model_call_fails_every_request_in_its_batch_and_the_batcher_goes_on() -> None:
@@ -176,3 +183,21 @@ def test_the_token_is_never_a_command_line_flag(
     with pytest.raises(SystemExit):
         parse_flags(PredictorSettings, description=None, argv=["--auth_token", "s3cret"])
     assert "is not accepted on the command line; set AUDIO_MAAS_AUTH_TOKEN instead" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"inputs": [], "parameters": 5}, "request 'parameters' must be an object and 'id' a string"),
+        ({"inputs": [], "id": 7}, "request 'parameters' must be an object and 'id' a string"),
+        ({"inputs": [], "outputs": [{"name": "label", "parameters": []}]}, "request 'outputs' must be a list"),
+        (
+            {"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES", "parameters": 3}]},
+            "parameters must be an object",
+        ),
+    ],
+)
+def test_binary_request_headers_of_the_wrong_type_are_bad_requests(header: dict, message: str) -> None:
+    body = json.dumps(header).encode()
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        parse_rest_request(body, json_length=len(body), model_name="m")

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, synthetic_digits
+from training.synthetic import synthetic_digits
 from transformer.frontend import FrontEnd, decode
-
-
-def test_training_and_held_out_voices_do_not_overlap() -> None:
-    assert not set(TRAIN_VARIANTS) & set(HELD_OUT_VARIANTS)
 
 
 def test_espeak_speaks_every_digit_as_decodable_audio(front_end: FrontEnd) -> None:

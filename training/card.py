@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from predictor.contract import INPUT_NAME, METRICS_FILE, MODEL_CARD_FILE, OUTPUT_NAME, TRAINING_FILE, read_labels
+from serving.contract import INPUT_NAME, METRICS_FILE, MODEL_CARD_FILE, OUTPUT_NAME, TRAINING_FILE, read_labels
 from transformer.frontend import FeatureSpec
 
 __all__ = ["LOSO_FILE", "confusion_matrix_lines", "write_model_card"]

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from predictor.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
 from predictor.savedmodel import load_serving_function
+from serving.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
 from training.dataset import Utterance, featurize
 from transformer.frontend import FeatureSpec
 

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from predictor.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels, write_labels
 from predictor.savedmodel import load_serving_function
+from serving.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels, write_labels
 from transformer.frontend import FeatureSpec
 
 __all__ = ["export_model"]
@@ -18,7 +18,7 @@ __all__ = ["export_model"]
 def export_model(
     *, model: keras.Model, spec: FeatureSpec, labels: list[str], model_dir: Path, check_features: np.ndarray
 ) -> None:
-    """Write ``model`` with the serving signature of ``predictor.contract``, its spec and labels.
+    """Write ``model`` with the serving signature of ``serving.contract``, its spec and labels.
 
     Then reload what was written and check that it answers ``check_features`` (float32
     ``[N, frames, bins]``) as the in-memory model does; raise ``RuntimeError`` if not.

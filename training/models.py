@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from predictor.contract import INPUT_NAME
+from serving.contract import INPUT_NAME
 from training.config import Arch
 
 __all__ = ["build_model"]

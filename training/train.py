@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from predictor.contract import METRICS_FILE, TRAINING_FILE
+from serving.contract import METRICS_FILE, TRAINING_FILE
 from training.augment import augmented_features
 from training.card import write_model_card
 from training.config import TrainConfig

@@ -6,7 +6,9 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from predictor.v2 import configure_logs, parse_flags, start_server
+    from serving.logs import configure_logs
+    from serving.server import start_server
+    from serving.settings import parse_flags
     from transformer.model import AudioTransformer
     from transformer.settings import TransformerSettings
 

@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "predict_files"]
+from serving.contract import AUDIO_INPUT, CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
+from serving.settings import ServiceSettings
+
+__all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "is_ready", "predict_files"]
 
 
 class ServiceUnreachable(ConnectionError):
@@ -51,9 +54,9 @@ def predict_files(
     parts = urlsplit(url if "://" in url else f"http://{url}")
     client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
     files = np.array([path.read_bytes() for path in paths], dtype=object)
-    audio = http.InferInput("audio", [len(files)], "BYTES")
+    audio = http.InferInput(AUDIO_INPUT, [len(files)], "BYTES")
     audio.set_data_from_numpy(files, binary_data=True)
-    outputs = [http.InferRequestedOutput(name, binary_data=True) for name in ("label", "probabilities")]
+    outputs = [http.InferRequestedOutput(name, binary_data=True) for name in (LABEL_OUTPUT, OUTPUT_NAME)]
     try:
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
         result = client.infer(model_name, [audio], outputs=outputs, headers=headers)
@@ -63,8 +66,8 @@ def predict_files(
         raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
     finally:
         client.close()
-    labels = [label.decode() for label in result.as_numpy("label")]
-    probabilities = result.as_numpy("probabilities")
+    labels = [label.decode() for label in result.as_numpy(LABEL_OUTPUT)]
+    probabilities = result.as_numpy(OUTPUT_NAME)
     return [
         Prediction(path=path, label=label, top=[(int(i), float(row[i])) for i in np.argsort(row)[::-1][:top_k]])
         for path, label, row in zip(paths, labels, probabilities, strict=True)
@@ -79,8 +82,6 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     """
     import soundfile
 
-    from transformer.local import is_ready
-
     base = f"{url.rstrip('/')}/v2/models/{model_name}"
     deadline = time.monotonic() + timeout_s
     while not is_ready(f"{base}/ready"):
@@ -91,7 +92,8 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(sample_rate // 2) / sample_rate)
     wav = io.BytesIO()
     soundfile.write(wav, tone, sample_rate, format="WAV")
-    audio = {"name": "audio", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(wav.getvalue()).decode()]}
+    encoded = base64.b64encode(wav.getvalue()).decode()
+    audio = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "data": [encoded]}
     request = urllib.request.Request(
         f"{base}/infer", data=json.dumps({"inputs": [audio]}).encode(), headers={"content-type": "application/json"}
     )
@@ -101,19 +103,29 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     except urllib.error.HTTPError as error:
         raise RuntimeError(f"inference answered {error.code}: {error.read()[:300]!r}") from None
     outputs = {output["name"]: output for output in answer.get("outputs", [])}
-    if set(outputs) != {"label", "class_id", "probabilities"}:
-        raise RuntimeError(f"expected outputs label, class_id and probabilities, got {sorted(outputs)}")
-    probabilities = np.asarray(outputs["probabilities"]["data"], dtype=np.float64)
-    if outputs["probabilities"]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
-        raise RuntimeError(f"probabilities are not one distribution: {outputs['probabilities']}")
-    return str(outputs["label"]["data"][0])
+    expected = {LABEL_OUTPUT, CLASS_ID_OUTPUT, OUTPUT_NAME}
+    if set(outputs) != expected:
+        raise RuntimeError(f"expected outputs {sorted(expected)}, got {sorted(outputs)}")
+    probabilities = np.asarray(outputs[OUTPUT_NAME]["data"], dtype=np.float64)
+    if outputs[OUTPUT_NAME]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
+        raise RuntimeError(f"probabilities are not one distribution: {outputs[OUTPUT_NAME]}")
+    return str(outputs[LABEL_OUTPUT]["data"][0])
+
+
+def is_ready(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a readiness endpoint); False when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", required=True, help="run the deployment check")
     parser.add_argument("--url", required=True, help="transformer base URL, e.g. http://digits-transformer.ns")
-    parser.add_argument("--model-name", default="digits")
+    parser.add_argument("--model-name", default=ServiceSettings().model_name)
     parser.add_argument("--timeout-s", type=float, default=300.0, help="how long to wait for readiness")
     args = parser.parse_args(argv)
     try:

@@ -29,9 +29,11 @@ import numpy as np
 import scipy.signal
 import soundfile
 
+from serving.contract import FEATURE_SPEC_FILE
+
 __all__ = [
-    "FEATURE_SPEC_FILE",
     "MAX_DURATION_S",
+    "MAX_SAMPLE_RATE",
     "AudioTooLongError",
     "FeatureSpec",
     "FrontEnd",
@@ -39,13 +41,10 @@ __all__ = [
     "decode",
 ]
 
-FEATURE_SPEC_FILE = "feature_spec.json"
-"""Name of the spec file inside a model directory."""
-
 MAX_DURATION_S = 60.0
 """Default longest input accepted by :func:`decode`, in seconds of audio."""
 
-_MAX_SAMPLE_RATE = 768_000
+MAX_SAMPLE_RATE = 768_000
 """Highest sample rate we accept (Hz): beyond any real converter, so a header claiming more is corrupt."""
 
 _MAX_CHANNELS = 64
@@ -160,6 +159,12 @@ class FeatureSpec:
         return cls.from_json(path.read_text())
 
 
+_LIBSNDFILE_PLAIN_WORDS = {
+    "Internal error : SF_INFO struct incomplete.": "the header leaves its sample rate, channel count or format unset",
+}
+"""libsndfile's reasons that name its internals rather than the file's fault, in a user's words."""
+
+
 def decode(*, data: bytes, max_duration_s: float = MAX_DURATION_S) -> tuple[np.ndarray, int]:
     """Decode one encoded audio file held in memory.
 
@@ -173,7 +178,7 @@ def decode(*, data: bytes, max_duration_s: float = MAX_DURATION_S) -> tuple[np.n
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             sample_rate, channels = sound.samplerate, sound.channels
-            if not 0 < sample_rate <= _MAX_SAMPLE_RATE:
+            if not 0 < sample_rate <= MAX_SAMPLE_RATE:
                 raise InvalidAudioError(f"audio declares an impossible sample rate of {sample_rate} Hz")
             if not 0 < channels <= _MAX_CHANNELS:
                 raise InvalidAudioError(f"audio declares an impossible {channels} channels")
@@ -184,6 +189,7 @@ def decode(*, data: bytes, max_duration_s: float = MAX_DURATION_S) -> tuple[np.n
         raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         reason = getattr(error, "error_string", None) or str(error)  # libsndfile's words, not our buffer's repr
+        reason = _LIBSNDFILE_PLAIN_WORDS.get(reason, reason)
         raise InvalidAudioError(f"could not decode audio ({len(data)} bytes): {reason}") from None
     if len(waveform) > limit:
         raise AudioTooLongError(f"audio is longer than the maximum of {max_duration_s:g} s")
@@ -226,8 +232,8 @@ class FrontEnd:
             raise InvalidAudioError("audio has no samples")
         if not np.isfinite(waveform).all():
             raise InvalidAudioError("audio contains NaN or infinite samples")
-        if not 0 < sample_rate <= _MAX_SAMPLE_RATE:
-            raise InvalidAudioError(f"sample rate must be in 1..{_MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+        if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+            raise InvalidAudioError(f"sample rate must be in 1..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
         if waveform.size * spec.sample_rate < spec.n_fft * sample_rate:  # shorter than one analysis window
             raise InvalidAudioError(
                 f"audio is {1000 * waveform.size / sample_rate:.1f} ms long; "

@@ -16,21 +16,26 @@ import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from prometheus_client import Histogram
 
-from predictor.batching import DynamicBatcher
-from predictor.contract import INPUT_NAME, OUTPUT_NAME, read_labels
-from predictor.v2 import BadRequest, ServiceError, UpstreamUnavailable, bearer_header, bytes_elements
-from transformer.frontend import FeatureSpec, FrontEnd, InvalidAudioError, decode
+from serving.auth import bearer_header
+from serving.batching import DynamicBatcher
+from serving.codec import bytes_elements, request_parameter, to_numpy
+from serving.contract import (
+    AUDIO_INPUT,
+    CLASS_ID_OUTPUT,
+    INPUT_NAME,
+    LABEL_OUTPUT,
+    OUTPUT_NAME,
+    SAMPLE_RATE_PARAMETER,
+    WAVEFORM_INPUT,
+    read_labels,
+)
+from serving.errors import BadRequest, ServiceError, UpstreamUnavailable
+from transformer.frontend import MAX_SAMPLE_RATE, FeatureSpec, FrontEnd, InvalidAudioError, decode
 from transformer.settings import TransformerSettings
 
-__all__ = ["AUDIO_INPUT", "WAVEFORM_INPUT", "AudioTransformer"]
+__all__ = ["AudioTransformer"]
 
 log = logging.getLogger(__name__)
-
-AUDIO_INPUT = "audio"
-"""BYTES [N]: each element one encoded audio file."""
-WAVEFORM_INPUT = "waveform"
-"""FP32 [N, samples] at the request parameter ``sample_rate`` (Hz)."""
-LABEL_OUTPUT, CLASS_ID_OUTPUT = "label", "class_id"
 
 _CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
 """The client's request, for postprocess to answer the outputs and encoding it asked for."""
@@ -47,7 +52,7 @@ class AudioTransformer(Model):
     """Runs the model's own front end on V2 audio requests and forwards binary features.
 
     Feature rows of concurrent requests are stacked into one predictor call (see
-    :class:`~predictor.batching.DynamicBatcher`): one hop per batch instead of one per request.
+    :class:`~serving.batching.DynamicBatcher`): one hop per batch instead of one per request.
     A batched call carries no client's headers or request id; answers keep their client's id.
     The transformer is ready only once the predictor has accepted features of this spec's
     shape and answered one probability per label.
@@ -140,7 +145,7 @@ class AudioTransformer(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
-        features = np.asarray(payload.inputs[0].as_numpy(), np.float32).reshape(payload.inputs[0].shape)
+        features = to_numpy(payload.inputs[0])  # our own features request, from preprocess
         probabilities = await self._batcher.submit(features)
         output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
         output.set_data_from_numpy(probabilities, binary_data=False)
@@ -208,40 +213,39 @@ class AudioTransformer(Model):
             raise BadRequest(f"expected one input, '{AUDIO_INPUT}' (BYTES) or '{WAVEFORM_INPUT}' (FP32), got {names}")
         infer_input = payload.inputs[0]
         shape = list(infer_input.shape)
-        count = shape[0] if shape else 0
-        if count < 1:
+        if infer_input.name == AUDIO_INPUT and len(shape) != 1:
+            raise BadRequest(f"input '{AUDIO_INPUT}' must have shape [N], got {shape}")
+        if infer_input.name == WAVEFORM_INPUT and (len(shape) != 2 or shape[1] < 1):
+            raise BadRequest(f"input '{WAVEFORM_INPUT}' must have shape [N, samples], got {shape}")
+        if shape[0] < 1:
             raise BadRequest(f"input '{infer_input.name}' has no elements (shape {shape})")
-        if count > self.settings.max_batch_elements:
+        if shape[0] > self.settings.max_batch_elements:
             raise BadRequest(
-                f"input '{infer_input.name}' has {count} elements, over the limit of {self.settings.max_batch_elements}"
+                f"input '{infer_input.name}' has {shape[0]} elements, "
+                f"over the limit of {self.settings.max_batch_elements}"
             )
         if infer_input.name == AUDIO_INPUT:
-            if len(shape) != 1:
-                raise BadRequest(f"input '{AUDIO_INPUT}' must have shape [N], got {shape}")
             files = bytes_elements(infer_input)
-            if len(files) != count:
-                raise BadRequest(f"input '{AUDIO_INPUT}' declares shape {shape} but carries {len(files)} elements")
             return [lambda index=i, data=data: self._from_bytes(index, data) for i, data in enumerate(files)]
         return self._waveform_jobs(payload, infer_input, shape)
 
     def _waveform_jobs(self, payload: InferRequest, infer_input: InferInput, shape: list[int]) -> list[Any]:
         if infer_input.datatype != "FP32":
             raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
-        if len(shape) != 2 or shape[1] < 1:
-            raise BadRequest(f"input '{WAVEFORM_INPUT}' must have shape [N, samples], got {shape}")
-        sample_rate = (payload.parameters or {}).get("sample_rate")
-        if isinstance(sample_rate, dict):  # gRPC parameters arrive as InferParameter-like dicts
-            sample_rate = next(iter(sample_rate.values()), None)
-        if not isinstance(sample_rate, (int, float)) or isinstance(sample_rate, bool) or sample_rate <= 0:
+        sample_rate = request_parameter(payload, SAMPLE_RATE_PARAMETER)
+        if (
+            not isinstance(sample_rate, (int, float))
+            or isinstance(sample_rate, bool)
+            or not 1 <= sample_rate <= MAX_SAMPLE_RATE
+            or sample_rate != int(sample_rate)
+        ):
             raise BadRequest(
-                f"input '{WAVEFORM_INPUT}' needs a positive request parameter 'sample_rate', got {sample_rate!r}"
+                f"input '{WAVEFORM_INPUT}' needs the request parameter '{SAMPLE_RATE_PARAMETER}': a whole number of "
+                f"Hz from 1 to {MAX_SAMPLE_RATE}, got {sample_rate!r}"
             )
         if shape[1] > self.settings.max_duration_s * sample_rate:
             raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
-        try:
-            waveforms = np.asarray(infer_input.as_numpy(), dtype=np.float32).reshape(shape)
-        except ValueError:
-            raise BadRequest(f"input '{WAVEFORM_INPUT}' data does not match its shape {shape}") from None
+        waveforms = to_numpy(infer_input)
         rate = int(sample_rate)
         return [lambda index=i, row=row: self._from_waveform(index, row, rate) for i, row in enumerate(waveforms)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from predictor.contract import storage_model_dir
-from predictor.v2 import ServerSettings
+from serving.contract import storage_model_dir
+from serving.settings import ServerSettings
 
 __all__ = ["TransformerSettings"]
 
@@ -22,9 +22,6 @@ class TransformerSettings(ServerSettings):
     """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
     max_batch_elements: int = Field(default=64, ge=1)
     """Most audio elements in one request."""
-    max_batch_size: int = Field(default=32, ge=1, le=4096)
-    """Most feature rows forwarded to the predictor in one call; rows of requests that arrive while a
-    call is in flight are stacked into the next one."""
     feature_threads: int = Field(default=1, ge=1)
     """Threads that decode and featurise, off the event loop. The front end holds the GIL for most
     of its work, so more threads mostly contend: on 2 cores, 1 thread served 15% more clips/s than 2."""

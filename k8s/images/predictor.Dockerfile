@@ -9,6 +9,7 @@ FROM ${BASE} AS build
 ARG PIP_CERT=
 ARG EXTRA=predictor
 COPY pyproject.toml README.md ${PIP_CERT} /src/
+COPY serving /src/serving
 COPY predictor /src/predictor
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[${EXTRA}]"

@@ -6,8 +6,8 @@ ARG BASE=docker.io/library/python:3.11-slim-bookworm
 FROM ${BASE} AS build
 ARG PIP_CERT=
 COPY pyproject.toml README.md ${PIP_CERT} /src/
+COPY serving /src/serving
 COPY transformer /src/transformer
-COPY predictor /src/predictor
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[transformer]"
 

@@ -1,15 +1,16 @@
-"""The model directory contract shared by export (training), the transformer and the predictor.
+"""What export, both servers and every client agree on: the model directory and the tensors.
 
 A model directory is a TensorFlow SavedModel whose serving signature ``SIGNATURE_KEY`` maps
 ``INPUT_NAME`` (float32 features ``[batch, frames, bins]``) to ``OUTPUT_NAME`` (float32 class
 probabilities ``[batch, classes]``), with these files beside ``saved_model.pb``:
 
-- ``feature_spec.json``: the front end's settings (``transformer.frontend.FeatureSpec``);
-- ``labels.txt``: one class name per line, in output order;
-- ``MODEL_CARD.md`` and ``metrics.json``: what it was trained on and how well it does.
+- ``FEATURE_SPEC_FILE``: the front end's settings (``transformer.frontend.FeatureSpec``);
+- ``LABELS_FILE``: one class name per line, in output order;
+- ``MODEL_CARD_FILE``, ``METRICS_FILE`` and ``TRAINING_FILE``: what it was trained on and how well it does.
 
-It also names the one environment variable of the local service's optional bearer token.
-This module imports nothing heavy so every container, and the client, can use it.
+The transformer's own tensors (audio in; label, class id and probabilities out) are named here
+too, so that clients need not import the server. This module imports nothing heavy: every
+container, the client and training use it.
 """
 
 from __future__ import annotations
@@ -17,19 +18,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-AUTH_TOKEN_ENV = "AUDIO_MAAS_AUTH_TOKEN"
-"""One variable for the whole local service: both servers check it, the transformer sends it
-to the predictor, ``audio-maas predict`` sends it to the transformer."""
-
 __all__ = [
+    "AUDIO_INPUT",
     "AUTH_TOKEN_ENV",
+    "CLASS_ID_OUTPUT",
+    "FEATURE_SPEC_FILE",
     "INPUT_NAME",
     "LABELS_FILE",
+    "LABEL_OUTPUT",
     "METRICS_FILE",
     "MODEL_CARD_FILE",
     "OUTPUT_NAME",
+    "SAMPLE_RATE_PARAMETER",
     "SIGNATURE_KEY",
     "TRAINING_FILE",
+    "WAVEFORM_INPUT",
     "read_labels",
     "storage_model_dir",
     "write_labels",
@@ -37,12 +40,29 @@ __all__ = [
 
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "features"
+"""The predictor's input: FP32 ``[N, frames, bins]``."""
 OUTPUT_NAME = "probabilities"
+"""The predictor's output, and the transformer's: FP32 ``[N, classes]``."""
 
+AUDIO_INPUT = "audio"
+"""The transformer's input, BYTES ``[N]``: each element one encoded audio file."""
+WAVEFORM_INPUT = "waveform"
+"""The transformer's other input, FP32 ``[N, samples]`` at the request parameter ``SAMPLE_RATE_PARAMETER``."""
+SAMPLE_RATE_PARAMETER = "sample_rate"
+LABEL_OUTPUT = "label"
+"""BYTES ``[N]``: the most probable class's name."""
+CLASS_ID_OUTPUT = "class_id"
+"""INT64 ``[N]``: the most probable class's index into ``LABELS_FILE``."""
+
+FEATURE_SPEC_FILE = "feature_spec.json"
 LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
+
+AUTH_TOKEN_ENV = "AUDIO_MAAS_AUTH_TOKEN"
+"""One variable for the whole local service: both servers check it, the transformer sends it
+to the predictor, ``audio-maas predict`` sends it to the transformer."""
 
 
 def write_labels(model_dir: Path, labels: list[str]) -> None:

@@ -1,0 +1,128 @@
+"""``audio-maas serve``: predictor and transformer as two processes on this machine, as in the cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from serving.contract import AUTH_TOKEN_ENV
+from serving.settings import ServiceSettings
+from transformer.client import is_ready
+
+__all__ = ["LocalService", "serve"]
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """The two servers' command lines: where they listen (``settings``), the model they serve,
+    and any other setting of each (``--<field> VALUE``, checked by the server at start)."""
+
+    model_dir: Path
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    transformer_flags: Mapping[str, str] = field(default_factory=dict)
+    predictor_flags: Mapping[str, str] = field(default_factory=dict)
+
+    def commands(self) -> dict[str, list[str]]:
+        s = self.settings
+        predictor_port = s.predictor_grpc_port if s.predictor_protocol == "grpc-v2" else s.predictor_http_port
+        common = ["--model_name", s.model_name, "--model_dir", str(self.model_dir)]
+
+        def flags(values: Mapping[str, str]) -> list[str]:
+            return [word for name, value in values.items() for word in (f"--{name}", value)]
+
+        return {
+            "predictor": [
+                sys.executable, "-m", "predictor", *common,
+                "--http_port", str(s.predictor_http_port), "--grpc_port", str(s.predictor_grpc_port),
+                *flags(self.predictor_flags),
+            ],
+            "transformer": [
+                sys.executable, "-m", "transformer", *common,
+                "--http_port", str(s.http_port), "--grpc_port", str(s.grpc_port),
+                "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", s.predictor_protocol,
+                *flags(self.transformer_flags),
+            ],
+        }  # fmt: skip
+
+    def ready_urls(self) -> dict[str, str]:
+        """Each server's readiness: true once every model it serves is ready (the transformer's,
+        once the predictor has accepted a probe of its features)."""
+        return {
+            "predictor": f"http://127.0.0.1:{self.settings.predictor_http_port}/v2/health/ready",
+            "transformer": f"{self.settings.url}/v2/health/ready",
+        }
+
+
+def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: float = 20.0) -> int:
+    """Start both servers, report when both are ready, stop both on Ctrl-C or SIGTERM.
+
+    Returns 0 after a requested stop, or the exit code of a server that died by itself.
+    """
+    started = time.monotonic()
+    processes = {name: subprocess.Popen(command) for name, command in service.commands().items()}
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    def exit_code() -> int | None:
+        """The code of a server that stopped by itself (never 0: it was not asked to), after saying so."""
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(f"audio-maas serve: the {name} exited with code {process.returncode}", file=sys.stderr)
+                return process.returncode or 1
+        return None
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        pending = dict(service.ready_urls())
+        while pending and not stopping:
+            if (code := exit_code()) is not None:
+                return code
+            pending = {name: url for name, url in pending.items() if not is_ready(url)}
+            if pending and time.monotonic() - started > ready_timeout_s:
+                print(f"audio-maas serve: not ready after {ready_timeout_s:g} s: {', '.join(pending)}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        if not stopping:
+            s = service.settings
+            print(
+                f"audio-maas serve: model '{s.model_name}' ready in {time.monotonic() - started:.1f} s\n"
+                f"  transformer  {s.url}  (V2 REST; gRPC on 127.0.0.1:{s.grpc_port})\n"
+                f"  predictor    http://127.0.0.1:{s.predictor_http_port}  ({s.predictor_protocol})\n"
+                f"  try: audio-maas predict --url {s.url} FILE.wav",
+                flush=True,
+            )
+            if os.environ.get(AUTH_TOKEN_ENV):
+                print(f"  every request but health checks needs 'Authorization: Bearer ${AUTH_TOKEN_ENV}'", flush=True)
+        while not stopping:
+            if (code := exit_code()) is not None:
+                return code
+            time.sleep(0.2)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop(processes, grace_s=grace_s)
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]], *, grace_s: float) -> None:
+    """SIGTERM both (KServe drains in-flight requests on it), then SIGKILL what outlives the grace period."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

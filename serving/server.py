@@ -1,0 +1,55 @@
+"""Start a KServe server for one of our models: the wiring both ``__main__`` modules share."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+
+from fastapi import FastAPI
+from kserve import Model, model_server
+
+from serving.asgi import BodyLimit, InferContentType, ModelVersions, V2Errors
+from serving.auth import BearerToken
+from serving.contract import AUTH_TOKEN_ENV
+from serving.kserve_patches import DataPlane, ModelServer, finish_app
+from serving.settings import ServerSettings
+
+__all__ = ["start_server"]
+
+log = logging.getLogger(__name__)
+
+
+def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSettings) -> None:
+    """Run KServe's ModelServer for ``model`` (already loaded) with our middleware and patches.
+
+    ``args`` come from :func:`serving.settings.parse_flags` and logs were set by
+    :func:`serving.logs.configure_logs`; KServe reads its other flags from the command line itself.
+    """
+    app: FastAPI = model_server.app
+    # add_middleware puts each one outside the ones before it: V2Errors innermost, the token outermost.
+    app.add_middleware(V2Errors)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InferContentType)
+    app.add_middleware(ModelVersions, version=settings.model_version)
+    if settings.auth_token is not None:
+        app.add_middleware(BearerToken, token=settings.auth_token)  # before anything is read
+        log.info("every request but health checks needs the bearer token in %s", AUTH_TOKEN_ENV)
+
+    async def on_startup() -> None:
+        finish_app(app, keep_timing=args.enable_latency_logging)
+
+    app.router.add_event_handler("startup", on_startup)
+    # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
+    # freezing it keeps it out of every later full garbage collection, which would otherwise
+    # walk it all and stall requests for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
+    server = ModelServer(
+        serve_grpc=args.enable_grpc,
+        enable_latency_logging=args.enable_latency_logging,
+        auth_token=settings.auth_token,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    server.dataplane = DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
+    server.start([model])

@@ -1,0 +1,61 @@
+"""``serving.kserve_patches`` stands on KServe internals: these fail when an upgrade moves them.
+
+The behaviour each patch gives is tested against the real servers elsewhere (``test_errors``,
+``test_readiness``, ``test_service``); here, that what the patches override and read is still
+where they were written to find it, so that an upgrade fails loudly rather than quietly
+serving KServe's behaviour again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from importlib.metadata import version
+
+from kserve import InferInput, model_server
+from kserve.protocol.dataplane import DataPlane as KServeDataPlane
+from kserve.protocol.grpc.server import GRPCServer as KServeGRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer as KServeInferenceServicer
+from kserve.protocol.rest.server import RESTServer
+
+from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer
+from tests.conftest import REPO
+
+
+def test_the_installed_kserve_is_the_one_the_patches_were_written_against() -> None:
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert f"kserve=={KSERVE_VERSION}" in dependencies["serving"]
+    assert version("kserve") == KSERVE_VERSION
+
+
+def _parameters(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def test_the_methods_we_override_keep_their_signatures() -> None:
+    assert _parameters(KServeDataPlane.ready) == ["self"]
+    assert _parameters(KServeDataPlane.infer) == ["self", "model_name", "request", "headers"]
+    assert _parameters(KServeDataPlane.model_metadata) == ["self", "model_name"]
+    assert _parameters(KServeDataPlane.encode) == ["self", "model_name", "response", "headers", "req_attributes"]
+    assert _parameters(KServeDataPlane.decode_inference_request) == ["self", "body", "headers", "model_name"]
+    assert _parameters(KServeGRPCServer.__init__)[:4] == ["self", "port", "data_plane", "model_repository_extension"]
+    assert _parameters(KServeGRPCServer.start) == ["self", "max_workers"]
+    assert "validate_grpc_request" in vars(KServeInferenceServicer)
+    for ours, theirs in [(DataPlane, KServeDataPlane), (InferenceServicer, KServeInferenceServicer)]:
+        assert issubclass(ours, theirs)
+
+
+def test_what_the_patches_read_is_still_there() -> None:
+    """Module globals, private attributes and the order in which KServe sets up its app."""
+    assert hasattr(model_server, "app") and hasattr(model_server, "parser")
+    assert {"grpc_max_send_message_length", "enable_latency_logging", "model_name"} <= {
+        action.dest for action in model_server.parser._actions
+    }
+    assert "_raw_data" in vars(InferInput(name="x", shape=[1], datatype="FP32"))
+    grpc_init = inspect.getsource(KServeGRPCServer.__init__)
+    assert all(f"self.{name}" in grpc_init for name in ("_kwargs", "_data_plane", "_model_repository_extension"))
+    # KServe adds its error handlers and TimingMiddleware when its REST server starts, after
+    # ours: finish_app undoes them from a startup event.
+    create = inspect.getsource(RESTServer.create_application)
+    assert create.index("_add_middlewares") < create.index("_add_exception_handlers")
+    assert "TimingMiddleware" in inspect.getsource(RESTServer._add_middlewares)
