@@ -35,7 +35,7 @@ from transformer.client import is_ready  # noqa: E402
 
 MODEL_NAME = ServiceSettings().model_name
 
-MODEL = REPO / "models" / "digits-cnn"
+MODEL = REPO / "models" / "digits"
 
 
 def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
@@ -123,7 +123,7 @@ def main() -> None:
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for ready in LocalService(model_dir=MODEL, settings=service).ready_urls().values():
+        for ready in LocalService(models={MODEL_NAME: MODEL}, settings=service).ready_urls().values():
             while not is_ready(ready):
                 if serve.poll() is not None or time.monotonic() - started > 120:
                     raise SystemExit("the service did not start")

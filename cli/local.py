@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,18 +22,30 @@ __all__ = ["LocalService", "serve"]
 
 @dataclass(frozen=True)
 class LocalService:
-    """The two servers' command lines: where they listen (``settings``), the model they serve,
-    and any other setting of each (``--<field> VALUE``, checked by the server at start)."""
+    """The two servers' command lines: where they listen (``settings``), the models they serve
+    (name -> model directory) and the repository they come from, if one was given, and any other
+    setting of each (``--<field> VALUE``, checked by the server at start)."""
 
-    model_dir: Path
+    models: Mapping[str, Path]
+    repository: Path | None = None
+    """A model repository the servers read themselves: models added to it later can be loaded."""
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     transformer_flags: Mapping[str, str] = field(default_factory=dict)
     predictor_flags: Mapping[str, str] = field(default_factory=dict)
 
-    def commands(self) -> dict[str, list[str]]:
+    def commands(self, repository: Path | None = None) -> dict[str, list[str]]:
+        """One model is served as ``--model_name NAME --model_dir DIR``, as in the cluster;
+        several from ``repository``, a directory holding them under their names."""
         s = self.settings
         predictor_port = s.predictor_grpc_port if s.predictor_protocol == "grpc-v2" else s.predictor_http_port
-        common = ["--model_name", s.model_name, "--model_dir", str(self.model_dir)]
+        repository = self.repository or repository
+        if len(self.models) == 1 and self.repository is None:
+            ((name, model_dir),) = self.models.items()
+            common = ["--model_name", name, "--model_dir", str(model_dir)]
+        elif repository is not None:
+            common = ["--model_repository", str(repository)]
+        else:
+            raise ValueError("several models are served from a repository directory")
 
         def flags(values: Mapping[str, str]) -> list[str]:
             return [word for name, value in values.items() for word in (f"--{name}", value)]
@@ -65,8 +78,17 @@ def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: flo
 
     Returns 0 after a requested stop, or the exit code of a server that died by itself.
     """
+    if service.repository is not None:
+        return _run(service, service.commands(), ready_timeout_s=ready_timeout_s, grace_s=grace_s)
+    with tempfile.TemporaryDirectory(prefix="audio-maas-models-") as repository:
+        for name, model_dir in service.models.items():  # a repository of exactly these models
+            (Path(repository) / name).symlink_to(model_dir.resolve(), target_is_directory=True)
+        return _run(service, service.commands(Path(repository)), ready_timeout_s=ready_timeout_s, grace_s=grace_s)
+
+
+def _run(service: LocalService, commands: dict[str, list[str]], *, ready_timeout_s: float, grace_s: float) -> int:
     started = time.monotonic()
-    processes = {name: subprocess.Popen(command) for name, command in service.commands().items()}
+    processes = {name: subprocess.Popen(command) for name, command in commands.items()}
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -94,11 +116,12 @@ def serve(service: LocalService, *, ready_timeout_s: float = 120.0, grace_s: flo
             time.sleep(0.2)
         if not stopping:
             s = service.settings
+            names = ", ".join(service.models)
             print(
-                f"audio-maas serve: model '{s.model_name}' ready in {time.monotonic() - started:.1f} s\n"
+                f"audio-maas serve: {names} ready in {time.monotonic() - started:.1f} s\n"
                 f"  transformer  {s.url}  (V2 REST; gRPC on 127.0.0.1:{s.grpc_port})\n"
                 f"  predictor    http://127.0.0.1:{s.predictor_http_port}  ({s.predictor_protocol})\n"
-                f"  try: audio-maas predict --url {s.url} FILE.wav",
+                f"  try: audio-maas predict --url {s.url} --model {next(iter(service.models))} FILE.wav",
                 flush=True,
             )
             if os.environ.get(AUTH_TOKEN_ENV):

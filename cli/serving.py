@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,17 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from cli.training import BUNDLED_MODEL_DIR
-from serving.contract import AUTH_TOKEN_ENV
+from serving.contract import AUTH_TOKEN_ENV, MODEL_NAME_PATTERN, model_directories
 from serving.settings import ServiceSettings
 
 __all__ = ["add_commands"]
 
-_SET_BY_SERVE = frozenset({"model_dir", "auth_token"})
-"""Server settings that ``serve`` sets itself: the model from ``--model``, the token from the environment."""
+_SET_BY_SERVE = frozenset({"model_dir", "model_repository", "auth_token"})
+"""Server settings that ``serve`` sets itself: the models from ``--model`` or ``--model-repository``,
+the token from the environment."""
+
+BUNDLED_REPOSITORY = BUNDLED_MODEL_DIR.parent
+"""``models/``: every bundled model, each under its folder's name."""
 
 
 def add_commands(commands: Any) -> None:
@@ -31,8 +36,16 @@ def add_commands(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help=f"run transformer and predictor on this machine (requests need ${AUTH_TOKEN_ENV} when set)"
     )
-    serve.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR, help="model directory (default: bundled CNN)")
-    serve.add_argument("--model-name", default=defaults.model_name, help="name the model is served under")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="a model directory, served under its folder's name (repeatable; default: every bundled model)",
+    )
+    serve.add_argument(
+        "--model-repository", type=Path, help="a directory of model directories, each served under its own name"
+    )
+    serve.add_argument("--model-name", help="the name of the one --model, instead of its folder's")
     serve.add_argument(
         "--http-port", type=int, default=defaults.http_port, help="transformer REST port (gRPC: the next)"
     )
@@ -55,8 +68,12 @@ def add_commands(commands: Any) -> None:
     )
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
     predict.add_argument("--url", default=defaults.url, help="the transformer's base URL")
-    predict.add_argument("--model-name", default=defaults.model_name)
+    predict.add_argument("--model", "--model-name", dest="model_name", default=defaults.model_name, help="model name")
     predict.set_defaults(run=_predict)
+
+    models = commands.add_parser("models", help="the models a service serves or can load (V2 repository index)")
+    models.add_argument("--url", default=defaults.url, help="the transformer's base URL")
+    models.set_defaults(run=_list_models)
 
 
 def _server_settings() -> dict[str, type[BaseSettings]]:
@@ -79,11 +96,10 @@ def _server_fields() -> dict[str, tuple[str, list[str]]]:
 def _serve(args: argparse.Namespace) -> int:
     from cli.local import LocalService, serve
 
-    if not (args.model / "saved_model.pb").is_file():
-        raise FileNotFoundError(f"{args.model} is not a SavedModel directory")
+    models = _models(args)
     try:
         settings = ServiceSettings(
-            model_name=args.model_name,
+            model_name=next(iter(models)),
             http_port=args.http_port,
             predictor_http_port=args.predictor_port,
             predictor_protocol=args.predictor_protocol,
@@ -98,17 +114,66 @@ def _serve(args: argparse.Namespace) -> int:
             if name not in _SET_BY_SERVE and getattr(args, name, None) is not None
         }
         try:  # fail here, naming the setting, rather than in a server started in the background
-            settings_class(model_dir=args.model, **given)
+            settings_class(**given)
         except ValidationError as error:
             raise ValueError(str(error)) from None
         flags[server] = given
     service = LocalService(
-        model_dir=args.model.resolve(),
+        models=models,
+        repository=None if args.model else (args.model_repository or BUNDLED_REPOSITORY).resolve(),
         settings=settings,
         transformer_flags=flags["transformer"],
         predictor_flags=flags["predictor"],
     )
     return serve(service)
+
+
+def _models(args: argparse.Namespace) -> dict[str, Path]:
+    """Name -> model directory, from ``--model`` (repeatable) or ``--model-repository``."""
+    if args.model and args.model_repository:
+        raise ValueError("give --model or --model-repository, not both")
+    if args.model_name and len(args.model or []) != 1:
+        raise ValueError("--model-name names the one --model; with several, each is served under its folder's name")
+    if not args.model:
+        return model_directories(args.model_repository or BUNDLED_REPOSITORY)
+    models: dict[str, Path] = {}
+    for model_dir in args.model:
+        if not (model_dir / "saved_model.pb").is_file():
+            raise FileNotFoundError(f"{model_dir} is not a SavedModel directory")
+        name = args.model_name or model_dir.resolve().name
+        if not re.fullmatch(MODEL_NAME_PATTERN, name):
+            raise ValueError(f"'{name}' is not a model name ({MODEL_NAME_PATTERN}): give --model-name")
+        if name in models:
+            raise ValueError(f"two models would be served as '{name}': {models[name]} and {model_dir}")
+        models[name] = model_dir.resolve()
+    return models
+
+
+def _list_models(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/v2/repository/index",
+        data=b"{}",
+        headers={"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            index = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{args.url} answered {error.code}: {error.read().decode(errors='replace')}") from None
+    except OSError as error:
+        print(f"audio-maas models: cannot reach {args.url} ({error}); is `audio-maas serve` running?", file=sys.stderr)
+        return 1
+    rows = [("NAME", "VERSION", "STATE", "REASON")]
+    rows += [(m["name"], m["version"], m["state"], m.get("reason", "")) for m in index]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["BUNDLED_MODEL_DIR", "DEFAULT_DATA_DIR", "add_commands"]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", "../shared/data/fsdd"))
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "digits-cnn"
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "digits"
 
 
 def add_commands(commands: Any) -> None:

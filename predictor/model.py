@@ -25,9 +25,12 @@ __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = Histogram(
-    "audio_maas_batch_size", "Rows per model call after dynamic batching", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+    "audio_maas_batch_size",
+    "Rows per model call after dynamic batching",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call")
+MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call", ["model"])
 
 
 class SavedModelPredictor(Model):
@@ -67,7 +70,7 @@ class SavedModelPredictor(Model):
             self._run_off_loop,
             max_batch_size=self.settings.max_batch_size,
             max_wait_s=self.settings.max_batch_wait_ms / 1000,
-            on_batch=BATCH_SIZE.observe,
+            on_batch=BATCH_SIZE.labels(self.name).observe,
         )
         log.info(
             "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s %s, batches of up to %d within %g ms",
@@ -128,6 +131,12 @@ class SavedModelPredictor(Model):
             raise BadRequest(f"input '{INPUT_NAME}' contains NaN or infinite values")
         return features
 
+    def stop(self) -> None:
+        """Unloaded (``serving.repository``): requests in flight finish, then nothing holds the model."""
+        if self._batcher is not None:
+            self._batcher.close()
+        self._model_thread.shutdown(wait=False)
+
     async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
 
@@ -135,5 +144,5 @@ class SavedModelPredictor(Model):
         """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""
         started = time.perf_counter()
         result = self._signature(**{INPUT_NAME: features})[OUTPUT_NAME].numpy()
-        MODEL_SECONDS.observe(time.perf_counter() - started)
+        MODEL_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return result

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from serving.contract import storage_model_dir
 from serving.settings import ServerSettings
 
 __all__ = ["PredictorSettings"]
@@ -16,8 +13,6 @@ __all__ = ["PredictorSettings"]
 class PredictorSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_PREDICTOR_", frozen=True, use_attribute_docstrings=True)
 
-    model_dir: Path = Field(default_factory=storage_model_dir)
-    """SavedModel directory; KServe's storage initializer puts ``storageUri`` here."""
     max_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a batch stays open for more rows (ms). At 0, requests that arrive while the model
     is busy still batch together; a wait only adds latency at low load."""

@@ -50,8 +50,15 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._queue: asyncio.Queue[_Pending | None] | None = None
         self._worker: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        """Let the worker end once what is queued has run (the model is unloaded): nothing then
+        holds the model. Later ``submit`` calls start a new worker."""
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+            self._queue = None
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
         """Run ``rows`` ``[n, ...]``, batched with whatever else is waiting; returns their ``n`` results."""
@@ -62,11 +69,15 @@ class DynamicBatcher:
         self._queue.put_nowait(_Pending(rows, future))
         return await future
 
-    async def _serve(self, queue: asyncio.Queue[_Pending]) -> None:
+    async def _serve(self, queue: asyncio.Queue[_Pending | None]) -> None:
         loop = asyncio.get_running_loop()
         leader: _Pending | None = None
-        while True:
-            batch = [leader or await queue.get()]
+        closing = False
+        while not closing:
+            first = leader or await queue.get()
+            if first is None:
+                return
+            batch = [first]
             leader = None
             size = len(batch[0].rows)
             deadline = loop.time() + self.max_wait_s
@@ -75,6 +86,9 @@ class DynamicBatcher:
                 try:
                     pending = queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(queue.get(), timeout)
                 except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                if pending is None:  # closed: run what was gathered, then end
+                    closing = True
                     break
                 if size + len(pending.rows) > self.max_batch_size:
                     leader = pending  # keep a request's rows together: it leads the next batch

@@ -16,6 +16,7 @@ container, the client and training use it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 __all__ = [
@@ -28,11 +29,13 @@ __all__ = [
     "LABEL_OUTPUT",
     "METRICS_FILE",
     "MODEL_CARD_FILE",
+    "MODEL_NAME_PATTERN",
     "OUTPUT_NAME",
     "SAMPLE_RATE_PARAMETER",
     "SIGNATURE_KEY",
     "TRAINING_FILE",
     "WAVEFORM_INPUT",
+    "model_directories",
     "read_labels",
     "storage_model_dir",
     "write_labels",
@@ -60,6 +63,9 @@ METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 
+MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]+"
+"""What a model (or version) name may be: it stands in URL paths, ``/v2/models/{name}/infer``."""
+
 AUTH_TOKEN_ENV = "AUDIO_MAAS_AUTH_TOKEN"
 """One variable for the whole local service: both servers check it, the transformer sends it
 to the predictor, ``audio-maas predict`` sends it to the transformer."""
@@ -77,6 +83,22 @@ def read_labels(model_dir: Path) -> list[str]:
     if not labels or any(not label for label in labels):
         raise ValueError(f"{path} must hold one non-empty label per line")
     return labels
+
+
+def model_directories(repository: Path) -> dict[str, Path]:
+    """A model repository's models, name -> directory: each subdirectory holding a SavedModel is
+    a model served under the subdirectory's name, as Triton and MLServer read a repository."""
+    if not repository.is_dir():
+        raise FileNotFoundError(f"model repository {repository} is not a directory")
+    models = {path.name: path for path in sorted(repository.iterdir()) if (path / "saved_model.pb").is_file()}
+    for name in models:
+        if not re.fullmatch(MODEL_NAME_PATTERN, name):
+            raise ValueError(
+                f"model directory {repository / name}: '{name}' is not a model name ({MODEL_NAME_PATTERN})"
+            )
+    if not models:
+        raise FileNotFoundError(f"model repository {repository} holds no model directory (with saved_model.pb)")
+    return models
 
 
 def storage_model_dir() -> Path:

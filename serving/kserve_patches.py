@@ -10,7 +10,8 @@ What each one fixes, seen from a client of the V2 protocol:
 - :class:`GRPCServer`: our servicer, our error statuses (:class:`~serving.errors.ErrorStatusInterceptor`)
   instead of KServe's, which answers INTERNAL to every error it does not know; the bearer
   token; the REST body limit as its message limit; no INFO line per call.
-- :class:`ModelServer`: serves gRPC through :class:`GRPCServer`.
+- :class:`ModelServer`: serves gRPC through :class:`GRPCServer`, and models from our
+  repository (``serving.repository``), so that KServe's load and unload routes use it.
 - :func:`finish_app`: KServe registers its REST error handlers and its TimingMiddleware as the
   server starts, after our own; this replaces them once the app has started.
 
@@ -43,6 +44,7 @@ from serving.asgi import framework_error_response
 from serving.auth import BearerTokenInterceptor
 from serving.codec import check_request, dtype_of, parse_rest_request
 from serving.errors import BadRequest, ErrorStatusInterceptor, ModelNotFound
+from serving.repository import ModelRepository, RepositoryExtension
 
 __all__ = ["KSERVE_VERSION", "DataPlane", "GRPCServer", "InferenceServicer", "ModelServer", "finish_app"]
 
@@ -153,10 +155,20 @@ class GRPCServer(KServeGRPCServer):
 
 
 class ModelServer(KServeModelServer):
-    """KServe's ModelServer serving gRPC through :class:`GRPCServer`."""
+    """KServe's ModelServer serving gRPC through :class:`GRPCServer`, and its models from our
+    repository, whose load and unload KServe's routes and servicer call."""
 
-    def __init__(self, *, serve_grpc: bool, auth_token: SecretStr | None, max_body_bytes: int, **kwargs: Any) -> None:
-        super().__init__(enable_grpc=False, **kwargs)  # KServe's own gRPC server stays off
+    def __init__(
+        self,
+        *,
+        repository: ModelRepository,
+        serve_grpc: bool,
+        auth_token: SecretStr | None,
+        max_body_bytes: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(enable_grpc=False, registered_models=repository, **kwargs)  # KServe's gRPC stays off
+        self.model_repository_extension = RepositoryExtension(repository)  # read by start()
         self.serve_grpc = serve_grpc
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes

@@ -1,4 +1,4 @@
-"""Start a KServe server for one of our models: the wiring both ``__main__`` modules share."""
+"""Start a KServe server for our models: the wiring both ``__main__`` modules share."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from serving.asgi import BodyLimit, InferContentType, ModelVersions, V2Errors
 from serving.auth import BearerToken
 from serving.contract import AUTH_TOKEN_ENV
 from serving.kserve_patches import DataPlane, ModelServer, finish_app
+from serving.repository import ModelRepository, add_index_route
 from serving.settings import ServerSettings
 
 __all__ = ["start_server"]
@@ -20,8 +21,11 @@ __all__ = ["start_server"]
 log = logging.getLogger(__name__)
 
 
-def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSettings) -> None:
-    """Run KServe's ModelServer for ``model`` (already loaded) with our middleware and patches.
+def start_server(
+    models: list[Model], *, repository: ModelRepository, args: argparse.Namespace, settings: ServerSettings
+) -> None:
+    """Run KServe's ModelServer for ``models`` (already loaded) with our middleware and patches;
+    ``repository`` holds them, and loads and unloads others by name while they serve.
 
     ``args`` come from :func:`serving.settings.parse_flags` and logs were set by
     :func:`serving.logs.configure_logs`; KServe reads its other flags from the command line itself.
@@ -46,10 +50,12 @@ def start_server(model: Model, *, args: argparse.Namespace, settings: ServerSett
     gc.collect()
     gc.freeze()
     server = ModelServer(
+        repository=repository,
         serve_grpc=args.enable_grpc,
         enable_latency_logging=args.enable_latency_logging,
         auth_token=settings.auth_token,
         max_body_bytes=settings.max_body_bytes,
     )
     server.dataplane = DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
-    server.start([model])
+    add_index_route(app, server.model_repository_extension)
+    server.start(models)

@@ -11,18 +11,19 @@ Every field is also a command-line flag (:func:`parse_flags`), which wins over i
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.contract import AUTH_TOKEN_ENV
+from serving.contract import AUTH_TOKEN_ENV, MODEL_NAME_PATTERN, model_directories, storage_model_dir
 
 __all__ = ["ServerSettings", "ServiceSettings", "parse_flags"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
-_MODEL_NAME = r"^[A-Za-z0-9._-]+$"
+_MODEL_NAME = f"^{MODEL_NAME_PATTERN}$"
 
 
 class ServiceSettings(BaseSettings):
@@ -60,6 +61,12 @@ class ServerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, use_attribute_docstrings=True)
 
+    model_dir: Path = Field(default_factory=storage_model_dir)
+    """The model directory (``serving.contract``) served under ``--model_name``; KServe's storage
+    initializer puts ``storageUri`` here."""
+    model_repository: Path | None = None
+    """A directory of model directories, each served under its own name; when set, it replaces
+    ``model_dir`` and ``--model_name``."""
     model_version: str = Field(default="1", pattern=_MODEL_NAME)
     """The model version served, as metadata and ``/v2/models/NAME/versions/VERSION/...`` name it."""
     max_body_bytes: int = Field(default=32 * 2**20, ge=1024)
@@ -71,6 +78,12 @@ class ServerSettings(BaseSettings):
     """Bearer token that every request except health checks must carry (``Authorization: Bearer
     TOKEN``; gRPC metadata ``authorization``). Read from ``AUDIO_MAAS_AUTH_TOKEN`` only, never from
     a flag, which any user of the machine could read in ``ps``."""
+
+    def served_models(self, model_name: str) -> dict[str, Path]:
+        """Name -> model directory of every model this server serves."""
+        if self.model_repository is not None:
+            return model_directories(self.model_repository)
+        return {model_name: self.model_dir}
 
 
 def parse_flags(

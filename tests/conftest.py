@@ -22,7 +22,7 @@ from transformer.frontend import FeatureSpec, FrontEnd
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
-BUNDLED_MODEL = REPO / "models" / "digits-cnn"
+BUNDLED_MODEL = REPO / "models" / "digits"
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +114,7 @@ def running_service(
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT if output else None)
     try:
-        for url in LocalService(model_dir=BUNDLED_MODEL, settings=settings).ready_urls().values():
+        for url in LocalService(models={settings.model_name: BUNDLED_MODEL}, settings=settings).ready_urls().values():
             wait_ready(url, process=process)
         yield process
     finally:

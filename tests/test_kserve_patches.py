@@ -13,9 +13,11 @@ import tomllib
 from importlib.metadata import version
 
 from kserve import InferInput, model_server
+from kserve import ModelServer as KServeModelServer
 from kserve.protocol.dataplane import DataPlane as KServeDataPlane
 from kserve.protocol.grpc.server import GRPCServer as KServeGRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer as KServeInferenceServicer
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 
 from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer
@@ -41,6 +43,9 @@ def test_the_methods_we_override_keep_their_signatures() -> None:
     assert _parameters(KServeGRPCServer.__init__)[:4] == ["self", "port", "data_plane", "model_repository_extension"]
     assert _parameters(KServeGRPCServer.start) == ["self", "max_workers"]
     assert "validate_grpc_request" in vars(KServeInferenceServicer)
+    assert "registered_models" in _parameters(KServeModelServer.__init__)
+    for method in ("index", "load", "unload"):
+        assert method in vars(ModelRepositoryExtension)
     for ours, theirs in [(DataPlane, KServeDataPlane), (InferenceServicer, KServeInferenceServicer)]:
         assert issubclass(ours, theirs)
 
@@ -59,3 +64,9 @@ def test_what_the_patches_read_is_still_there() -> None:
     create = inspect.getsource(RESTServer.create_application)
     assert create.index("_add_middlewares") < create.index("_add_exception_handlers")
     assert "TimingMiddleware" in inspect.getsource(RESTServer._add_middlewares)
+    # Our repository extension is set after ModelServer.__init__ and read by start(); KServe's
+    # gRPC servicer reads load and unload answers as dicts.
+    start = inspect.getsource(KServeModelServer.start)
+    assert "self.model_repository_extension" in start
+    servicer = inspect.getsource(KServeInferenceServicer.RepositoryModelLoad)
+    assert 'response["name"]' in servicer and 'response["load"]' in servicer

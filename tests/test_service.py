@@ -226,7 +226,7 @@ def test_metrics_expose_stage_latency_and_batch_sizes(service: ServiceSettings, 
         urllib.request.urlopen(f"http://127.0.0.1:{service.predictor_http_port}/metrics", timeout=5).read().decode()
     )
     for stage in ("decode", "features"):
-        assert f'audio_maas_stage_seconds_count{{stage="{stage}"}}' in transformer
+        assert f'audio_maas_stage_seconds_count{{model="digits",stage="{stage}"}}' in transformer
     assert "request_predict_seconds_bucket" in transformer
     assert "audio_maas_batch_size_bucket" in predictor and "audio_maas_model_seconds_count" in predictor
 

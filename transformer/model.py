@@ -8,12 +8,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import httpx
 import numpy as np
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve import context as kserve_context
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from prometheus_client import Histogram
 
 from serving.auth import bearer_header
@@ -40,10 +43,13 @@ log = logging.getLogger(__name__)
 _CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
 """The client's request, for postprocess to answer the outputs and encoding it asked for."""
 
-STAGE_SECONDS = Histogram("audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["stage"])
+STAGE_SECONDS = Histogram(
+    "audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["model", "stage"]
+)
 FORWARDED_BATCH_SIZE = Histogram(
     "audio_maas_forwarded_batch_size",
     "Feature rows per transformer-to-predictor call",
+    ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 
@@ -65,11 +71,12 @@ class AudioTransformer(Model):
         self.labels: list[str] = []
         self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
         self._batcher = DynamicBatcher(
-            self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.observe
+            self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.labels(name).observe
         )
         self._predictor_agrees = False
         self._probe_lock = asyncio.Lock()
-        self._last_probe_failure = ""
+        self.not_ready_reason = "not loaded"
+        """Why the model is not ready, as last seen; logged once per reason."""
 
     def load(self) -> bool:
         """Read the spec and labels that travel with the model; the model's features, not ours."""
@@ -98,19 +105,27 @@ class AudioTransformer(Model):
         try:
             probabilities = await self._forward(np.zeros((1, *shape), np.float32))
         except ServiceError as error:
-            # Probes repeat every few hundred ms while the predictor loads: say each reason once.
-            failure = f"not ready: the predictor did not take a probe of {shape} features: {error}"
-            log.log(logging.DEBUG if failure == self._last_probe_failure else logging.WARNING, failure)
-            self._last_probe_failure = failure
-            return False
+            return self._not_ready(f"the predictor did not take a probe of {shape} features: {error}")
         if probabilities.shape != (1, len(self.labels)):
-            log.error(
-                "not ready: the predictor answers %s probabilities but %s has %d labels",
-                probabilities.shape, self.settings.model_dir, len(self.labels),
-            )  # fmt: skip
-            return False
+            return self._not_ready(
+                f"the predictor answers {probabilities.shape[1]} probabilities "
+                f"but {self.settings.model_dir} has {len(self.labels)} labels"
+            )
         log.info("the predictor takes %s features and answers %d classes", shape, len(self.labels))
         return True
+
+    def _not_ready(self, reason: str) -> bool:
+        # Probes repeat every few hundred ms while the predictor loads: say each reason once.
+        log.log(
+            logging.DEBUG if reason == self.not_ready_reason else logging.WARNING, "%s not ready: %s", self.name, reason
+        )
+        self.not_ready_reason = reason
+        return False
+
+    def stop(self) -> None:
+        """Unloaded (``serving.repository``): no more featurising threads for this model."""
+        self._batcher.close()
+        self._pool.shutdown(wait=False)  # requests in flight finish; then the threads end
 
     @property
     def _predictor_host(self) -> str:
@@ -255,7 +270,7 @@ class AudioTransformer(Model):
             waveform, sample_rate = decode(data=data, max_duration_s=self.settings.max_duration_s)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
-        STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        STAGE_SECONDS.labels(self.name, "decode").observe(time.perf_counter() - started)
         return self._from_waveform(index, waveform, sample_rate)
 
     def _from_waveform(self, index: int, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -265,7 +280,7 @@ class AudioTransformer(Model):
             features = self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
-        STAGE_SECONDS.labels("features").observe(time.perf_counter() - started)
+        STAGE_SECONDS.labels(self.name, "features").observe(time.perf_counter() - started)
         return features
 
 
@@ -275,3 +290,36 @@ def _features_request(features: np.ndarray, *, model_name: str, request_id: str 
     infer_input.set_data_from_numpy(features, binary_data=True)
     parameters = {"binary_data_output": True}
     return InferRequest(model_name=model_name, infer_inputs=[infer_input], request_id=request_id, parameters=parameters)
+
+
+async def ask_predictor(action: Literal["load", "unload"], name: str, *, settings: TransformerSettings) -> None:
+    """Have the predictor load or unload model ``name`` (V2 repository extension), over the
+    protocol the transformer calls it with; UpstreamUnavailable or BadRequest saying why not."""
+    config = kserve_context.get_predictor_config()
+    if config is None or not config.predictor_host:
+        raise UpstreamUnavailable("no predictor is configured (--predictor_host)")
+    metadata = bearer_header(settings.auth_token)
+    try:
+        if config.predictor_protocol == "grpc-v2":
+            async with grpc.aio.insecure_channel(config.predictor_host) as channel:
+                stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+                if action == "load":
+                    await stub.RepositoryModelLoad(
+                        pb.RepositoryModelLoadRequest(model_name=name), metadata=[*metadata.items()]
+                    )
+                else:
+                    await stub.RepositoryModelUnload(
+                        pb.RepositoryModelUnloadRequest(model_name=name), metadata=[*metadata.items()]
+                    )
+        else:
+            async with httpx.AsyncClient(timeout=120) as client:
+                url = f"{config.predictor_base_url}/v2/repository/models/{name}/{action}"
+                response = await client.post(url, headers=metadata)
+                if response.status_code != 200:
+                    raise BadRequest(f"the predictor could not {action} '{name}': {response.json().get('error')}")
+    except httpx.TransportError as error:
+        raise UpstreamUnavailable(f"predictor {config.predictor_host} is unreachable: {error}") from None
+    except grpc.aio.AioRpcError as error:
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            raise UpstreamUnavailable(f"predictor {config.predictor_host} is unreachable: {error.details()}") from None
+        raise BadRequest(f"the predictor could not {action} '{name}': {error.details()}") from None

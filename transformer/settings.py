@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from serving.contract import storage_model_dir
 from serving.settings import ServerSettings
 
 __all__ = ["TransformerSettings"]
@@ -16,8 +13,6 @@ __all__ = ["TransformerSettings"]
 class TransformerSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_MAAS_TRANSFORMER_", frozen=True, use_attribute_docstrings=True)
 
-    model_dir: Path = Field(default_factory=storage_model_dir)
-    """Model directory whose ``feature_spec.json`` and ``labels.txt`` say how to featurise and name classes."""
     max_duration_s: float = Field(default=30.0, gt=0, le=3600)
     """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
     max_batch_elements: int = Field(default=64, ge=1)
