@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data/fsdd
-MODEL ?= models/digits-cnn
+MODEL ?= models/digits
 
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: serve evaluate bench test test-slow test-images lint system-deps manifests train-cnn train-lstm loso clean
+.PHONY: serve evaluate bench bench-models test test-slow test-images lint system-deps manifests train-cnn train-lstm loso clean
 
 $(BIN)/audio-maas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,17 @@ $(CHECKOV):
 	.venv-checkov/bin/pip install --quiet checkov==3.3.30
 
 serve: $(BIN)/audio-maas
-	$(BIN)/audio-maas serve --model $(MODEL)
+	$(BIN)/audio-maas serve
 
 evaluate: $(BIN)/audio-maas
 	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
 
 bench: $(BIN)/audio-maas
 	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR)
+
+# Several models in one service: memory per model, load time, one busy model beside another.
+bench-models: $(BIN)/audio-maas
+	$(BIN)/python bench/models.py --data-dir $(DATA_DIR)
 
 lint: $(BIN)/audio-maas
 	$(BIN)/ruff check .
@@ -58,13 +62,13 @@ test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
 
 train-cnn: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) --out models/digits-cnn
+	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) --out models/digits
 
 train-lstm: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) --epochs 40 --out build/digits-lstm
 
 loso: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas loso --arch cnn --data-dir $(DATA_DIR) --model models/digits-cnn
+	$(BIN)/audio-maas loso --arch cnn --data-dir $(DATA_DIR) --model models/digits
 
 clean:
 	rm -rf $(VENV) .venv-checkov report build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,148 @@
+"""Several models in one service: memory per model, load time, and whether a busy model stalls another.
+
+    .venv/bin/python bench/models.py [--data-dir DIR] [--requests 1000]
+
+With the bundled models alone there is one: the additional models here are copies of the
+digits CNN under other names (a repository of links), each loaded on its own, as a user's second
+and third model of the same size would be.
+
+(a) resident memory of each process serving one model, then three; (b) the time to load a
+model through the repository extension, and to unload it; (c) one model's p50 at concurrency 1,
+alone and while another model takes 32 requests at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.soak import server_rss_mib  # noqa: E402
+from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from serving.settings import ServiceSettings  # noqa: E402
+from training.dataset import load_fsdd, select_split  # noqa: E402
+from transformer.client import is_ready  # noqa: E402
+
+BUNDLED = REPO / "models" / "digits"
+
+
+def _serve(repository: Path, settings: ServiceSettings) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--model-repository", str(repository),
+         "--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    for port in (settings.http_port, settings.predictor_http_port):
+        while not is_ready(f"http://127.0.0.1:{port}/v2/health/ready"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the service did not start")
+            time.sleep(0.2)
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+async def _drive(url: str, files: list[bytes], plan: dict[str, int], requests_per_worker: int) -> dict[str, float]:
+    """Run ``plan`` (model -> concurrency) at once; each model's p50 latency in seconds."""
+    import tritonclient.http.aio as http
+
+    client = http.InferenceServerClient(url, conn_limit=sum(plan.values()))
+    latencies: dict[str, list[float]] = {model: [] for model in plan}
+    busy = asyncio.Event()
+
+    async def worker(model: str, count: int) -> None:
+        for i in range(count):
+            audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
+            audio.set_data_from_numpy(np.array([files[i % len(files)]], dtype=object), binary_data=True)
+            started = time.perf_counter()
+            await client.infer(model, [audio], outputs=[http.InferRequestedOutput(LABEL_OUTPUT, binary_data=True)])
+            latencies[model].append(time.perf_counter() - started)
+
+    async def background(model: str, concurrency: int) -> None:
+        async def loop() -> None:
+            while not busy.is_set():
+                await worker(model, 1)
+
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+
+    try:
+        (measured, _), *others = sorted(plan.items(), key=lambda item: item[1])
+        loads = [asyncio.ensure_future(background(model, concurrency)) for model, concurrency in others]
+        await asyncio.sleep(1 if loads else 0)  # the other model is busy before the measurement starts
+        await worker(measured, 50)  # warm
+        latencies[measured].clear()
+        await worker(measured, requests_per_worker)
+        busy.set()
+        await asyncio.gather(*loads)
+    finally:
+        await client.close()
+    return {model: float(np.median(values)) for model, values in latencies.items() if values}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
+    parser.add_argument("--requests", type=int, default=1000, help="measured requests at concurrency 1")
+    args = parser.parse_args()
+    files = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
+    settings = ServiceSettings(http_port=18180, predictor_http_port=18185)
+    base = f"http://127.0.0.1:{settings.http_port}"
+
+    with tempfile.TemporaryDirectory() as scratch:
+        repository = Path(scratch)
+        rss: dict[int, dict[str, float]] = {}
+        for count in (1, 3):
+            for name in ("digits", "digits-b", "digits-c")[:count]:
+                if not (repository / name).exists():
+                    (repository / name).symlink_to(BUNDLED, target_is_directory=True)
+            process = _serve(repository, settings)
+            try:
+                asyncio.run(_drive(f"127.0.0.1:{settings.http_port}", files, {"digits": 1}, 200))  # warm
+                rss[count] = {
+                    "transformer": server_rss_mib("transformer", settings.http_port),
+                    "predictor": server_rss_mib("predictor", settings.predictor_http_port),
+                }
+                if count == 3:
+                    unload = time.perf_counter()
+                    requests.post(f"{base}/v2/repository/models/digits-c/unload", timeout=120).raise_for_status()
+                    unload_s = time.perf_counter() - unload
+                    load = time.perf_counter()
+                    requests.post(f"{base}/v2/repository/models/digits-c/load", timeout=120).raise_for_status()
+                    load_s = time.perf_counter() - load
+                    url = f"127.0.0.1:{settings.http_port}"
+                    alone = asyncio.run(_drive(url, files, {"digits-b": 1}, args.requests))["digits-b"]
+                    beside = asyncio.run(_drive(url, files, {"digits-b": 1, "digits": 32}, args.requests))
+            finally:
+                _stop(process)
+
+    print("(a) resident memory (MiB), after 200 requests")
+    for count, figures in rss.items():
+        print(
+            f"    {count} model(s): transformer {figures['transformer']:6.0f}   predictor {figures['predictor']:6.0f}"
+        )
+    for server in ("transformer", "predictor"):
+        print(f"    per additional model, {server}: {(rss[3][server] - rss[1][server]) / 2:+.0f} MiB")
+    print(f"(b) load of one model (both servers, through the transformer) {load_s:.2f} s, unload {unload_s:.2f} s")
+    print(
+        f"(c) digits-b at concurrency 1: p50 {alone * 1000:.1f} ms alone, "
+        f"{beside['digits-b'] * 1000:.1f} ms while digits takes 32 at a time (its p50 {beside['digits'] * 1000:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
