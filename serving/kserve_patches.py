@@ -4,8 +4,8 @@ What each one fixes, seen from a client of the V2 protocol:
 
 - :class:`DataPlane`: server ready only when every model is (KServe answers ready as soon as
   it listens); binary REST bodies keep their raw bytes (KServe re-decodes BYTES as UTF-8);
-  every tensor's framing is checked before a model reads it; a request for another version is
-  NOT_FOUND; metadata lists the version; JSON answers carry no ``null``.
+  every tensor's framing is checked before a model reads it; so are the outputs asked for; a
+  request for another version is NOT_FOUND; metadata lists the version; JSON answers carry no ``null``.
 - :class:`InferenceServicer`: an unknown datatype is refused in our words, as over REST.
 - :class:`GRPCServer`: our servicer, our error statuses (:class:`~serving.errors.ErrorStatusInterceptor`)
   instead of KServe's, which answers INTERNAL to every error it does not know; the bearer
@@ -77,7 +77,20 @@ class DataPlane(KServeDataPlane):
                     f"this server has version '{self.model_version}'"
                 )
             check_request(request)
+            self._check_requested_outputs(model_name, request)
         return await super().infer(model_name, request, headers)
+
+    def _check_requested_outputs(self, model_name: str, request: InferRequest) -> None:
+        """A requested output the model does not have is the client's mistake on both protocols:
+        KServe refuses it only when it encodes a REST answer, and drops it silently over gRPC."""
+        model = self._model_registry.get_model(model_name)
+        requested = [output.name for output in request.request_outputs or []]
+        if model is None or not requested:
+            return  # KServe answers an unknown model itself
+        known = [output["name"] for output in model.get_output_types()]
+        unknown = [name for name in requested if name not in known]
+        if unknown:
+            raise BadRequest(f"model '{model_name}' has no output {unknown[0]!r}; its outputs are {', '.join(known)}")
 
     async def model_metadata(self, model_name: str) -> dict[str, Any]:
         metadata = dict(await super().model_metadata(model_name))

@@ -77,6 +77,8 @@ class Case:
     grpc_code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
     model: str = "digits"
     version: str = ""
+    outputs: list[str] = field(default_factory=list)
+    """Outputs the request asks for by name; none asks for every output."""
     typed_message: str | None = None
     """The message when the elements travel as JSON ``data`` or gRPC ``contents``, where it differs."""
 
@@ -182,6 +184,11 @@ CASES: dict[str, Case] = {
     "a negative size in the shape": Case(
         [audio(GOOD_WAV, shape=[-1])], "input 'audio' has shape [-1]: sizes must be non-negative integers"
     ),
+    "an output the model does not have": Case(
+        [audio(GOOD_WAV)],
+        "model 'digits' has no output 'spectrogram'; its outputs are label, class_id, probabilities",
+        outputs=["spectrogram"],
+    ),
     "an unknown model": Case(
         [audio(GOOD_WAV)], "Model with name nope does not exist.", http_status=404,
         grpc_code=grpc.StatusCode.NOT_FOUND, model="nope",
@@ -204,7 +211,8 @@ class RestClient:
             {"name": t.name, "shape": t.shape, "datatype": t.datatype, "parameters": {"binary_data_size": len(t.raw)}}
             for t in case.inputs
         ]
-        header = json.dumps({"inputs": inputs, "parameters": case.parameters}).encode()
+        outputs = [{"name": name} for name in case.outputs]
+        header = json.dumps({"inputs": inputs, "outputs": outputs, "parameters": case.parameters}).encode()
         path = f"/v2/models/{case.model}" + (f"/versions/{case.version}" if case.version else "") + "/infer"
         return self.post(path, header + b"".join(t.raw for t in case.inputs), json_length=len(header))
 
@@ -233,7 +241,7 @@ def json_body(case: Case) -> dict[str, Any]:
         return tensor.elements
 
     inputs = [{"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": data(t)} for t in case.inputs]
-    return {"inputs": inputs, "parameters": case.parameters}
+    return {"inputs": inputs, "outputs": [{"name": name} for name in case.outputs], "parameters": case.parameters}
 
 
 _TYPED_CONTENTS = {"BYTES": "bytes_contents", "FP32": "fp32_contents", "INT16": "int_contents"}
@@ -257,18 +265,18 @@ def grpc_request(case: Case) -> pb.ModelInferRequest:
             pb.ModelInferRequest.InferInputTensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in case.inputs
         ],
         raw_input_contents=[t.raw for t in case.inputs],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in case.outputs],
         parameters=parameters,
     )
 
 
-def _grpc_parameter(value: Any) -> pb.InferParameter:
+def _grpc_parameter(value: bool | int | str) -> pb.InferParameter:
+    """KServe's proto has bool, int64 and string parameters (the protocol's double is missing)."""
     if isinstance(value, bool):
         return pb.InferParameter(bool_param=value)
     if isinstance(value, int):
         return pb.InferParameter(int64_param=value)
-    if isinstance(value, float):
-        return pb.InferParameter(double_param=value)
-    return pb.InferParameter(string_param=str(value))
+    return pb.InferParameter(string_param=value)
 
 
 @pytest.fixture(scope="module")
