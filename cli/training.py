@@ -16,17 +16,21 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "digits"
 
 
 def add_commands(commands: Any) -> None:
-    train = commands.add_parser("train", help="train, export and evaluate a model on FSDD")
+    train = commands.add_parser("train", help="train, export and evaluate a model on a folder of labelled recordings")
     _add_training_flags(train)
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
     train.add_argument("--exclude-speaker", action="append", default=[], help="leave this speaker out (repeatable)")
+    train.add_argument("--sample-rate", type=int, help="features' sample rate in Hz (default: chosen from the data)")
+    train.add_argument("--clip-s", type=float, help="clip length in seconds (default: chosen from the data)")
+    _add_bad_file_flag(train)
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="score an exported model on FSDD and write a report")
+    evaluate = commands.add_parser("evaluate", help="score an exported model on labelled recordings, write a report")
     evaluate.add_argument(
         "--model", type=Path, default=BUNDLED_MODEL_DIR, help="model directory (default: bundled CNN)"
     )
-    evaluate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="FSDD-layout directory")
+    evaluate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=_DATA_DIR_HELP)
+    _add_bad_file_flag(evaluate)
     evaluate.add_argument("--split", choices=["test", "train", "all"], default="test")
     evaluate.add_argument("--report", type=Path, default=Path("report"), help="report folder to write")
     evaluate.set_defaults(run=_evaluate)
@@ -37,26 +41,43 @@ def add_commands(commands: Any) -> None:
     loso.set_defaults(run=_loso)
 
 
+_DATA_DIR_HELP = "labelled recordings: FSDD's layout, or one folder per class (default: FSDD)"
+
+
+def _add_bad_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-bad-file",
+        choices=["stop", "skip"],
+        default="stop",
+        help="a file that cannot be read: stop, naming it (default), or name it and go on",
+    )
+
+
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     from training.config import TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--arch", choices=["cnn", "lstm"], default=defaults.arch)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="FSDD-layout directory")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=_DATA_DIR_HELP)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--augment-copies", type=int, default=defaults.augment_copies)
     parser.add_argument(
-        "--synthetic-takes", type=int, default=defaults.synthetic_takes, help="espeak-ng takes per voice; 0 for none"
+        "--synthetic-takes",
+        type=int,
+        default=defaults.synthetic_takes,
+        help="espeak-ng takes per voice when the labels are the digits 0-9; 0 for none",
     )
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, spec: Any = None) -> Any:
     from training.config import TrainConfig
+    from transformer.frontend import FeatureSpec
 
     return TrainConfig(
+        spec=spec or FeatureSpec(),
         arch=args.arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -68,11 +89,17 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.dataset import load_fsdd
+    from training.dataset import load_dataset, spec_for
     from training.train import train_and_report
 
+    dataset = load_dataset(args.data_dir, on_bad_file=args.on_bad_file, seed=args.seed)
+    spec = spec_for(dataset, sample_rate=args.sample_rate, clip_s=args.clip_s)
+    print(
+        f"{len(dataset.utterances)} recordings, {len(dataset.labels)} classes ({dataset.layout} layout); "
+        f"split: {dataset.split_rule}; features: {spec.sample_rate} Hz, {spec.clip_s:g} s clips"
+    )
     result = train_and_report(
-        _config(args), fsdd=load_fsdd(args.data_dir), model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker)
+        _config(args, spec), dataset=dataset, model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker)
     )
     metrics = result["metrics"]
     print(f"model written to {args.out} in {result['seconds']['total']:.0f} s")
@@ -83,11 +110,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from serving.contract import TRAINING_FILE
     from training.card import confusion_matrix_lines
-    from training.dataset import load_fsdd, select_split
+    from training.dataset import load_dataset, select_split
     from training.evaluate import evaluate
 
-    metrics = evaluate(args.model, select_split(load_fsdd(args.data_dir), args.split), report_dir=args.report)
+    training = args.model / TRAINING_FILE  # the seed that drew the model's split draws it again here
+    seed = json.loads(training.read_text())["config"]["seed"] if training.is_file() else 0
+    dataset = load_dataset(args.data_dir, on_bad_file=args.on_bad_file, seed=seed)
+    metrics = evaluate(args.model, select_split(dataset.utterances, args.split), report_dir=args.report)
     print(_summary(metrics))
     print("confusion matrix (rows: true, columns: predicted):")
     print("\n".join(confusion_matrix_lines(metrics["labels"], metrics["confusion_matrix"])))

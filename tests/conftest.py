@@ -23,6 +23,8 @@ from transformer.frontend import FeatureSpec, FrontEnd
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
 BUNDLED_MODEL = REPO / "models" / "digits"
+SHARED_DATA = FSDD_DIR.parent
+"""``../shared/data``: ESC-10 and Speech Commands beside FSDD."""
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import DIGIT_LABELS, load_fsdd, select_split
+from tests.conftest import SHARED_DATA
+from training.dataset import DIGIT_LABELS, class_label, load_dataset, load_fsdd, select_split, spec_for
 
 
 def test_loader_reads_all_of_fsdd_with_labels_speakers_and_indices(fsdd_dir: Path) -> None:
@@ -57,3 +58,61 @@ def test_loader_says_when_there_is_nothing_to_load(tmp_path: Path) -> None:
 def test_split_name_is_checked() -> None:
     with pytest.raises(ValueError, match="split must be"):
         select_split([], "validation")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("folder", "label"),
+    [("001 - Dog bark", "Dog bark"), ("2_no", "no"), ("10.rain", "rain"), ("_silence_", "_silence_"), ("yes", "yes")],
+)
+def test_a_class_folder_names_its_label_without_a_leading_number(folder: str, label: str) -> None:
+    assert class_label(folder) == label
+
+
+def test_esc10_folds_come_from_file_names_and_the_last_fold_is_the_test_set() -> None:
+    dataset = load_dataset(SHARED_DATA / "esc10")
+    assert dataset.layout == "folders" and len(dataset.utterances) == 320
+    assert dataset.labels[:3] == ["Baby cry", "Chainsaw", "Clock tick"] and len(dataset.labels) == 10
+    test = select_split(dataset.utterances, "test")
+    assert {u.speaker.split(":")[0] for u in test} == {"fold4"} and len(test) == 80
+    sources = {side: {u.speaker for u in dataset.utterances if u.subset == side} for side in ("train", "validation")}
+    assert sources["train"] and sources["validation"] and not sources["train"] & sources["validation"]
+    assert "4 (the last) is the test set" in dataset.split_rule
+
+
+def test_speech_commands_speakers_stay_on_one_side_of_a_seeded_split(tmp_path: Path) -> None:
+    for word in ("yes", "no", "_silence_"):
+        shutil.copytree(SHARED_DATA / "speech-commands" / word, tmp_path / word)
+    dataset = load_dataset(tmp_path, seed=3)
+    sides = {}
+    for utterance in dataset.utterances:
+        assert sides.setdefault(utterance.speaker, utterance.subset) == utterance.subset, utterance.speaker
+    counts = {side: sum(u.subset == side for u in dataset.utterances) for side in ("train", "validation", "test")}
+    assert 0.1 < counts["test"] / len(dataset.utterances) < 0.3, counts
+    assert [u.subset for u in load_dataset(tmp_path, seed=3).utterances] == [u.subset for u in dataset.utterances]
+    assert [u.subset for u in load_dataset(tmp_path, seed=4).utterances] != [u.subset for u in dataset.utterances]
+
+
+def test_folders_that_cannot_train_a_classifier_are_named(tmp_path: Path, fsdd_dir: Path) -> None:
+    recording = (fsdd_dir / "recordings" / "0_theo_0.wav").read_bytes()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.wav").write_bytes(recording)
+    with pytest.raises(ValueError, match=f"{tmp_path} holds one class \\(one\\)"):
+        load_dataset(tmp_path)
+    (tmp_path / "two").mkdir()
+    with pytest.raises(ValueError, match=f"class folder {tmp_path / 'two'} holds no audio"):
+        load_dataset(tmp_path)
+    (tmp_path / "two" / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "two" / "deep" / "er" / "b.wav").write_bytes(recording)  # nested folders are the class's too
+    (tmp_path / "two" / "broken.wav").write_bytes(b"RIFF, but no")
+    with pytest.raises(ValueError, match=r"broken\.wav cannot be read as audio: .*--on-bad-file skip"):
+        load_dataset(tmp_path)
+    dataset = load_dataset(tmp_path, on_bad_file="skip")
+    assert sorted(u.label for u in dataset.utterances) == ["one", "two"]
+    assert len(dataset.skipped) == 1 and dataset.skipped[0].startswith(f"{tmp_path / 'two' / 'broken.wav'}: ")
+
+
+def test_a_data_folder_spec_follows_its_recordings_and_flags_win() -> None:
+    esc = load_dataset(SHARED_DATA / "esc10")
+    spec = spec_for(esc)
+    assert (spec.sample_rate, spec.clip_s, spec.n_fft, spec.hop_length, spec.fmax) == (16000, 5.0, 512, 160, 8000)
+    assert spec_for(esc, sample_rate=8000, clip_s=2.0).clip_s == 2.0

@@ -23,10 +23,14 @@ def write_model_card(model_dir: Path) -> None:
     metrics = _read(model_dir / METRICS_FILE)
     loso = _read(model_dir / LOSO_FILE)
     config = training["config"]
+    dataset = training.get("dataset") or {"layout": "fsdd"}  # cards written before other layouts
+    digits = dataset["layout"] == "fsdd"
     lines = [
-        f"# Model card: spoken digits, {config['arch'].upper()}",
+        f"# Model card: {'spoken digits' if digits else model_dir.resolve().name}, {config['arch'].upper()}",
         "",
-        "Classifies one spoken English digit (0-9) in a short recording.",
+        "Classifies one spoken English digit (0-9) in a short recording."
+        if digits
+        else f"Classifies a recording as one of {len(labels)} classes: {', '.join(labels)}.",
         "",
         "## Interface",
         f"- TensorFlow SavedModel, signature `serving_default`: `{INPUT_NAME}` float32 "
@@ -39,13 +43,8 @@ def write_model_card(model_dir: Path) -> None:
         f"- {training['parameters']:,} parameters.",
         "",
         "## Training data",
-        "- [Free Spoken Digit Dataset](https://github.com/Jakobovski/free-spoken-digit-dataset) (FSDD), "
-        f"by Zohar Jackson and contributors, licensed CC BY-SA 4.0: {len(training['speakers'])} speakers "
-        f"({', '.join(training['speakers'])}), 8 kHz. Official split: index 0-4 is the test set; "
-        "we train on the rest but index 5-9, on which we draw validation curves.",
-        f"- {training['examples']['synthetic_utterances']} synthetic utterances from espeak-ng voice variants "
-        "(female, male and other accents), to widen the voices the model hears.",
-        f"- {training['examples']['augmented_copies']} augmented copies of every utterance: speed and pitch "
+        *(_fsdd_data(training) if digits else _folder_data(dataset)),
+        f"- {training['examples']['augmented_copies']} augmented copies of every recording: speed and pitch "
         "perturbation, vocal-tract-length perturbation, background noise (white, pink, brown, hum, babble) "
         "at 0-30 dB SNR, gain and time shift. "
         f"{training['examples']['total']:,} training examples in all.",
@@ -83,23 +82,58 @@ def write_model_card(model_dir: Path) -> None:
         ]
         lines += [f"| {speaker} | {accuracy:.4f} |" for speaker, accuracy in loso["accuracy"].items()]
         lines.append(f"| **mean** | **{loso['mean_accuracy']:.4f}** |")
+    lines += ["", "## Limits", *(_FSDD_LIMITS if digits else _folder_limits(spec, labels))]
     lines += [
         "",
-        "## Limits",
-        "- FSDD holds six adult men. Women's, children's and other accents' voices are covered only by "
-        "augmentation and synthetic speech; accuracy on real recordings of such voices has not been measured here.",
-        "- One word per clip, about a second long; longer audio is cropped to its centre after silence trimming.",
-        "- English digits only; anything else is still mapped to one of the ten labels.",
-        "",
         "## License",
-        "Trained on FSDD, CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/).",
+        "Trained on FSDD, CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)."
+        if digits
+        else f"Trained on the recordings in `{dataset['root']}`, under their own licence, which audio-maas does "
+        "not know: state it, and credit the recordings' authors, here.",
     ]
     (model_dir / MODEL_CARD_FILE).write_text("\n".join(lines) + "\n")
 
 
+def _fsdd_data(training: dict[str, Any]) -> list[str]:
+    return [
+        "- [Free Spoken Digit Dataset](https://github.com/Jakobovski/free-spoken-digit-dataset) (FSDD), "
+        f"by Zohar Jackson and contributors, licensed CC BY-SA 4.0: {len(training['speakers'])} speakers "
+        f"({', '.join(training['speakers'])}), 8 kHz. Official split: index 0-4 is the test set; "
+        "we train on the rest but index 5-9, on which we draw validation curves.",
+        f"- {training['examples']['synthetic_utterances']} synthetic utterances from espeak-ng voice variants "
+        "(female, male and other accents), to widen the voices the model hears.",
+    ]
+
+
+def _folder_data(dataset: dict[str, Any]) -> list[str]:
+    skipped = dataset["skipped"]
+    return [
+        f"- {dataset['recordings']} recordings from `{dataset['root']}` (one folder per class), "
+        f"{dataset['sources']} sources (speakers or source recordings). Split: {dataset['split']}.",
+        *([f"- {len(skipped)} files could not be read and were left out: {'; '.join(skipped)}."] if skipped else []),
+    ]
+
+
+_FSDD_LIMITS = [
+    "- FSDD holds six adult men. Women's, children's and other accents' voices are covered only by "
+    "augmentation and synthetic speech; accuracy on real recordings of such voices has not been measured here.",
+    "- One word per clip, about a second long; longer audio is cropped to its centre after silence trimming.",
+    "- English digits only; anything else is still mapped to one of the ten labels.",
+]
+
+
+def _folder_limits(spec: FeatureSpec, labels: list[str]) -> list[str]:
+    return [
+        f"- One sound per clip: audio is trimmed of silence and centred in {spec.clip_s:g} s, longer audio cropped.",
+        f"- Anything that is none of the {len(labels)} classes is still mapped to one of them.",
+        "- Measured only on the test subset of the same folder: recordings made elsewhere may score lower.",
+    ]
+
+
 def confusion_matrix_lines(labels: list[str], matrix: list[list[int]]) -> list[str]:
     """A confusion matrix as aligned text rows, each led by its true label."""
-    return [f"{label:>3} " + " ".join(f"{n:3d}" for n in row) for label, row in zip(labels, matrix, strict=True)]
+    width = max(3, *(len(label) for label in labels))
+    return [f"{label:>{width}} " + " ".join(f"{n:3d}" for n in row) for label, row in zip(labels, matrix, strict=True)]
 
 
 def _read(path: Path) -> Any:

@@ -1,30 +1,53 @@
-"""Spoken-digit utterances: the Free Spoken Digit Dataset layout, its splits, and featurisation."""
+"""Labelled recordings from a folder: its layout detected, its split, and featurisation.
+
+Two layouts (``load_dataset``):
+
+- FSDD: ``{digit}_{speaker}_{index}.wav`` files (in the folder or its ``recordings/``); the
+  official test split is index 0-4, and we draw validation curves on index 5-9;
+- one folder per class: ``DIR/<class>/**/*.{wav,flac,ogg,mp3}``, the label being the folder's
+  name without a leading number and separator (``001 - Dog bark`` -> ``Dog bark``, ``2_no`` ->
+  ``no``). File names give folds as ESC-50 does (``<fold>-<source>-<take>``: the highest fold
+  is the test set) or a speaker as Speech Commands does (``<speaker>_nohash_<n>``); otherwise
+  each file is its own source. Without folds the split is seeded and keeps each source on one
+  side only (20% of sources test, 10% validation).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+import soundfile
 
 from transformer.frontend import FeatureSpec, FrontEnd
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "DIGIT_LABELS",
     "TEST_INDICES",
+    "Dataset",
     "Split",
     "Utterance",
+    "class_label",
     "featurize",
+    "load_dataset",
     "load_fsdd",
     "map_chunks",
     "select_split",
+    "spec_for",
 ]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -33,10 +56,18 @@ DIGIT_LABELS = [str(digit) for digit in range(10)]
 
 TEST_INDICES = range(0, 5)
 """FSDD's official test split: recordings with index 0-4 of every digit and speaker."""
+VALIDATION_INDICES = range(5, 10)
+"""FSDD indices held out of training to draw the validation curves; never used to pick a model."""
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 
 Split = Literal["train", "test", "all"]
+Subset = Literal["train", "validation", "test"]
 
 _FSDD_NAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9-]+)_(?P<index>[0-9]+)\.wav$")
+_ESC_NAME = re.compile(r"^(?P<fold>[0-9]+)-(?P<source>[^-]+)-[A-Za-z0-9]+$")
+_SPEAKER_NAME = re.compile(r"^(?P<speaker>.+)_nohash_[0-9]+$")
+_LABEL_PREFIX = re.compile(r"^[0-9]+\s*[-_.]\s*")
 
 
 @dataclass(frozen=True)
@@ -46,8 +77,141 @@ class Utterance:
     name: str
     label: str
     speaker: str
+    """Who or what was recorded: recordings of one speaker or source stay on one side of a split."""
     index: int
+    """FSDD's take number; -1 in other layouts."""
     data: bytes
+    subset: Subset = "train"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A folder's labelled recordings, split."""
+
+    root: Path
+    layout: Literal["fsdd", "folders"]
+    labels: list[str]
+    """Class names in model output order."""
+    utterances: list[Utterance]
+    split_rule: str
+    """How test and validation were chosen, in words, for the model card."""
+    skipped: list[str]
+    """Files left out because they could not be read (``on_bad_file="skip"``), each with why."""
+
+
+def class_label(folder: str) -> str:
+    """A class folder's name as its label: ``001 - Dog bark`` -> ``Dog bark``, ``2_no`` -> ``no``."""
+    return _LABEL_PREFIX.sub("", folder).strip() or folder
+
+
+def load_dataset(data_dir: Path, *, on_bad_file: Literal["stop", "skip"] = "stop", seed: int = 0) -> Dataset:
+    """Every labelled recording under ``data_dir`` in either layout of the module docstring.
+
+    Raises ``FileNotFoundError`` or ``ValueError`` naming the path: no such folder, a folder that
+    matches no layout, an empty class, a single class, or (``on_bad_file="stop"``) a file that
+    does not decode; with ``"skip"`` such files are named in ``Dataset.skipped`` and left out.
+    """
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"data directory {data_dir} does not exist")
+    classes = sorted(path for path in data_dir.iterdir() if path.is_dir() and path.name != "recordings")
+    if not classes:
+        utterances = load_fsdd(data_dir)
+        return Dataset(
+            root=data_dir, layout="fsdd", labels=DIGIT_LABELS, utterances=utterances, skipped=[],
+            split_rule="FSDD's official split: index 0-4 test, 5-9 validation, the rest training",
+        )  # fmt: skip
+    utterances, skipped = [], []
+    for folder in classes:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not files:
+            raise ValueError(f"class folder {folder} holds no audio ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        for path in files:
+            data = path.read_bytes()
+            problem = _unreadable(data)
+            if problem is not None:
+                if on_bad_file == "stop":
+                    raise ValueError(f"{path} cannot be read as audio: {problem} (--on-bad-file skip leaves it out)")
+                log.warning("skipping %s: %s", path, problem)
+                skipped.append(f"{path}: {problem}")
+                continue
+            utterances.append(_folder_utterance(path, label=class_label(folder.name), data=data))
+    labels = sorted({u.label for u in utterances})
+    if len(labels) < 2:
+        raise ValueError(f"{data_dir} holds one class ({', '.join(labels)}); a classifier needs two or more")
+    utterances, rule = _split(utterances, seed=seed)
+    return Dataset(
+        root=data_dir, layout="folders", labels=labels, utterances=utterances, split_rule=rule, skipped=skipped
+    )
+
+
+def _unreadable(data: bytes) -> str | None:
+    try:
+        soundfile.info(io.BytesIO(data))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        return str(getattr(error, "error_string", None) or error)
+    return None
+
+
+def _folder_utterance(path: Path, *, label: str, data: bytes) -> Utterance:
+    fold = _ESC_NAME.match(path.stem)
+    speaker = _SPEAKER_NAME.match(path.stem)
+    source = f"fold{fold['fold']}:{fold['source']}" if fold else speaker["speaker"] if speaker else path.stem
+    return Utterance(name=str(path), label=label, speaker=source, index=-1, data=data)
+
+
+def _split(utterances: list[Utterance], *, seed: int) -> tuple[list[Utterance], str]:
+    """Test and validation sides, keeping each source on one side (module docstring)."""
+    folds = {u.speaker.split(":")[0] for u in utterances if u.speaker.startswith("fold")}
+    if folds and all(u.speaker.startswith("fold") for u in utterances) and len(folds) > 1:
+        test_fold = max(folds, key=lambda fold: int(fold.removeprefix("fold")))
+
+        def subset(u: Utterance) -> Subset:
+            if u.speaker.split(":")[0] == test_fold:
+                return "test"
+            return "validation" if _fraction(u.speaker, seed) < 0.1 else "train"
+
+        rule = f"folds from the file names: {test_fold.removeprefix('fold')} (the last) is the test set"
+    else:
+
+        def subset(u: Utterance) -> Subset:
+            share = _fraction(u.speaker, seed)
+            return "test" if share < 0.2 else "validation" if share < 0.3 else "train"
+
+        rule = f"seeded (seed {seed}) by source: 20% of sources test, 10% validation, none on two sides"
+    return [replace(u, subset=subset(u)) for u in utterances], rule
+
+
+def _fraction(source: str, seed: int) -> float:
+    """A stable pseudo-random number in [0, 1) for a source: the same on every machine and run."""
+    digest = hashlib.sha256(f"{seed}:{source}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def spec_for(dataset: Dataset, *, sample_rate: int | None = None, clip_s: float | None = None) -> FeatureSpec:
+    """The front end for ``dataset``: FSDD's defaults, or chosen from the recordings (flags win).
+
+    A folder's sample rate is 16 kHz when most recordings have at least that, else 8 kHz; its
+    clip length covers 90% of them, in quarter seconds from 0.5 to 5 s. Mel bands and the
+    band-pass reach up to the new Nyquist frequency.
+    """
+    if dataset.layout == "fsdd" and sample_rate is None and clip_s is None:
+        return FeatureSpec()
+    infos = [soundfile.info(io.BytesIO(u.data)) for u in dataset.utterances]
+    if sample_rate is None:
+        sample_rate = 16000 if np.median([info.samplerate for info in infos]) >= 16000 else 8000
+    if clip_s is None:
+        longest = float(np.percentile([info.duration for info in infos], 90))
+        clip_s = min(5.0, max(0.5, np.ceil(longest * 4) / 4))
+    nyquist = sample_rate / 2
+    scale = sample_rate / 8000  # FSDD's spec is for 8 kHz: keep its windows in milliseconds
+    return FeatureSpec(
+        sample_rate=sample_rate,
+        clip_s=float(clip_s),
+        n_fft=round(256 * scale),
+        hop_length=round(80 * scale),
+        fmax=nyquist,
+        band_pass_hz=(60.0, 0.95 * nyquist),
+    )
 
 
 def load_fsdd(data_dir: Path) -> list[Utterance]:
@@ -63,13 +227,16 @@ def load_fsdd(data_dir: Path) -> list[Utterance]:
         match = _FSDD_NAME.match(path.name)
         if match is None:
             raise ValueError(f"{path} does not follow the FSDD layout {{digit}}_{{speaker}}_{{index}}.wav")
+        index = int(match["index"])
+        subset: Subset = "test" if index in TEST_INDICES else "validation" if index in VALIDATION_INDICES else "train"
         utterances.append(
             Utterance(
                 name=path.name,
                 label=match["digit"],
                 speaker=match["speaker"],
-                index=int(match["index"]),
+                index=index,
                 data=path.read_bytes(),
+                subset=subset,
             )
         )
     if not utterances:
@@ -80,14 +247,14 @@ def load_fsdd(data_dir: Path) -> list[Utterance]:
 def select_split(
     utterances: Iterable[Utterance], split: Split, *, exclude_speakers: Sequence[str] = ()
 ) -> list[Utterance]:
-    """Keep the official ``split`` (test: index 0-4; train: the rest), minus ``exclude_speakers``."""
+    """Keep ``split`` (test: the test subset; train: training and validation), minus ``exclude_speakers``."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split must be train, test or all, got {split!r}")
     return [
         utterance
         for utterance in utterances
         if utterance.speaker not in exclude_speakers
-        and (split == "all" or (utterance.index in TEST_INDICES) == (split == "test"))
+        and (split == "all" or (utterance.subset == "test") == (split == "test"))
     ]
 
 

@@ -1,4 +1,4 @@
-"""Train a digit classifier on FSDD (plus synthetic voices and augmentation), export and evaluate it."""
+"""Train a sound classifier on a labelled folder (FSDD: plus synthetic voices), export and evaluate it."""
 
 from __future__ import annotations
 
@@ -18,24 +18,27 @@ from serving.contract import METRICS_FILE, TRAINING_FILE
 from training.augment import augmented_features
 from training.card import write_model_card
 from training.config import TrainConfig
-from training.dataset import DIGIT_LABELS, Utterance, featurize, select_split
+from training.dataset import DIGIT_LABELS, Dataset, Utterance, featurize, select_split
 from training.evaluate import evaluate
 from training.export import export_model
 from training.models import build_model
 from training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, synthetic_digits
 
-__all__ = ["VALIDATION_INDICES", "leave_one_speaker_out", "train", "train_and_report"]
+__all__ = ["leave_one_speaker_out", "train", "train_and_report"]
 
 log = logging.getLogger(__name__)
 
-VALIDATION_INDICES = range(5, 10)
-"""FSDD indices held out of training to draw the validation curves; never used to pick a model."""
-
 
 def train(
-    config: TrainConfig, *, train_set: list[Utterance], validation_set: list[Utterance], model_dir: Path
+    config: TrainConfig,
+    *,
+    train_set: list[Utterance],
+    validation_set: list[Utterance],
+    model_dir: Path,
+    labels: list[str] = DIGIT_LABELS,
 ) -> dict[str, Any]:
-    """Fit ``config.arch`` on ``train_set`` (+ synthetic voices), export to ``model_dir``.
+    """Fit ``config.arch`` on ``train_set`` (+ synthetic voices when ``labels`` are the digits),
+    export to ``model_dir``.
 
     Returns what ``training.json`` records: config, data counts, history and seconds taken.
     """
@@ -43,7 +46,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     synthetic = (
         synthetic_digits(variants=TRAIN_VARIANTS, takes=config.synthetic_takes, seed=config.seed)
-        if config.synthetic_takes
+        if config.synthetic_takes and labels == DIGIT_LABELS
         else []
     )
     sources = train_set + synthetic
@@ -63,15 +66,15 @@ def train(
         seed=config.seed,
         workers=config.workers,
     )
-    labels = np.array([DIGIT_LABELS.index(u.label) for u in sources])
+    classes = np.array([labels.index(u.label) for u in sources])
     x_train = np.concatenate([clean, augmented])
-    y_train = np.concatenate([labels, np.repeat(labels, config.augment_copies)])
+    y_train = np.concatenate([classes, np.repeat(classes, config.augment_copies)])
     x_val = featurize(validation_set, config.spec, workers=config.workers)
-    y_val = np.array([DIGIT_LABELS.index(u.label) for u in validation_set])
+    y_val = np.array([labels.index(u.label) for u in validation_set])
     featurised = time.perf_counter()
     log.info("%d training examples ready in %.0f s", len(x_train), featurised - started)
 
-    model = build_model(arch=config.arch, train_features=x_train, n_classes=len(DIGIT_LABELS))
+    model = build_model(arch=config.arch, train_features=x_train, n_classes=len(labels))
     steps = config.epochs * -(-len(x_train) // config.batch_size)
     model.compile(
         optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)),
@@ -91,7 +94,7 @@ def train(
     export_model(
         model=model,
         spec=config.spec,
-        labels=DIGIT_LABELS,
+        labels=labels,
         model_dir=model_dir,
         check_features=x_val[:32] if len(x_val) else x_train[:32],
     )
@@ -99,7 +102,7 @@ def train(
         "config": dataclasses.asdict(config),
         "parameters": model.count_params(),
         "examples": {
-            "fsdd_utterances": len(train_set),
+            "recordings": len(train_set),
             "synthetic_utterances": len(synthetic),
             "augmented_copies": config.augment_copies,
             "total": len(x_train),
@@ -115,21 +118,32 @@ def train(
 
 
 def train_and_report(
-    config: TrainConfig, *, fsdd: list[Utterance], model_dir: Path, exclude_speakers: tuple[str, ...] = ()
+    config: TrainConfig, *, dataset: Dataset, model_dir: Path, exclude_speakers: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The ``audio-maas train`` job: train on FSDD's official train split, evaluate the export on its
-    test split and on held-out synthetic voices, and write metrics, report plots and model card."""
-    train_split = select_split(fsdd, "train", exclude_speakers=exclude_speakers)
+    """The ``audio-maas train`` job: train on the dataset's training subset, evaluate the export on
+    its test subset (and, for digits, on held-out synthetic voices), and write metrics, report
+    plots and model card."""
+    train_split = select_split(dataset.utterances, "train", exclude_speakers=exclude_speakers)
     info = train(
         config,
-        train_set=[u for u in train_split if u.index not in VALIDATION_INDICES],
-        validation_set=[u for u in train_split if u.index in VALIDATION_INDICES],
+        train_set=[u for u in train_split if u.subset == "train"],
+        validation_set=[u for u in train_split if u.subset == "validation"],
         model_dir=model_dir,
+        labels=dataset.labels,
     )
-    test = select_split(fsdd, "test", exclude_speakers=exclude_speakers)
+    info["dataset"] = {
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "split": dataset.split_rule,
+        "recordings": len(dataset.utterances),
+        "sources": len({u.speaker for u in dataset.utterances}),
+        "skipped": dataset.skipped,
+    }
+    (model_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    test = select_split(dataset.utterances, "test", exclude_speakers=exclude_speakers)
     metrics = evaluate(model_dir, test, report_dir=model_dir / "report")
-    metrics["split"] = "FSDD official test split (index 0-4)"
-    if config.synthetic_takes:
+    metrics["split"] = "FSDD official test split (index 0-4)" if dataset.layout == "fsdd" else "the test subset"
+    if info["examples"]["synthetic_utterances"]:
         unseen = synthetic_digits(variants=HELD_OUT_VARIANTS, takes=1, seed=config.seed + 1)
         metrics["synthetic_held_out_voices_accuracy"] = evaluate(model_dir, unseen)["accuracy"]
     (model_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -146,8 +160,8 @@ def leave_one_speaker_out(config: TrainConfig, *, fsdd: list[Utterance], work_di
         log.info("leave-one-speaker-out: holding out %s", speaker)
         train(
             config,
-            train_set=[u for u in others if u.index not in VALIDATION_INDICES],
-            validation_set=[u for u in others if u.index in VALIDATION_INDICES],
+            train_set=[u for u in others if u.subset != "validation"],
+            validation_set=[u for u in others if u.subset == "validation"],
             model_dir=work_dir / speaker,
         )
         accuracy[speaker] = evaluate(work_dir / speaker, [u for u in fsdd if u.speaker == speaker])["accuracy"]

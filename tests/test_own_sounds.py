@@ -1,0 +1,96 @@
+"""A user's own recordings, as a new user would go: a folder per class -> ``audio-maas train``
+-> ``serve --model`` -> ``predict``. The folder is built from real Speech Commands recordings
+(16 kHz FLAC, other words than digits), nested and with numbered folder names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli import main
+from serving.contract import read_labels
+from serving.settings import ServiceSettings
+from tests.conftest import SHARED_DATA, free_port_pair, wait_ready
+from training.dataset import featurize, load_dataset, select_split
+from training.evaluate import predict
+from transformer.frontend import FeatureSpec
+
+WORDS = {"01 - yes": "yes", "02 - no": "no", "03 - _silence_": "_silence_"}
+
+
+@pytest.fixture(scope="module")
+def own_recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("my-recordings")
+    for name, word in WORDS.items():
+        files = sorted((SHARED_DATA / "speech-commands" / word).glob("*.flac"))[:24]
+        for index, path in enumerate(files):
+            target = folder / name / ("take-a" if index % 2 else "take-b") / path.name  # nested, as users keep them
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def words_model(own_recordings: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp("models") / "words"
+    arguments = ["train", "--data-dir", str(own_recordings), "--out", str(model_dir), "--epochs", "3"]
+    assert main([*arguments, "--augment-copies", "1", "--batch-size", "16"]) == 0
+    return model_dir
+
+
+def test_training_on_a_folder_per_class_exports_the_folders_labels_and_a_spec_from_the_data(
+    words_model: Path,
+) -> None:
+    assert read_labels(words_model) == ["_silence_", "no", "yes"]
+    spec = FeatureSpec.read(words_model)
+    assert (spec.sample_rate, spec.clip_s) == (16000, 1.0)
+    training = json.loads((words_model / "training.json").read_text())
+    assert training["examples"]["synthetic_utterances"] == 0  # espeak digits only for digit labels
+    assert training["dataset"]["layout"] == "folders" and training["dataset"]["recordings"] == 72
+    card = (words_model / "MODEL_CARD.md").read_text()
+    assert "Classifies a recording as one of 3 classes: _silence_, no, yes." in card
+    assert "under their own licence, which audio-maas does not know" in card
+    assert "FSDD" not in card
+
+
+def test_evaluate_scores_the_same_test_subset_the_training_held_out(
+    words_model: Path, own_recordings: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["--model", str(words_model), "--data-dir", str(own_recordings), "--report", str(tmp_path)]
+    assert main(["evaluate", *arguments]) == 0
+    recorded = json.loads((words_model / "metrics.json").read_text())
+    assert f"n={recorded['n']}  accuracy={recorded['accuracy']:.4f}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def served(words_model: Path) -> Iterator[ServiceSettings]:
+    settings = ServiceSettings(http_port=free_port_pair(), predictor_http_port=free_port_pair())
+    command = [sys.executable, "-m", "cli", "serve", "--model", str(words_model)]
+    command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
+    process = subprocess.Popen(command)
+    try:
+        for port in (settings.http_port, settings.predictor_http_port):
+            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process=process)
+        yield settings
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_trained_model_is_served_under_its_folders_name_and_answers_as_exported(
+    served: ServiceSettings, words_model: Path, own_recordings: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = select_split(load_dataset(own_recordings).utterances, "test")
+    offline = predict(words_model, featurize(test, FeatureSpec.read(words_model)))
+    labels = read_labels(words_model)
+    for utterance, probabilities in zip(test[:6], offline, strict=False):
+        assert main(["predict", "--url", served.url, "--model", "words", utterance.name]) == 0
+        printed = capsys.readouterr().out
+        assert printed.startswith(f"{utterance.name}: {labels[int(np.argmax(probabilities))]}  (top-3"), printed
