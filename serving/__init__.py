@@ -3,6 +3,7 @@
 ``contract`` (names export, servers and clients agree on; imports nothing heavy), ``errors``
 (one table: error -> HTTP status and gRPC code), ``codec`` (V2 tensors <-> numpy, checked),
 ``auth``, ``asgi`` (middleware and the V2 error body), ``settings``, ``logs``, ``batching``,
-``kserve_patches`` (every change to KServe's internals) and ``server`` (the wiring).
+``repository`` (the V2 repository extension), ``kserve_patches`` (every change to KServe's
+internals) and ``server`` (the wiring).
 ``transformer/`` and ``predictor/`` import this package and never each other.
 """

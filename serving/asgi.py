@@ -42,6 +42,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
+_JSON = "application/json"
+
+
 def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
@@ -56,7 +59,7 @@ async def send_error(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", _JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],
@@ -75,9 +78,6 @@ async def framework_error_response(_: Request, error: Exception) -> Response:
         return Response(_error_body(f"malformed request: {problems}"), HTTPStatus.BAD_REQUEST, media_type=_JSON)
     assert isinstance(error, StarletteHTTPException), "registered for these two classes only"
     return Response(_error_body(str(error.detail)), error.status_code, headers=error.headers, media_type=_JSON)
-
-
-_JSON = "application/json"
 
 
 class V2Errors:
