@@ -316,7 +316,7 @@ async def ask_predictor(action: Literal["load", "unload"], name: str, *, setting
                 url = f"{config.predictor_base_url}/v2/repository/models/{name}/{action}"
                 response = await client.post(url, headers=metadata)
                 if response.status_code != 200:
-                    raise BadRequest(f"the predictor could not {action} '{name}': {response.json().get('error')}")
+                    raise BadRequest(f"the predictor could not {action} '{name}': {response.text[:300]}")
     except httpx.TransportError as error:
         raise UpstreamUnavailable(f"predictor {config.predictor_host} is unreachable: {error}") from None
     except grpc.aio.AioRpcError as error:
