@@ -21,7 +21,7 @@ from kserve import Model
 from kserve.model_repository import ModelRepository as KServeModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from serving.errors import BadRequest, ModelNotFound
+from serving.errors import BadRequest, ModelNotFound, UpstreamUnavailable
 
 __all__ = ["ModelRepository", "RepositoryExtension", "add_index_route"]
 
@@ -54,7 +54,7 @@ class ModelRepository(KServeModelRepository):
 
     async def open(self, name: str) -> None:
         """Load ``name`` from its directory and serve it; a model already served is reloaded."""
-        directory = self._directories().get(name)
+        directory = self._available().get(name)
         if directory is None:
             raise ModelNotFound(f"the model repository has no model '{name}'")
         self._not_ready[name] = ("LOADING", "")
@@ -85,7 +85,12 @@ class ModelRepository(KServeModelRepository):
     async def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
         """Every model served or in the repository: name, version, state and, unless READY, why."""
         entries = []
-        for name in sorted(set(self._directories()) | set(self.models)):
+        try:
+            available = self._available()
+        except UpstreamUnavailable as error:  # the models still served are still listed
+            log.warning("%s", error)
+            available = {}
+        for name in sorted(set(available) | set(self.models)):
             if name in self.models:
                 ready = await self.is_model_ready(name)
                 state, reason = ("READY", "") if ready else ("UNAVAILABLE", "loaded, not ready yet")
@@ -96,6 +101,14 @@ class ModelRepository(KServeModelRepository):
             entry = {"name": name, "version": self.version, "state": state}
             entries.append(entry | ({"reason": reason} if reason else {}))
         return entries
+
+    def _available(self) -> dict[str, Path]:
+        """The repository as it is now. One changed since start (emptied, a folder with a name no
+        URL can carry) is named in a 503, not a 500."""
+        try:
+            return self._directories()
+        except (OSError, ValueError) as error:
+            raise UpstreamUnavailable(f"the model repository cannot be read: {error}") from None
 
     def load(self, name: str) -> bool:  # KServe's synchronous hook; every caller here uses open()
         raise NotImplementedError("use ModelRepository.open")

@@ -340,3 +340,20 @@ def test_the_models_command_prints_the_index_and_predict_picks_a_model(
     mid.write_bytes(_wav(TONE_LABELS["mid"]))
     assert main(["predict", "--url", two_models.url, "--model", "tones", str(mid)]) == 0
     assert capsys.readouterr().out.startswith(f"{mid}: mid  (top-3 class_id: probability: 1: ")
+
+
+def test_a_repository_broken_while_serving_is_named_and_what_is_served_stays_listed(
+    two_models: ServiceSettings, repository: Path
+) -> None:
+    odd = repository / "no spaces in URLs"
+    odd.symlink_to(BUNDLED_MODEL, target_is_directory=True)
+    try:
+        index = _repository(two_models, "/index")
+        assert index.status_code == 200
+        assert [entry["name"] for entry in index.json()] == ["digits", "tones"]
+        response = _repository(two_models, "/models/tones/load")
+        assert response.status_code == 503
+        assert response.json()["error"].startswith("the model repository cannot be read: model directory ")
+    finally:
+        odd.unlink()
+    assert _repository(two_models, "/models/tones/load").status_code == 200
