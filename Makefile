@@ -32,7 +32,11 @@ serve: $(BIN)/audio-maas
 evaluate: $(BIN)/audio-maas
 	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
 
+# hey: a compiled load generator, so that the client does not take the servers' cores.
 bench: $(BIN)/audio-maas
+	@command -v hey >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq hey >/dev/null; \
+	  else echo "install hey (Debian/Ubuntu: sudo apt-get install hey)" >&2; exit 1; fi; }
 	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR)
 
 # Several models in one service: memory per model, load time, one busy model beside another.

@@ -1,23 +1,31 @@
-"""Serving benchmark: (a) the in-process ceiling, (b) the service end to end, and their ratio.
+"""Serving benchmark: the limit two cores allow, the in-process ceiling, and the service against both.
 
-    .venv/bin/python bench/serving.py [--data-dir DIR] [--requests 3000]
+    .venv/bin/python bench/serving.py [--data-dir DIR] [--requests 3000] [--json FILE]
 
-(a) decode + features + model in one process, no network, for several model batch sizes;
-(b) ``audio-maas serve`` on loopback called by tritonclient (binary BYTES, one file per
-request) at concurrency 1, 8 and 32, cycling through the FSDD test split. Prints clips/s,
-p50 and p99 latency, and (b)/(a). The client shares the machine's cores with the service.
+(a) per-stage costs, one clip at a time on one core: decode, features, and the model at batch 1
+and 32. The limit is what the machine's cores could do if they ran nothing else: cores /
+(decode + features + model per clip at batch 32). One clip in process is decode + features +
+model at batch 1.
+(b) the in-process ceiling: decode + features + model in one process for several batch sizes.
+(c) ``audio-maas serve`` on loopback, driven by ``hey`` (a compiled load generator: a Python
+client on the same two cores would be the bottleneck), one FSDD file per request, at concurrency
+1, 8 and 32, with the binary tensor extension and with JSON (base64); CPU seconds each server
+spent per clip, and resident memory. Prints clips/s, p50 and p99, and the ratios to (a).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import base64
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,7 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.soak import server_rss_mib  # noqa: E402
 from cli.local import LocalService  # noqa: E402
+from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
@@ -38,11 +48,43 @@ MODEL_NAME = ServiceSettings().model_name
 MODEL = REPO / "models" / "digits"
 
 
-def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
-    """clips/s and median seconds per batch for decode + features + model, single process.
+def stage_costs(files: list[bytes]) -> dict[str, float]:
+    """Seconds per clip of each stage on one core (TensorFlow's pools as the predictor sets them).
 
-    Runs in a child process, so that the load client below stays a lean process without TensorFlow.
+    Runs in a child process, so that this process stays lean while it drives the service.
     """
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from predictor.savedmodel import load_serving_function
+    from transformer.frontend import FeatureSpec, FrontEnd, decode
+
+    front_end = FrontEnd(FeatureSpec.read(MODEL))
+    serve = load_serving_function(MODEL)
+    for data in files[:20]:  # first calls compile librosa's JIT kernels: warm, as a served process is
+        front_end.from_bytes(data=data)
+    started = time.perf_counter()
+    decoded = [decode(data=data) for data in files]
+    decode_s = (time.perf_counter() - started) / len(files)
+    started = time.perf_counter()
+    features = np.stack([front_end.from_waveform(waveform=w, sample_rate=r) for w, r in decoded])
+    features_s = (time.perf_counter() - started) / len(files)
+    costs = {"decode": decode_s, "features": features_s}
+    for batch in (1, 32):
+        serve(features=features[:batch])  # trace and allocate first
+        calls = [features[i : i + batch] for i in range(0, len(features) - batch + 1, batch)]
+        times = []
+        for rows in calls:
+            t = time.perf_counter()
+            serve(features=rows)["probabilities"].numpy()
+            times.append(time.perf_counter() - t)
+        costs[f"model_batch_{batch}"] = float(np.median(times)) / batch
+    return costs
+
+
+def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
+    """clips/s and median seconds per batch for decode + features + model, single process."""
     from predictor.savedmodel import load_serving_function
     from transformer.frontend import FeatureSpec, FrontEnd
 
@@ -60,38 +102,68 @@ def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
     return done / (time.perf_counter() - started), float(np.median(times))
 
 
-def end_to_end(url: str, files: list[bytes], concurrency: int) -> tuple[float, float, float]:
-    """clips/s, p50 and p99 latency (s) for one-file requests, ``concurrency`` in flight at once."""
-    return asyncio.run(_end_to_end(url, files, concurrency))
+def _in_child(function, *args):  # type: ignore[no-untyped-def]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(function, *args).result()
 
 
-async def _end_to_end(url: str, files: list[bytes], concurrency: int) -> tuple[float, float, float]:
-    import tritonclient.http.aio as http  # asyncio client: tritonclient's gevent client is not thread-safe
+def request_bodies(data: bytes, scratch: Path) -> dict[str, tuple[Path, list[str]]]:
+    """One FSDD file as a V2 request, binary and JSON: body file and headers for ``hey``."""
+    raw = encode_bytes_tensor([data])
+    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES"}
+    outputs = [{"name": LABEL_OUTPUT}]
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}], "outputs": outputs})
+    (scratch / "binary").write_bytes(header.encode() + raw)
+    as_json = {"inputs": [{**tensor, "data": [base64.b64encode(data).decode()]}], "outputs": outputs}
+    (scratch / "json").write_text(json.dumps(as_json))
+    return {
+        "binary": (
+            scratch / "binary",
+            ["-T", "application/octet-stream", "-H", f"Inference-Header-Content-Length: {len(header.encode())}"],
+        ),
+        "json": (scratch / "json", ["-T", "application/json"]),
+    }
 
-    client = http.InferenceServerClient(url, conn_limit=concurrency)
-    queue = list(range(len(files)))
-    latencies: list[float] = []
 
-    async def worker() -> None:
-        while queue:
-            i = queue.pop()
-            audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
-            audio.set_data_from_numpy(np.array([files[i]], dtype=object), binary_data=True)
-            t = time.perf_counter()
-            await client.infer(MODEL_NAME, [audio], outputs=[http.InferRequestedOutput(LABEL_OUTPUT, binary_data=True)])
-            latencies.append(time.perf_counter() - t)
+def hey(url: str, body: Path, headers: list[str], *, requests: int, concurrency: int) -> dict[str, float]:
+    """clips/s, p50 and p99 (s) of ``requests`` POSTs of ``body``; every answer must be a 200.
+    ``requests`` must be a multiple of ``concurrency``: hey gives each worker the same number."""
+    command = ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-D", str(body), *headers, url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    answered = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", output))
+    if answered != requests:
+        raise SystemExit(f"hey: {answered} of {requests} requests answered 200:\n{output}")
 
-    try:
-        queue[:] = list(range(min(len(files), max(200, concurrency))))  # warm connections, caches, batch shapes
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        latencies.clear()
-        queue[:] = list(range(len(files)))
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    finally:
-        await client.close()
-    return len(files) / elapsed, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
+    def figure(pattern: str) -> float:
+        match = re.search(pattern, output)
+        if match is None:
+            raise SystemExit(f"hey printed no {pattern!r}:\n{output}")
+        return float(match.group(1))
+
+    return {
+        "clips_per_s": figure(r"Requests/sec:\s+([0-9.]+)"),
+        "p50_s": figure(r"50% in ([0-9.]+) secs"),
+        "p99_s": figure(r"99% in ([0-9.]+) secs"),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(service: ServiceSettings) -> dict[str, int]:
+    pids = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for name, port in (("transformer", service.http_port), ("predictor", service.predictor_http_port)):
+            if args[1:3] == ["-m", name] and "--http_port" in args and args[args.index("--http_port") + 1] == str(port):
+                pids[name] = int(cmdline.parent.name)
+    return pids
 
 
 def main() -> None:
@@ -100,28 +172,41 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
     parser.add_argument("--json", type=Path, help="also write the figures here (the capacity planner reads them)")
     args = parser.parse_args()
+    if shutil.which("hey") is None:
+        raise SystemExit("bench needs hey (Debian: apt-get install hey); `make bench` installs it")
     test_split = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
-    files = (test_split * (1 + args.requests // len(test_split)))[: args.requests]
+    cores = os.cpu_count() or 1
 
-    print(f"(a) in-process ceiling, {len(test_split)} clips, {os.cpu_count()} CPU cores")
-    ceiling, single_latency = 0.0, 0.0
+    costs = _in_child(stage_costs, test_split)
+    per_clip = costs["decode"] + costs["features"] + costs["model_batch_32"]
+    limit = cores / per_clip
+    one_clip = costs["decode"] + costs["features"] + costs["model_batch_1"]
+    ms = {stage: seconds * 1000 for stage, seconds in costs.items()}
+    print(
+        f"(a) per clip on one core: decode {ms['decode']:.2f} ms, features {ms['features']:.2f} ms, "
+        f"model {ms['model_batch_1']:.2f} ms at batch 1, {ms['model_batch_32']:.2f} ms at batch 32"
+    )
+    print(
+        f"    limit: {cores} cores / {per_clip * 1000:.2f} ms = {limit:.0f} clips/s; "
+        f"one clip in process {one_clip * 1000:.2f} ms"
+    )
+
+    print(f"(b) in-process ceiling, {len(test_split)} clips, one process")
+    ceiling = 0.0
     for batch_size in (1, 8, 32):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            rate, median = child.submit(in_process, test_split, batch_size).result()
+        rate, median = _in_child(in_process, test_split, batch_size)
         print(f"    batch {batch_size:>2}: {rate:7.1f} clips/s   median {median * 1000:7.1f} ms per batch")
         ceiling = max(ceiling, rate)
-        if batch_size == 1:
-            single_latency = median
 
     service = ServiceSettings(http_port=18080, predictor_http_port=18085)
-    port = service.http_port
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.monotonic()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--http-port", str(port), "--predictor-port",
-         str(service.predictor_http_port)],
+        [sys.executable, "-m", "cli", "serve", "--model", str(MODEL), "--http-port", str(service.http_port),
+         "--predictor-port", str(service.predictor_http_port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    levels: dict[str, list[dict[str, float]]] = {"binary": [], "json": []}
     try:
         for ready in LocalService(models={MODEL_NAME: MODEL}, settings=service).ready_urls().values():
             while not is_ready(ready):
@@ -129,27 +214,52 @@ def main() -> None:
                     raise SystemExit("the service did not start")
                 time.sleep(0.2)
         ready_s = time.monotonic() - started
-        print(f"(b) service end to end (ready in {ready_s:.1f} s), one file per request")
-        levels = []
-        for concurrency in (1, 8, 32):
-            rate, p50, p99 = end_to_end(f"127.0.0.1:{port}", files, concurrency)
-            levels.append({"concurrency": concurrency, "clips_per_s": rate, "p50_s": p50, "p99_s": p99})
-            print(
-                f"    concurrency {concurrency:>2}: {rate:7.1f} clips/s   p50 {p50 * 1000:7.1f} ms   "
-                f"p99 {p99 * 1000:7.1f} ms   throughput / ceiling = {rate / ceiling:.2f}"
-                + (f"   p50 / in-process single clip = {p50 / single_latency:.2f}" if concurrency == 1 else "")
-            )
+        pids = server_pids(service)
+        url = f"{service.url}/v2/models/{MODEL_NAME}/infer"
+        print(f"(c) service end to end (ready in {ready_s:.1f} s), one file per request, driven by hey")
+        with tempfile.TemporaryDirectory() as scratch:
+            bodies = request_bodies(test_split[0], Path(scratch))
+            for encoding, (body, headers) in bodies.items():
+                hey(url, body, headers, requests=320, concurrency=32)  # warm connections, caches, batch shapes
+                for concurrency in (1, 8, 32):
+                    count = args.requests - args.requests % concurrency
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                    figures = hey(url, body, headers, requests=count, concurrency=concurrency)
+                    for name, pid in pids.items():
+                        figures[f"{name}_cpu_ms_per_clip"] = (cpu_seconds(pid) - before[name]) * 1000 / count
+                    levels[encoding].append({"concurrency": concurrency, **figures})
+                    print(
+                        f"    {encoding:>6} c={concurrency:>2}: {figures['clips_per_s']:7.1f} clips/s   "
+                        f"p50 {figures['p50_s'] * 1000:6.1f} ms   p99 {figures['p99_s'] * 1000:6.1f} ms   "
+                        f"CPU per clip: transformer {figures['transformer_cpu_ms_per_clip']:.2f} ms, "
+                        f"predictor {figures['predictor_cpu_ms_per_clip']:.2f} ms   "
+                        f"/ limit {figures['clips_per_s'] / limit:.2f}"
+                    )
+        rss = {name: server_rss_mib(name, port) for name, port in
+               (("transformer", service.http_port), ("predictor", service.predictor_http_port))}  # fmt: skip
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=30)
+    c1 = levels["binary"][0]
+    c32 = levels["binary"][-1]
+    print(f"    resident memory: transformer {rss['transformer']:.0f} MiB, predictor {rss['predictor']:.0f} MiB")
+    print(
+        f"ratios: binary c=32 / limit = {c32['clips_per_s'] / limit:.2f} (target 0.6); "
+        f"binary c=1 p50 / one clip in process = {c1['p50_s'] / one_clip:.2f} (target 2.5); "
+        f"binary c=32 / in-process ceiling = {c32['clips_per_s'] / ceiling:.2f}"
+    )
     if args.json:
-        figures = {
-            "machine": f"{os.cpu_count()} CPU cores, one transformer and one predictor process",
+        figures_out = {
+            "machine": f"{cores} CPU cores, one transformer and one predictor process",
             "ready_s": ready_s,
+            "stage_seconds_per_clip": costs,
+            "limit_clips_per_s": limit,
             "in_process_ceiling_clips_per_s": ceiling,
-            "service": levels,
+            "service": levels["binary"],
+            "service_json": levels["json"],
+            "rss_mib": rss,
         }
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        args.json.write_text(json.dumps(figures_out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
