@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -106,11 +106,16 @@ def loopback_settings(**fields: object) -> ServiceSettings:
 
 @contextmanager
 def running_service(
-    settings: ServiceSettings, *extra: str, env: dict[str, str] | None = None, output: IO[bytes] | None = None
+    settings: ServiceSettings,
+    *extra: str,
+    models: Sequence[str] = ("--model", str(BUNDLED_MODEL)),
+    env: dict[str, str] | None = None,
+    output: IO[bytes] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``audio-maas serve`` of the bundled model as ``settings`` say, with ``extra`` flags, until
-    both servers report ready; SIGTERM when the block ends."""
-    command = [sys.executable, "-m", "cli", "serve", "--model", str(BUNDLED_MODEL)]
+    """``audio-maas serve`` of ``models`` (its model flags; default: the bundled model) as
+    ``settings`` say, with ``extra`` flags, until both servers report every model ready; SIGTERM
+    when the block ends."""
+    command = [sys.executable, "-m", "cli", "serve", *models]
     command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
     command += ["--predictor-protocol", settings.predictor_protocol, *extra]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

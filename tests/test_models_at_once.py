@@ -24,7 +24,7 @@ import tritonclient.http as httpclient
 from cli import main
 from serving.contract import model_directories
 from serving.settings import ServiceSettings
-from tests.conftest import BUNDLED_MODEL, encode, free_port_pair, tone, wait_ready
+from tests.conftest import BUNDLED_MODEL, encode, loopback_settings, running_service, tone
 from transformer.frontend import FeatureSpec, FrontEnd
 
 TONE_LABELS = {"low": 300.0, "mid": 1000.0, "high": 2500.0}
@@ -66,17 +66,9 @@ def repository(tones_model: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def two_models(repository: Path) -> Iterator[ServiceSettings]:
-    settings = ServiceSettings(http_port=free_port_pair(), predictor_http_port=free_port_pair())
-    command = [sys.executable, "-m", "cli", "serve", "--model-repository", str(repository)]
-    command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
-    process = subprocess.Popen(command)
-    try:
-        for port in (settings.http_port, settings.predictor_http_port):
-            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process=process)
+    settings = loopback_settings()
+    with running_service(settings, models=["--model-repository", str(repository)]):
         yield settings
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _wav(frequency_hz: float) -> bytes:

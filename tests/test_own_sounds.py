@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 from cli import main
 from serving.contract import read_labels
 from serving.settings import ServiceSettings
-from tests.conftest import SHARED_DATA, free_port_pair, wait_ready
+from tests.conftest import SHARED_DATA, loopback_settings, running_service
 from training.dataset import featurize, load_dataset, select_split
 from training.evaluate import predict
 from transformer.frontend import FeatureSpec
@@ -71,17 +69,9 @@ def test_evaluate_scores_the_same_test_subset_the_training_held_out(
 
 @pytest.fixture(scope="module")
 def served(words_model: Path) -> Iterator[ServiceSettings]:
-    settings = ServiceSettings(http_port=free_port_pair(), predictor_http_port=free_port_pair())
-    command = [sys.executable, "-m", "cli", "serve", "--model", str(words_model)]
-    command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
-    process = subprocess.Popen(command)
-    try:
-        for port in (settings.http_port, settings.predictor_http_port):
-            wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process=process)
+    settings = loopback_settings()
+    with running_service(settings, models=["--model", str(words_model)]):
         yield settings
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_trained_model_is_served_under_its_folders_name_and_answers_as_exported(
