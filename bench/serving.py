@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.soak import server_rss_mib  # noqa: E402
+from bench.soak import server_pid, server_rss_mib  # noqa: E402
 from cli.local import LocalService  # noqa: E402
 from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
@@ -153,19 +153,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_pids(service: ServiceSettings) -> dict[str, int]:
-    pids = {}
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        for name, port in (("transformer", service.http_port), ("predictor", service.predictor_http_port)):
-            if args[1:3] == ["-m", name] and "--http_port" in args and args[args.index("--http_port") + 1] == str(port):
-                pids[name] = int(cmdline.parent.name)
-    return pids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
@@ -214,7 +201,10 @@ def main() -> None:
                     raise SystemExit("the service did not start")
                 time.sleep(0.2)
         ready_s = time.monotonic() - started
-        pids = server_pids(service)
+        pids = {
+            "transformer": server_pid("transformer", service.http_port),
+            "predictor": server_pid("predictor", service.predictor_http_port),
+        }
         url = f"{service.url}/v2/models/{MODEL_NAME}/infer"
         print(f"(c) service end to end (ready in {ready_s:.1f} s), one file per request, driven by hey")
         with tempfile.TemporaryDirectory() as scratch:

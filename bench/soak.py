@@ -29,7 +29,7 @@ from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
 
-__all__ = ["SoakResult", "server_rss_mib", "soak"]
+__all__ = ["SoakResult", "server_pid", "server_rss_mib", "soak"]
 
 MODEL_NAME = ServiceSettings().model_name
 
@@ -49,12 +49,11 @@ class SoakResult:
         return float(np.percentile(self.latencies_s, 50)) if self.latencies_s else float("nan")
 
 
-def server_rss_mib(module: str, http_port: int) -> float:
-    """Resident memory of the ``python -m MODULE ... --http_port PORT`` process (Linux /proc)."""
+def server_pid(module: str, http_port: int) -> int:
+    """The ``python -m MODULE ... --http_port PORT`` process (Linux /proc)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().decode(errors="replace").split("\0")
-            status = (cmdline.parent / "status").read_text()
         except OSError:  # the process went away
             continue
         if (
@@ -62,8 +61,14 @@ def server_rss_mib(module: str, http_port: int) -> float:
             and "--http_port" in args
             and args[args.index("--http_port") + 1] == str(http_port)
         ):
-            return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+            return int(cmdline.parent.name)
     raise LookupError(f"no {module} process on port {http_port}")
+
+
+def server_rss_mib(module: str, http_port: int) -> float:
+    """Resident memory of the ``python -m MODULE ... --http_port PORT`` process (Linux /proc)."""
+    status = Path(f"/proc/{server_pid(module, http_port)}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
 
 
 async def soak(url: str, files: list[bytes], expected: list[str], *, concurrency: int, seconds: float) -> SoakResult:

@@ -157,11 +157,11 @@ def check_request(request: InferRequest) -> None:
 
 def to_numpy(infer_input: InferInput) -> np.ndarray:
     """A fixed-size input as an array of its datatype and shape; BYTES as an object array of bytes."""
+    shape = list(infer_input.shape)
+    if infer_input.datatype == "BYTES":  # bytes_elements checks the framing as it parses it
+        return np.array(bytes_elements(infer_input), dtype=object).reshape(shape)
     _check_tensor(infer_input)
     dtype = dtype_of(name=infer_input.name, datatype=infer_input.datatype)
-    shape = list(infer_input.shape)
-    if infer_input.datatype == "BYTES":
-        return np.array(bytes_elements(infer_input), dtype=object).reshape(shape)
     raw = _raw(infer_input)
     if raw is not None:
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
@@ -210,11 +210,13 @@ def request_parameter(request: InferRequest, name: str) -> Any:
 
 
 def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> InferRequest:
-    """A V2 REST request with the binary tensor extension -> ``InferRequest``, checked.
+    """A V2 REST request with the binary tensor extension -> ``InferRequest``.
 
     ``body`` is ``json_length`` bytes of JSON followed by each binary input's bytes, in input
     order. Binary inputs keep their raw bytes (KServe's own ``from_bytes`` re-decodes BYTES as
-    UTF-8, which audio never is, and turns FP32 into a Python list).
+    UTF-8, which audio never is, and turns FP32 into a Python list). The JSON and the byte counts
+    are checked here; each tensor's framing by :func:`check_request`, which the data plane runs
+    on every request of either protocol before a model sees it.
     """
     if not 0 < json_length <= len(body):
         raise BadRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} is {json_length} but the body has {len(body)} bytes")
@@ -269,5 +271,4 @@ def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> Inf
     )
     for infer_input, raw in zip(request.inputs, raw_inputs, strict=True):
         infer_input._raw_data = raw  # what InferRequest(raw_inputs=...) does, for only some inputs
-    check_request(request)
     return request

@@ -23,7 +23,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from serving.errors import BadRequest, ModelNotFound, UpstreamUnavailable
 
-__all__ = ["ModelRepository", "RepositoryExtension", "add_index_route"]
+__all__ = ["ModelRepository", "RepositoryExtension", "add_index_route", "run_load"]
 
 log = logging.getLogger(__name__)
 

@@ -303,14 +303,9 @@ async def ask_predictor(action: Literal["load", "unload"], name: str, *, setting
         if config.predictor_protocol == "grpc-v2":
             async with grpc.aio.insecure_channel(config.predictor_host) as channel:
                 stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
-                if action == "load":
-                    await stub.RepositoryModelLoad(
-                        pb.RepositoryModelLoadRequest(model_name=name), metadata=[*metadata.items()]
-                    )
-                else:
-                    await stub.RepositoryModelUnload(
-                        pb.RepositoryModelUnloadRequest(model_name=name), metadata=[*metadata.items()]
-                    )
+                call: Any = stub.RepositoryModelLoad if action == "load" else stub.RepositoryModelUnload
+                request_type = pb.RepositoryModelLoadRequest if action == "load" else pb.RepositoryModelUnloadRequest
+                await call(request_type(model_name=name), metadata=[*metadata.items()])
         else:
             async with httpx.AsyncClient(timeout=120) as client:
                 url = f"{config.predictor_base_url}/v2/repository/models/{name}/{action}"
