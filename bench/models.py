@@ -28,28 +28,12 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.soak import server_rss_mib  # noqa: E402
+from bench.soak import server_rss_mib, start_service  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
-from transformer.client import is_ready  # noqa: E402
 
 BUNDLED = REPO / "models" / "digits"
-
-
-def _serve(repository: Path, settings: ServiceSettings) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--model-repository", str(repository),
-         "--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    for port in (settings.http_port, settings.predictor_http_port):
-        while not is_ready(f"http://127.0.0.1:{port}/v2/health/ready"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the service did not start")
-            time.sleep(0.2)
-    return process
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -110,7 +94,7 @@ def main() -> None:
             for name in ("digits", "digits-b", "digits-c")[:count]:
                 if not (repository / name).exists():
                     (repository / name).symlink_to(BUNDLED, target_is_directory=True)
-            process = _serve(repository, settings)
+            process = start_service(settings, "--model-repository", str(repository))
             try:
                 asyncio.run(_drive(f"127.0.0.1:{settings.http_port}", files, {"digits": 1}, 200))  # warm
                 rss[count] = {

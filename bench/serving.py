@@ -35,13 +35,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.soak import server_pid, server_rss_mib  # noqa: E402
-from cli.local import LocalService  # noqa: E402
+from bench.soak import server_pid, server_rss_mib, start_service  # noqa: E402
 from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
-from transformer.client import is_ready  # noqa: E402
 
 MODEL_NAME = ServiceSettings().model_name
 
@@ -186,21 +184,11 @@ def main() -> None:
         ceiling = max(ceiling, rate)
 
     service = ServiceSettings(http_port=18080, predictor_http_port=18085)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.monotonic()
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--model", str(MODEL), "--http-port", str(service.http_port),
-         "--predictor-port", str(service.predictor_http_port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    serve = start_service(service, "--model", str(MODEL), timeout_s=120)
+    ready_s = time.monotonic() - started
     levels: dict[str, list[dict[str, float]]] = {"binary": [], "json": []}
     try:
-        for ready in LocalService(models={MODEL_NAME: MODEL}, settings=service).ready_urls().values():
-            while not is_ready(ready):
-                if serve.poll() is not None or time.monotonic() - started > 120:
-                    raise SystemExit("the service did not start")
-                time.sleep(0.2)
-        ready_s = time.monotonic() - started
         pids = {
             "transformer": server_pid("transformer", service.http_port),
             "predictor": server_pid("predictor", service.predictor_http_port),

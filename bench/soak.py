@@ -28,8 +28,9 @@ sys.path.insert(0, str(REPO))
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
+from transformer.client import is_ready  # noqa: E402
 
-__all__ = ["SoakResult", "server_pid", "server_rss_mib", "soak"]
+__all__ = ["SoakResult", "server_pid", "server_rss_mib", "soak", "start_service"]
 
 MODEL_NAME = ServiceSettings().model_name
 
@@ -47,6 +48,24 @@ class SoakResult:
     @property
     def p50_s(self) -> float:
         return float(np.percentile(self.latencies_s, 50)) if self.latencies_s else float("nan")
+
+
+def start_service(settings: ServiceSettings, *model_flags: str, timeout_s: float = 180) -> subprocess.Popen[bytes]:
+    """``audio-maas serve`` with ``model_flags`` on ``settings``' ports, returned once both servers
+    say every model is ready; SystemExit if it dies or takes longer than ``timeout_s``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", *model_flags,
+         "--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    for port in (settings.http_port, settings.predictor_http_port):
+        while not is_ready(f"http://127.0.0.1:{port}/v2/health/ready"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit("the service did not start")
+            time.sleep(0.2)
+    return process
 
 
 def server_pid(module: str, http_port: int) -> int:
