@@ -1,7 +1,7 @@
 """``audio-maas``: the command line, one module per area. Each command imports its heavy parts
 only when it runs.
 
-- :mod:`cli.training`: ``train``, ``evaluate``, ``loso``;
+- :mod:`cli.training`: ``train``, ``evaluate``, ``cross-validate``;
 - :mod:`cli.serving`: ``serve`` (:mod:`cli.local` runs the two servers), ``predict``;
 - :mod:`cli.cluster`: ``deploy``, ``status``, ``plan``.
 """

@@ -1,4 +1,4 @@
-"""``audio-maas train``, ``evaluate`` and ``loso``."""
+"""``audio-maas train``, ``evaluate`` and ``cross-validate``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--exclude-speaker", action="append", default=[], help="leave this speaker out (repeatable)")
     train.add_argument("--sample-rate", type=int, help="features' sample rate in Hz (default: chosen from the data)")
     train.add_argument("--clip-s", type=float, help="clip length in seconds (default: chosen from the data)")
+    _add_unknown_flags(train)
     _add_bad_file_flag(train)
     train.set_defaults(run=_train)
 
@@ -30,18 +31,50 @@ def add_commands(commands: Any) -> None:
         "--model", type=Path, default=BUNDLED_MODEL_DIR, help="model directory (default: bundled CNN)"
     )
     evaluate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=_DATA_DIR_HELP)
+    _add_unknown_flags(evaluate)
     _add_bad_file_flag(evaluate)
     evaluate.add_argument("--split", choices=["test", "train", "all"], default="test")
     evaluate.add_argument("--report", type=Path, default=Path("report"), help="report folder to write")
     evaluate.set_defaults(run=_evaluate)
 
-    loso = commands.add_parser("loso", help="leave-one-speaker-out accuracy of a training configuration")
-    _add_training_flags(loso)
-    loso.add_argument("--model", type=Path, help="also record the result in this model directory and its card")
-    loso.set_defaults(run=_loso)
+    cross = commands.add_parser(
+        "cross-validate",
+        help="accuracy with one fold (where file names give them) or one speaker held out at a time",
+    )
+    _add_training_flags(cross)
+    _add_unknown_flags(cross)
+    _add_bad_file_flag(cross)
+    cross.add_argument("--model", type=Path, help="also record the result in this model directory and its card")
+    cross.set_defaults(run=_cross_validate)
 
 
 _DATA_DIR_HELP = "labelled recordings: FSDD's layout, or one folder per class (default: FSDD)"
+
+
+def _add_unknown_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unknown",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="labelled recordings of other things (repeatable): they become one more class, 'unknown'",
+    )
+    parser.add_argument(
+        "--unknown-per-class", type=int, default=50, help="recordings drawn from each class of each --unknown folder"
+    )
+
+
+def _load(args: argparse.Namespace, *, seed: int) -> Any:
+    """The dataset named by ``--data-dir``, plus ``unknown`` from ``--unknown`` folders."""
+    from training.dataset import load_dataset, with_unknown
+
+    dataset = load_dataset(args.data_dir, on_bad_file=args.on_bad_file, seed=seed)
+    if not args.unknown:
+        return dataset
+    return with_unknown(
+        dataset, args.unknown, per_class=args.unknown_per_class, on_bad_file=args.on_bad_file, seed=seed
+    )
 
 
 def _add_bad_file_flag(parser: argparse.ArgumentParser) -> None:
@@ -72,12 +105,16 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace, spec: Any = None) -> Any:
+def _config(args: argparse.Namespace, dataset: Any) -> Any:
+    """The training configuration from the flags, with the front end and augmentation chosen for ``dataset``."""
+    from training.augment import AugmentSettings, sound_augment_settings
     from training.config import TrainConfig
-    from transformer.frontend import FeatureSpec
+    from training.dataset import is_digits, spec_for
 
+    spec = spec_for(dataset, sample_rate=getattr(args, "sample_rate", None), clip_s=getattr(args, "clip_s", None))
     return TrainConfig(
-        spec=spec or FeatureSpec(),
+        spec=spec,
+        augment=AugmentSettings() if is_digits(dataset.labels) else sound_augment_settings(spec.clip_s),
         arch=args.arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -89,18 +126,16 @@ def _config(args: argparse.Namespace, spec: Any = None) -> Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.dataset import load_dataset, spec_for
     from training.train import train_and_report
 
-    dataset = load_dataset(args.data_dir, on_bad_file=args.on_bad_file, seed=args.seed)
-    spec = spec_for(dataset, sample_rate=args.sample_rate, clip_s=args.clip_s)
+    dataset = _load(args, seed=args.seed)
+    config = _config(args, dataset)
+    spec = config.spec
     print(
         f"{len(dataset.utterances)} recordings, {len(dataset.labels)} classes ({dataset.layout} layout); "
         f"split: {dataset.split_rule}; features: {spec.sample_rate} Hz, {spec.clip_s:g} s clips"
     )
-    result = train_and_report(
-        _config(args, spec), dataset=dataset, model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker)
-    )
+    result = train_and_report(config, dataset=dataset, model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker))
     metrics = result["metrics"]
     print(f"model written to {args.out} in {result['seconds']['total']:.0f} s")
     print(_summary(metrics))
@@ -112,12 +147,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from serving.contract import TRAINING_FILE
     from training.card import confusion_matrix_lines
-    from training.dataset import load_dataset, select_split
+    from training.dataset import select_split
     from training.evaluate import evaluate
 
     training = args.model / TRAINING_FILE  # the seed that drew the model's split draws it again here
     seed = json.loads(training.read_text())["config"]["seed"] if training.is_file() else 0
-    dataset = load_dataset(args.data_dir, on_bad_file=args.on_bad_file, seed=seed)
+    dataset = _load(args, seed=seed)
     metrics = evaluate(args.model, select_split(dataset.utterances, args.split), report_dir=args.report)
     print(_summary(metrics))
     print("confusion matrix (rows: true, columns: predicted):")
@@ -126,18 +161,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loso(args: argparse.Namespace) -> int:
-    from training.card import LOSO_FILE, write_model_card
-    from training.dataset import load_fsdd
-    from training.train import leave_one_speaker_out
+def _cross_validate(args: argparse.Namespace) -> int:
+    from training.card import CROSS_VALIDATION_FILE, write_model_card
+    from training.train import cross_validate
 
+    dataset = _load(args, seed=args.seed)
     with tempfile.TemporaryDirectory() as work_dir:
-        result = leave_one_speaker_out(_config(args), fsdd=load_fsdd(args.data_dir), work_dir=Path(work_dir))
-    for speaker, accuracy in result["accuracy"].items():
-        print(f"{speaker:>10}: {accuracy:.4f}")
-    print(f"{'mean':>10}: {result['mean_accuracy']:.4f}")
+        result = cross_validate(_config(args, dataset), dataset=dataset, work_dir=Path(work_dir))
+    for group, accuracy in result["accuracy"].items():
+        print(f"{group:>10}: {accuracy:.4f}")
+    print(f"{'mean':>10}: {result['mean_accuracy']:.4f} (standard deviation {result['std_accuracy']:.4f})")
     if args.model:
-        (args.model / LOSO_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        (args.model / CROSS_VALIDATION_FILE).write_text(json.dumps(result, indent=2) + "\n")
         write_model_card(args.model)
     return 0
 
@@ -145,7 +180,9 @@ def _loso(args: argparse.Namespace) -> int:
 def _summary(metrics: dict[str, Any]) -> str:
     """One model's figures in two lines."""
     auc = ", ".join(f"{label}: {value:.4f}" for label, value in metrics["roc_auc"].items() if value is not None)
+    unknown = metrics["per_class"].get("unknown")
     return (
         f"n={metrics['n']}  accuracy={metrics['accuracy']:.4f}  precision={metrics['precision_macro']:.4f}  "
         f"recall={metrics['recall_macro']:.4f}  F1={metrics['f1_macro']:.4f}\nROC-AUC per class: {auc}"
+        + (f"\nunknown: precision={unknown['precision']:.4f}  recall={unknown['recall']:.4f}" if unknown else "")
     )

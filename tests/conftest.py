@@ -17,12 +17,14 @@ import pytest
 import soundfile
 
 from cli.local import LocalService
+from serving.contract import read_labels
 from serving.settings import ServiceSettings
 from transformer.frontend import FeatureSpec, FrontEnd
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
 BUNDLED_MODEL = REPO / "models" / "digits"
+BUNDLED_LABELS = read_labels(BUNDLED_MODEL)
 SHARED_DATA = FSDD_DIR.parent
 """``../shared/data``: ESC-10 and Speech Commands beside FSDD."""
 

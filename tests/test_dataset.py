@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED_DATA
-from training.dataset import DIGIT_LABELS, class_label, load_dataset, load_fsdd, select_split, spec_for
+from training.dataset import (
+    DIGIT_LABELS,
+    UNKNOWN_LABEL,
+    class_label,
+    is_digits,
+    load_dataset,
+    load_fsdd,
+    select_split,
+    spec_for,
+    with_unknown,
+)
 
 
 def test_loader_reads_all_of_fsdd_with_labels_speakers_and_indices(fsdd_dir: Path) -> None:
@@ -116,3 +126,26 @@ def test_a_data_folder_spec_follows_its_recordings_and_flags_win() -> None:
     spec = spec_for(esc)
     assert (spec.sample_rate, spec.clip_s, spec.n_fft, spec.hop_length, spec.fmax) == (16000, 5.0, 512, 160, 8000)
     assert spec_for(esc, sample_rate=8000, clip_s=2.0).clip_s == 2.0
+
+
+def test_unknown_is_drawn_evenly_from_other_folders_and_keeps_their_split(tmp_path: Path) -> None:
+    for word in ("yes", "no"):
+        shutil.copytree(SHARED_DATA / "speech-commands" / word, tmp_path / "words" / word)
+    words = load_dataset(tmp_path / "words")
+    dataset = with_unknown(words, [SHARED_DATA / "esc10"], per_class=5, seed=1)
+    assert dataset.labels == ["no", "yes", UNKNOWN_LABEL] and dataset.unknown_from == (str(SHARED_DATA / "esc10"),)
+    unknown = [u for u in dataset.utterances if u.label == UNKNOWN_LABEL]
+    assert len(unknown) == 50 and len({Path(u.name).parent.name for u in unknown}) == 10  # five of each class
+    assert {u.speaker.split(":")[0] for u in unknown if u.subset == "test"} <= {"esc10/fold4"}
+    assert {u.speaker.split(":")[0] for u in unknown if u.subset != "test"} <= {f"esc10/fold{k}" for k in (1, 2, 3)}
+    assert dataset.utterances[: len(words.utterances)] == words.utterances
+    shutil.copytree(SHARED_DATA / "speech-commands" / "yes", tmp_path / "others" / "yes")
+    shutil.copytree(SHARED_DATA / "speech-commands" / "up", tmp_path / "others" / "up")
+    with pytest.raises(ValueError, match=r"others holds classes the model names \(yes\)"):
+        with_unknown(words, [tmp_path / "others"], per_class=5)
+
+
+@pytest.mark.parametrize(("labels", "digits"), [(DIGIT_LABELS, True), ([*DIGIT_LABELS, "unknown"], True),
+                                                (["0", "1"], False), (["yes", "no"], False)])  # fmt: skip
+def test_digit_only_steps_apply_to_the_ten_digits_with_or_without_unknown(labels: list[str], digits: bool) -> None:
+    assert is_digits(labels) is digits

@@ -24,7 +24,7 @@ import tritonclient.http as httpclient
 from cli import main
 from serving.contract import model_directories
 from serving.settings import ServiceSettings
-from tests.conftest import BUNDLED_MODEL, encode, loopback_settings, running_service, tone
+from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, loopback_settings, running_service, tone
 from transformer.frontend import FeatureSpec, FrontEnd
 
 TONE_LABELS = {"low": 300.0, "mid": 1000.0, "high": 2500.0}
@@ -86,7 +86,7 @@ def _infer(settings: ServiceSettings, model: str, files: list[bytes]) -> tuple[l
 def test_each_model_answers_with_its_own_labels_and_front_end(two_models: ServiceSettings, fsdd_dir: Path) -> None:
     digit = (fsdd_dir / "recordings" / "7_theo_0.wav").read_bytes()
     labels, probabilities = _infer(two_models, "digits", [digit])
-    assert labels == ["7"] and probabilities.shape == (1, 10)
+    assert labels == ["7"] and probabilities.shape == (1, len(BUNDLED_LABELS))
     labels, probabilities = _infer(two_models, "tones", [_wav(f) for f in TONE_LABELS.values()])
     assert labels == list(TONE_LABELS) and probabilities.shape == (3, 3)
 
@@ -181,7 +181,7 @@ def test_a_repository_is_read_as_name_to_directory(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()  # no SavedModel: not a model
     (tmp_path / "tones").symlink_to(BUNDLED_MODEL, target_is_directory=True)
     assert model_directories(tmp_path) == {"tones": tmp_path / "tones"}
-    assert set(model_directories(BUNDLED_MODEL.parent)) == {"digits"}
+    assert set(model_directories(BUNDLED_MODEL.parent)) == {"digits", "digits-lstm", "sounds"}
     (tmp_path / "bad name").symlink_to(BUNDLED_MODEL, target_is_directory=True)
     with pytest.raises(ValueError, match="'bad name' is not a model name"):
         model_directories(tmp_path)

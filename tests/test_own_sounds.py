@@ -84,3 +84,21 @@ def test_the_trained_model_is_served_under_its_folders_name_and_answers_as_expor
         assert main(["predict", "--url", served.url, "--model", "words", utterance.name]) == 0
         printed = capsys.readouterr().out
         assert printed.startswith(f"{utterance.name}: {labels[int(np.argmax(probabilities))]}  (top-3"), printed
+
+
+def test_cross_validation_holds_out_each_fold_once_and_records_it_in_the_card(
+    words_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ESC-10's file names give folds: two of its classes, one round per fold."""
+    for name in ("001 - Dog bark", "005 - Clock tick"):
+        shutil.copytree(SHARED_DATA / "esc10" / name, tmp_path / "sounds" / name)
+    model_dir = shutil.copytree(words_model, tmp_path / "model")
+    arguments = ["--data-dir", str(tmp_path / "sounds"), "--epochs", "1", "--augment-copies", "0"]
+    assert main(["cross-validate", *arguments, "--model", str(model_dir)]) == 0
+    result = json.loads((model_dir / "cross_validation.json").read_text())
+    assert result["held_out"] == "fold" and list(result["accuracy"]) == ["fold1", "fold2", "fold3", "fold4"]
+    assert f"mean: {result['mean_accuracy']:.4f} (standard deviation {result['std_accuracy']:.4f})" in (
+        capsys.readouterr().out
+    )
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "## Cross-validation: one fold held out at a time" in card and "| fold4 |" in card

@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from cli import main
 from serving.settings import ServiceSettings
-from tests.conftest import BUNDLED_MODEL, encode, tone
+from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, tone
 from training.dataset import Utterance, featurize, load_fsdd, select_split
 from training.evaluate import predict
 from transformer.frontend import FeatureSpec
@@ -51,7 +51,7 @@ def test_whole_test_split_through_the_service_scores_what_evaluate_scores(
     served_probabilities = np.concatenate([probabilities for _, probabilities in answers])
 
     offline = predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
-    assert served_labels == [str(i) for i in offline.argmax(axis=1)]
+    assert served_labels == [BUNDLED_LABELS[i] for i in offline.argmax(axis=1)]
     np.testing.assert_allclose(served_probabilities, offline, atol=1e-5)
     accuracy = np.mean([label == u.label for label, u in zip(served_labels, test_split, strict=True)])
     recorded = json.loads((BUNDLED_MODEL / "metrics.json").read_text())["accuracy"]
@@ -110,7 +110,7 @@ def test_base64_json_and_waveform_inputs_answer_like_binary(
         "datatype": "INT64",
         "data": [int(utterance.label)],
     }  # and no "parameters": null, which the protocol's schema does not allow
-    assert outputs["probabilities"]["shape"] == [1, 10]
+    assert outputs["probabilities"]["shape"] == [1, len(BUNDLED_LABELS)]
 
     waveform = tone(frequency_hz=300, seconds=0.5, sample_rate=16000)
     client = httpclient.InferenceServerClient(service.url.removeprefix("http://"))
@@ -131,7 +131,7 @@ def test_metadata_reports_the_real_tensors(service: ServiceSettings) -> None:
     predictor = requests.get(f"http://127.0.0.1:{service.predictor_http_port}/v2/models/digits", timeout=5).json()
     frames, bins = FeatureSpec.read(BUNDLED_MODEL).feature_shape
     assert predictor["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, frames, bins]}]
-    assert predictor["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]
+    assert predictor["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(BUNDLED_LABELS)]}]
 
 
 def _post(service: ServiceSettings, body: object) -> requests.Response:
@@ -216,7 +216,7 @@ def test_binary_bytes_from_tritonclient_are_not_utf8_decoded(service: ServiceSet
     with pytest.raises(UnicodeDecodeError):
         flac.decode("utf-8")
     labels, probabilities = _infer_files(service.url, [flac])
-    assert len(labels) == 1 and probabilities.shape == (1, 10)
+    assert len(labels) == 1 and probabilities.shape == (1, len(BUNDLED_LABELS))
 
 
 def test_metrics_expose_stage_latency_and_batch_sizes(service: ServiceSettings, test_split: list[Utterance]) -> None:
@@ -261,6 +261,6 @@ def test_predictor_rejects_features_of_the_wrong_shape(service: ServiceSettings)
 def test_the_helm_test_check_passes_against_the_service_and_names_what_is_wrong(service: ServiceSettings) -> None:
     from transformer.client import check_deployment
 
-    assert check_deployment(url=service.url, model_name="digits", timeout_s=10) in {str(i) for i in range(10)}
+    assert check_deployment(url=service.url, model_name="digits", timeout_s=10) in BUNDLED_LABELS
     with pytest.raises(RuntimeError, match=r"/v2/models/nope/ready did not answer 200 within 1 s"):
         check_deployment(url=service.url, model_name="nope", timeout_s=1)

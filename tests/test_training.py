@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from cli import main
 from serving.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
-from training.dataset import DIGIT_LABELS, featurize, load_fsdd, select_split
+from tests.conftest import SHARED_DATA
+from training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
 from training.evaluate import compute_metrics, predict
 from transformer.frontend import FeatureSpec
 
@@ -32,13 +33,21 @@ def small_fsdd(fsdd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root.parent
 
 
-@pytest.fixture(scope="module", params=["cnn", "lstm"])
+@pytest.fixture(scope="module", params=["cnn", "lstm+unknown"])
 def trained(request: pytest.FixtureRequest, small_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model_dir = tmp_path_factory.mktemp(request.param) / "model"
-    argv = ["train", "--arch", request.param, "--data-dir", str(small_fsdd), "--out", str(model_dir)]
+    """The CNN on digits; the LSTM on digits and ``unknown`` (three of each Speech Commands folder)."""
+    arch, _, unknown = request.param.partition("+")
+    model_dir = tmp_path_factory.mktemp(arch) / "model"
+    argv = ["train", "--arch", arch, "--data-dir", str(small_fsdd), "--out", str(model_dir)]
     argv += ["--epochs", "3", "--augment-copies", "1", "--synthetic-takes", "1"]
+    if unknown:
+        argv += ["--unknown", str(SHARED_DATA / "speech-commands"), "--unknown-per-class", "3"]
     assert main(argv) == 0
     return model_dir
+
+
+def _labels(model_dir: Path) -> list[str]:
+    return [*DIGIT_LABELS, UNKNOWN_LABEL] if "lstm" in str(model_dir) else DIGIT_LABELS
 
 
 def test_model_directory_holds_savedmodel_spec_labels_card_and_report(trained: Path) -> None:
@@ -46,7 +55,7 @@ def test_model_directory_holds_savedmodel_spec_labels_card_and_report(trained: P
         assert (trained / name).is_file(), name
     for plot in ["confusion_matrix.png", "roc_curves.png", "training_curves.png"]:
         assert (trained / "report" / plot).read_bytes().startswith(b"\x89PNG"), plot
-    assert read_labels(trained) == DIGIT_LABELS
+    assert read_labels(trained) == _labels(trained)
     assert FeatureSpec.read(trained) == FeatureSpec()
 
 
@@ -57,13 +66,13 @@ def test_serving_signature_has_the_contract_names_and_shapes(trained: Path) -> N
     assert inputs[INPUT_NAME].shape.as_list() == [None, *FeatureSpec().feature_shape]
     assert inputs[INPUT_NAME].dtype == tf.float32
     outputs = signature.structured_outputs
-    assert list(outputs) == [OUTPUT_NAME] and outputs[OUTPUT_NAME].shape.as_list() == [None, 10]
+    assert list(outputs) == [OUTPUT_NAME] and outputs[OUTPUT_NAME].shape.as_list() == [None, len(_labels(trained))]
 
 
 def test_exported_model_outputs_probabilities(trained: Path, small_fsdd: Path) -> None:
     features = featurize(load_fsdd(small_fsdd)[:20], FeatureSpec(), workers=1)
     probabilities = predict(trained, features)
-    assert probabilities.shape == (20, 10)
+    assert probabilities.shape == (20, len(_labels(trained)))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -76,8 +85,13 @@ def test_training_learns_beyond_chance_and_records_its_history(trained: Path) ->
     # needs the full run (batch-norm statistics lag at this few steps), which the bundled model covers.
     assert training["history"]["accuracy"][-1] > 0.5
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["n"] == 40
     assert "synthetic_held_out_voices_accuracy" in metrics  # scored on voices training never heard
+    if UNKNOWN_LABEL not in read_labels(trained):
+        assert metrics["n"] == 40
+        return
+    # unknown: 3 of each of 11 Speech Commands folders, some of them from held-out speakers, plus silences
+    assert 40 < metrics["n"] < 40 + 33 and metrics["per_class"][UNKNOWN_LABEL]["n"] == metrics["n"] - 40
+    assert training["dataset"]["unknown_recordings"] == 33 and training["examples"]["silences"] == 10
 
 
 def test_card_reports_the_measured_figures(trained: Path) -> None:
@@ -86,6 +100,11 @@ def test_card_reports_the_measured_figures(trained: Path) -> None:
     assert f"| accuracy | {metrics['accuracy']:.4f} |" in card
     assert f"| F1 (macro) | {metrics['f1_macro']:.4f} |" in card
     assert "CC BY-SA 4.0" in card
+    if UNKNOWN_LABEL in read_labels(trained):
+        unknown = metrics["per_class"][UNKNOWN_LABEL]
+        assert f"| unknown | {unknown['precision']:.4f} | {unknown['recall']:.4f} |" in card
+        assert "Speech Commands v0.02 by Pete Warden" in card and "CC BY 4.0" in card
+        assert "10 clips of digital silence or faint hiss" in card
 
 
 def test_evaluate_command_reproduces_the_figures_of_training(
@@ -113,6 +132,7 @@ def test_metrics_match_hand_computed_values() -> None:
     assert result["precision_macro"] == pytest.approx((1 + 2 / 3 + 1) / 3)
     assert result["recall_macro"] == pytest.approx((0.5 + 1 + 1) / 3)
     assert result["roc_auc"]["c"] == pytest.approx(1.0)
+    assert result["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "n": 2}
 
 
 def test_evaluate_refuses_labels_the_model_does_not_know(trained: Path, small_fsdd: Path) -> None:

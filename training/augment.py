@@ -20,12 +20,21 @@ import numpy as np
 from training.dataset import map_chunks
 from transformer.frontend import FeatureSpec, FrontEnd, decode
 
-__all__ = ["AugmentSettings", "Augmenter", "augmented_features", "make_noise_bank", "mix_at_snr", "vtlp"]
+__all__ = [
+    "AugmentSettings",
+    "Augmenter",
+    "augmented_features",
+    "make_noise_bank",
+    "mix_at_snr",
+    "sound_augment_settings",
+    "vtlp",
+]
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """Ranges each perturbation is drawn from, uniformly; every copy gets all of them."""
+    """Ranges each perturbation is drawn from, uniformly; every copy gets all of them. The
+    defaults are for spoken digits: they reach toward voices FSDD lacks."""
 
     speed: tuple[float, float] = (0.85, 1.2)
     """Playback speed factor (1.2 is 20% faster and higher)."""
@@ -41,6 +50,21 @@ class AugmentSettings:
     """Gain applied after the front end's normalisation: quiet and hot recordings."""
     shift_s: float = 0.15
     """Largest time shift either way of the centred speech (s)."""
+
+
+def sound_augment_settings(clip_s: float) -> AugmentSettings:
+    """Milder ranges for sounds other than FSDD's voices: small pitch and frequency warps keep a
+    class's timbre, quieter noise keeps faint sounds audible, and shifts of up to a fifth of the
+    clip move the event within it."""
+    return AugmentSettings(
+        speed=(0.9, 1.1),
+        pitch_semitones=(-2.0, 2.0),
+        vtlp_alpha=(0.9, 1.1),
+        snr_db=(10.0, 40.0),
+        noise_probability=0.5,
+        gain_db=(-12.0, 6.0),
+        shift_s=0.2 * clip_s,
+    )
 
 
 class Augmenter:

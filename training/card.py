@@ -9,28 +9,46 @@ from typing import Any
 from serving.contract import INPUT_NAME, METRICS_FILE, MODEL_CARD_FILE, OUTPUT_NAME, TRAINING_FILE, read_labels
 from transformer.frontend import FeatureSpec
 
-__all__ = ["LOSO_FILE", "confusion_matrix_lines", "write_model_card"]
+__all__ = ["CROSS_VALIDATION_FILE", "confusion_matrix_lines", "write_model_card"]
 
-LOSO_FILE = "loso.json"
-"""Leave-one-speaker-out results, written by ``audio-maas loso --model DIR``."""
+CROSS_VALIDATION_FILE = "cross_validation.json"
+"""Leave-one-fold-or-speaker-out results, written by ``audio-maas cross-validate --model DIR``."""
+
+UNKNOWN_LABEL = "unknown"  # training.dataset's; the card must not import the loaders
+
+CREDITS = {
+    "fsdd": "[Free Spoken Digit Dataset](https://github.com/Jakobovski/free-spoken-digit-dataset) (FSDD), by Zohar "
+    "Jackson and contributors, CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)",
+    "esc10": 'ESC-10, the ten-class subset of ESC-50 by Karol J. Piczak ("ESC: Dataset for Environmental Sound '
+    'Classification", ACM Multimedia 2015), clips from freesound.org under CC BY 3.0 or CC0 as credited clip by '
+    "clip in the dataset's `README.txt`",
+    "speech-commands": 'Speech Commands v0.02 by Pete Warden ("Speech Commands: A Dataset for Limited-Vocabulary '
+    'Speech Recognition", 2018), CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)',
+}
+"""Credit for the datasets the bundled models train on, by folder name."""
 
 
 def write_model_card(model_dir: Path) -> None:
-    """Render ``MODEL_CARD.md`` from the spec, labels, ``training.json``, ``metrics.json`` and ``loso.json``."""
+    """Render ``MODEL_CARD.md`` from the spec, labels, ``training.json``, ``metrics.json`` and
+    ``cross_validation.json``."""
     spec = FeatureSpec.read(model_dir)
     labels = read_labels(model_dir)
     training = _read(model_dir / TRAINING_FILE)
     metrics = _read(model_dir / METRICS_FILE)
-    loso = _read(model_dir / LOSO_FILE)
+    cross = _read(model_dir / CROSS_VALIDATION_FILE)
     config = training["config"]
     dataset = training.get("dataset") or {"layout": "fsdd"}  # cards written before other layouts
     digits = dataset["layout"] == "fsdd"
+    unknown = UNKNOWN_LABEL in labels
     lines = [
-        f"# Model card: {'spoken digits' if digits else model_dir.resolve().name}, {config['arch'].upper()}",
+        f"# Model card: {model_dir.resolve().name} ({'spoken digits, ' if digits else ''}{config['arch'].upper()})",
         "",
-        "Classifies one spoken English digit (0-9) in a short recording."
-        if digits
-        else f"Classifies a recording as one of {len(labels)} classes: {', '.join(labels)}.",
+        (
+            "Classifies one spoken English digit (0-9) in a short recording."
+            if digits
+            else f"Classifies a recording as one of {len(labels)} classes: {', '.join(labels)}."
+        )
+        + (" Anything else (other words, noise, other sounds) is meant to come back as `unknown`." if unknown else ""),
         "",
         "## Interface",
         f"- TensorFlow SavedModel, signature `serving_default`: `{INPUT_NAME}` float32 "
@@ -44,9 +62,8 @@ def write_model_card(model_dir: Path) -> None:
         "",
         "## Training data",
         *(_fsdd_data(training) if digits else _folder_data(dataset)),
-        f"- {training['examples']['augmented_copies']} augmented copies of every recording: speed and pitch "
-        "perturbation, vocal-tract-length perturbation, background noise (white, pink, brown, hum, babble) "
-        "at 0-30 dB SNR, gain and time shift. "
+        *(_unknown_data(dataset, training) if unknown else []),
+        f"- {training['examples']['augmented_copies']} augmented copies of every recording: {_augmentation(config)}. "
         f"{training['examples']['total']:,} training examples in all.",
         f"- {config['epochs']} epochs, batch {config['batch_size']}, AdamW with cosine decay from "
         f"{config['learning_rate']}, seed {config['seed']}.",
@@ -58,6 +75,14 @@ def write_model_card(model_dir: Path) -> None:
         "| metric | value |",
         "| --- | --- |",
         f"| accuracy | {metrics['accuracy']:.4f} |",
+        *(
+            [
+                f"| accuracy on the {'digits' if digits else 'named classes'} alone | "
+                f"{metrics['accuracy_named_classes']:.4f} |"
+            ]
+            if "accuracy_named_classes" in metrics
+            else []
+        ),
         f"| precision (macro) | {metrics['precision_macro']:.4f} |",
         f"| recall (macro) | {metrics['recall_macro']:.4f} |",
         f"| F1 (macro) | {metrics['f1_macro']:.4f} |",
@@ -65,33 +90,71 @@ def write_model_card(model_dir: Path) -> None:
     ]
     if "synthetic_held_out_voices_accuracy" in metrics:
         lines.append(f"| accuracy on held-out synthetic voices | {metrics['synthetic_held_out_voices_accuracy']:.4f} |")
+    if "per_class" in metrics:  # metrics written before per-class figures have none
+        lines += ["", "| class | precision | recall | F1 | n |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['n']} |"
+            for label, c in metrics["per_class"].items()
+        ]
     lines += ["", "Confusion matrix (rows: true, columns: predicted):", "", "```"]
     lines += confusion_matrix_lines(labels, metrics["confusion_matrix"])
     lines += ["```", "", "Plots: `report/confusion_matrix.png`, `report/roc_curves.png`, `report/training_curves.png`."]
-    if loso:
+    if cross:
+        held_out = cross.get("held_out", "speaker")
         lines += [
             "",
-            "## Leave-one-speaker-out (FSDD)",
+            f"## Cross-validation: one {held_out} held out at a time",
             "",
-            f"A {loso['config']['arch'].upper()} trained for {loso['config']['epochs']} epochs (otherwise as above) "
-            "without one speaker, tested on all of that speaker's recordings: the fairer estimate for new voices, "
-            "since the official split shares its speakers.",
+            f"A {cross['config']['arch'].upper()} trained for {cross['config']['epochs']} epochs (otherwise as above) "
+            f"without one {held_out}, tested on all of that {held_out}'s recordings"
+            + (
+                ": the fairer estimate for new voices, since the official split shares its speakers."
+                if held_out == "speaker"
+                else "; clips cut from one source recording share a fold, so none is on both sides."
+            ),
             "",
-            "| held-out speaker | accuracy |",
+            f"| held-out {held_out} | accuracy |",
             "| --- | --- |",
         ]
-        lines += [f"| {speaker} | {accuracy:.4f} |" for speaker, accuracy in loso["accuracy"].items()]
-        lines.append(f"| **mean** | **{loso['mean_accuracy']:.4f}** |")
-    lines += ["", "## Limits", *(_FSDD_LIMITS if digits else _folder_limits(spec, labels))]
-    lines += [
-        "",
-        "## License",
-        "Trained on FSDD, CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)."
-        if digits
-        else f"Trained on the recordings in `{dataset['root']}`, under their own licence, which audio-maas does "
-        "not know: state it, and credit the recordings' authors, here.",
-    ]
+        lines += [f"| {group} | {accuracy:.4f} |" for group, accuracy in cross["accuracy"].items()]
+        spread = f" (standard deviation {cross['std_accuracy']:.4f})" if "std_accuracy" in cross else ""
+        lines.append(f"| **mean** | **{cross['mean_accuracy']:.4f}**{spread} |")
+    limits = _fsdd_limits(unknown) if digits else _folder_limits(spec, labels, unknown)
+    lines += ["", "## Limits", *limits, "", "## License and credits", *_credits(dataset)]
     (model_dir / MODEL_CARD_FILE).write_text("\n".join(lines) + "\n")
+
+
+def _augmentation(config: dict[str, Any]) -> str:
+    a = config["augment"]
+    return (
+        f"speed x{a['speed'][0]:g}-{a['speed'][1]:g}, pitch {a['pitch_semitones'][0]:+g} to "
+        f"{a['pitch_semitones'][1]:+g} semitones, vocal-tract-length warp x{a['vtlp_alpha'][0]:g}-"
+        f"{a['vtlp_alpha'][1]:g}, background noise (white, pink, brown, hum, babble) at {a['snr_db'][0]:g}-"
+        f"{a['snr_db'][1]:g} dB SNR on {a['noise_probability']:.0%} of copies, gain {a['gain_db'][0]:+g} to "
+        f"{a['gain_db'][1]:+g} dB and time shift up to {a['shift_s']:g} s"
+    )
+
+
+def _unknown_data(dataset: dict[str, Any], training: dict[str, Any]) -> list[str]:
+    return [
+        f"- `unknown`: {dataset['unknown_recordings']} recordings drawn evenly from the classes of "
+        + ", ".join(f"`{root}`" for root in dataset["unknown_from"])
+        + ", each keeping its own folder's split (by fold or speaker); and "
+        f"{training['examples'].get('silences', 0)} clips of digital silence or faint hiss, so that a recording "
+        "of nothing is `unknown` too."
+    ]
+
+
+def _credits(dataset: dict[str, Any]) -> list[str]:
+    """A credit line per dataset trained on: known ones by name, others left for the trainer to state."""
+    roots = [dataset.get("root", "fsdd"), *dataset.get("unknown_from", [])]
+    return [
+        f"- {CREDITS[Path(root).name]}."
+        if Path(root).name in CREDITS
+        else f"- The recordings in `{root}`, under their own licence, which audio-maas does not know: state it, "
+        "and credit the recordings' authors, here."
+        for root in roots
+    ]
 
 
 def _fsdd_data(training: dict[str, Any]) -> list[str]:
@@ -114,19 +177,25 @@ def _folder_data(dataset: dict[str, Any]) -> list[str]:
     ]
 
 
-_FSDD_LIMITS = [
-    "- FSDD holds six adult men. Women's, children's and other accents' voices are covered only by "
-    "augmentation and synthetic speech; accuracy on real recordings of such voices has not been measured here.",
-    "- One word per clip, about a second long; longer audio is cropped to its centre after silence trimming.",
-    "- English digits only; anything else is still mapped to one of the ten labels.",
-]
+def _fsdd_limits(unknown: bool) -> list[str]:
+    return [
+        "- FSDD holds six adult men. Women's, children's and other accents' voices are covered only by "
+        "augmentation and synthetic speech; accuracy on real recordings of such voices has not been measured here.",
+        "- One word per clip, about a second long; longer audio is cropped to its centre after silence trimming.",
+        "- `unknown` is learnt from the sounds listed above; words and sounds unlike all of them may still be "
+        "taken for a digit."
+        if unknown
+        else "- English digits only; anything else is still mapped to one of the ten labels.",
+    ]
 
 
-def _folder_limits(spec: FeatureSpec, labels: list[str]) -> list[str]:
+def _folder_limits(spec: FeatureSpec, labels: list[str], unknown: bool) -> list[str]:
     return [
         f"- One sound per clip: audio is trimmed of silence and centred in {spec.clip_s:g} s, longer audio cropped.",
-        f"- Anything that is none of the {len(labels)} classes is still mapped to one of them.",
-        "- Measured only on the test subset of the same folder: recordings made elsewhere may score lower.",
+        "- `unknown` is learnt from the sounds listed above; sounds unlike all of them may still be taken for a class."
+        if unknown
+        else f"- Anything that is none of the {len(labels)} classes is still mapped to one of them.",
+        "- Measured only on recordings from the same folder: recordings made elsewhere may score lower.",
     ]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -35,16 +36,20 @@ __all__ = [
     "AUDIO_SUFFIXES",
     "DIGIT_LABELS",
     "TEST_INDICES",
+    "UNKNOWN_LABEL",
     "Dataset",
     "Split",
     "Utterance",
     "class_label",
     "featurize",
+    "held_out_group",
+    "is_digits",
     "load_dataset",
     "load_fsdd",
     "map_chunks",
     "select_split",
     "spec_for",
+    "with_unknown",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,9 @@ T = TypeVar("T")
 
 DIGIT_LABELS = [str(digit) for digit in range(10)]
 """Class names in model output order."""
+
+UNKNOWN_LABEL = "unknown"
+"""The class of whatever a model was not trained to name: other words, noise, other sounds."""
 
 TEST_INDICES = range(0, 5)
 """FSDD's official test split: recordings with index 0-4 of every digit and speaker."""
@@ -97,6 +105,15 @@ class Dataset:
     """How test and validation were chosen, in words, for the model card."""
     skipped: list[str]
     """Files left out because they could not be read (``on_bad_file="skip"``), each with why."""
+    unknown_from: tuple[str, ...] = ()
+    """Folders that recordings of the class ``unknown`` were drawn from (``with_unknown``)."""
+    unknown_per_class: int = 0
+    """Recordings drawn from each class of each of those folders, at most."""
+
+
+def is_digits(labels: Sequence[str]) -> bool:
+    """Whether ``labels`` are the ten digits, with or without ``unknown``: digit-only steps apply."""
+    return sorted(set(labels) - {UNKNOWN_LABEL}) == DIGIT_LABELS
 
 
 def class_label(folder: str) -> str:
@@ -144,6 +161,47 @@ def load_dataset(data_dir: Path, *, on_bad_file: Literal["stop", "skip"] = "stop
     )
 
 
+def with_unknown(
+    dataset: Dataset,
+    sources: Sequence[Path],
+    *,
+    per_class: int,
+    on_bad_file: Literal["stop", "skip"] = "stop",
+    seed: int = 0,
+) -> Dataset:
+    """``dataset`` plus a class ``unknown`` of recordings that are none of its classes.
+
+    Each of ``sources`` is a labelled folder in either layout; up to ``per_class`` recordings of
+    each of its classes are drawn (seeded) and relabelled ``unknown``, so that a few large
+    classes do not make up the whole of it. They keep the split of their own folder (its folds
+    or speakers), so no speaker or source recording is on two sides.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    rng = np.random.default_rng(seed)
+    extra, skipped = [], list(dataset.skipped)
+    for root in sources:
+        other = load_dataset(root, on_bad_file=on_bad_file, seed=seed)
+        shared = sorted(set(other.labels) & set(dataset.labels))
+        if shared:
+            raise ValueError(f"{root} holds classes the model names ({', '.join(shared)}); they cannot be unknown")
+        skipped += other.skipped
+        for label in other.labels:
+            members = [u for u in other.utterances if u.label == label]
+            drawn = sorted(rng.choice(len(members), size=min(per_class, len(members)), replace=False))
+            extra += [
+                replace(members[i], label=UNKNOWN_LABEL, speaker=f"{root.name}/{members[i].speaker}") for i in drawn
+            ]
+    return replace(
+        dataset,
+        labels=[*dataset.labels, UNKNOWN_LABEL],
+        utterances=dataset.utterances + extra,
+        skipped=skipped,
+        unknown_from=tuple(str(root) for root in sources),
+        unknown_per_class=per_class,
+    )
+
+
 def _unreadable(data: bytes) -> str | None:
     try:
         soundfile.info(io.BytesIO(data))
@@ -159,18 +217,29 @@ def _folder_utterance(path: Path, *, label: str, data: bytes) -> Utterance:
     return Utterance(name=str(path), label=label, speaker=source, index=-1, data=data)
 
 
+def _fold(u: Utterance) -> str | None:
+    """``fold3`` for a recording whose file name gives its fold (ESC-50's layout), else None."""
+    return u.speaker.split(":")[0] if u.speaker.startswith("fold") else None
+
+
+def held_out_group(u: Utterance) -> str:
+    """What cross-validation holds out together: the recording's fold where file names give
+    folds, else its speaker or source."""
+    return _fold(u) or u.speaker
+
+
 def _split(utterances: list[Utterance], *, seed: int) -> tuple[list[Utterance], str]:
     """Test and validation sides, keeping each source on one side (module docstring)."""
-    folds = {u.speaker.split(":")[0] for u in utterances if u.speaker.startswith("fold")}
-    if folds and all(u.speaker.startswith("fold") for u in utterances) and len(folds) > 1:
-        test_fold = max(folds, key=lambda fold: int(fold.removeprefix("fold")))
+    folds = {_fold(u) for u in utterances}
+    if None not in folds and len(folds) > 1:
+        test_fold = max(folds, key=lambda fold: int(str(fold).removeprefix("fold")))
 
         def subset(u: Utterance) -> Subset:
-            if u.speaker.split(":")[0] == test_fold:
+            if _fold(u) == test_fold:
                 return "test"
             return "validation" if _fraction(u.speaker, seed) < 0.1 else "train"
 
-        rule = f"folds from the file names: {test_fold.removeprefix('fold')} (the last) is the test set"
+        rule = f"folds from the file names: {str(test_fold).removeprefix('fold')} (the last) is the test set"
     else:
 
         def subset(u: Utterance) -> Subset:
@@ -191,8 +260,10 @@ def spec_for(dataset: Dataset, *, sample_rate: int | None = None, clip_s: float 
     """The front end for ``dataset``: FSDD's defaults, or chosen from the recordings (flags win).
 
     A folder's sample rate is 16 kHz when most recordings have at least that, else 8 kHz; its
-    clip length covers 90% of them, in quarter seconds from 0.5 to 5 s. Mel bands and the
-    band-pass reach up to the new Nyquist frequency.
+    clip length covers 90% of them, in quarter seconds from 0.5 to 5 s. Windows keep FSDD's
+    milliseconds (32 ms, 10 ms hop) until a clip would pass 125 frames; longer clips get a longer
+    hop instead, so a model's input, and with it training and serving cost, stays near FSDD's
+    size. 64 mel bands at 16 kHz (40 at 8 kHz); bands and band-pass reach up to Nyquist.
     """
     if dataset.layout == "fsdd" and sample_rate is None and clip_s is None:
         return FeatureSpec()
@@ -203,12 +274,14 @@ def spec_for(dataset: Dataset, *, sample_rate: int | None = None, clip_s: float 
         longest = float(np.percentile([info.duration for info in infos], 90))
         clip_s = min(5.0, max(0.5, np.ceil(longest * 4) / 4))
     nyquist = sample_rate / 2
-    scale = sample_rate / 8000  # FSDD's spec is for 8 kHz: keep its windows in milliseconds
+    scale = sample_rate / 8000  # FSDD's spec is for 8 kHz
+    hop_length = max(round(80 * scale), math.ceil(clip_s * sample_rate / 125))
     return FeatureSpec(
         sample_rate=sample_rate,
         clip_s=float(clip_s),
-        n_fft=round(256 * scale),
-        hop_length=round(80 * scale),
+        n_fft=max(round(256 * scale), 1 << math.ceil(math.log2(1.5 * hop_length))),
+        hop_length=hop_length,
+        n_mels=64 if sample_rate >= 16000 else 40,
         fmax=nyquist,
         band_pass_hz=(60.0, 0.95 * nyquist),
     )

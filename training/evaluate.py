@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 
 from predictor.savedmodel import load_serving_function
 from serving.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
-from training.dataset import Utterance, featurize
+from training.dataset import UNKNOWN_LABEL, Utterance, featurize
 from transformer.frontend import FeatureSpec
 
 __all__ = ["compute_metrics", "evaluate", "predict", "write_report"]
@@ -35,7 +35,8 @@ def predict(model_dir: Path, features: np.ndarray, *, batch_size: int = 256) -> 
 
 
 def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro precision/recall/F1, one-vs-rest ROC-AUC per class and the confusion matrix.
+    """Accuracy, precision/recall/F1 (macro and per class), one-vs-rest ROC-AUC per class and the
+    confusion matrix.
 
     ``y_true``: int ``[N]`` class ids; ``probabilities``: float ``[N, classes]``.
     """
@@ -43,6 +44,9 @@ def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Se
     y_pred = probabilities.argmax(axis=1)
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=classes, average="macro", zero_division=0
+    )
+    per_precision, per_recall, per_f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, average=None, zero_division=0
     )
     one_hot = y_true[:, None] == classes[None, :]
     roc_auc = {
@@ -52,12 +56,31 @@ def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Se
         for c, label in enumerate(labels)
     }
     present = [value for value in roc_auc.values() if value is not None]
+    named = y_true != list(labels).index(UNKNOWN_LABEL) if UNKNOWN_LABEL in labels else None
+    if named is not None and not named.any():
+        named = None
     return {
         "n": len(y_true),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        # With ``unknown``: accuracy on the recordings of the other classes alone (FSDD's test split
+        # for digits), the figure comparable with a model that has no ``unknown``.
+        **(
+            {"accuracy_named_classes": float(skm.accuracy_score(y_true[named], y_pred[named]))}
+            if named is not None
+            else {}
+        ),
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),
+        "per_class": {
+            label: {
+                "precision": float(per_precision[c]),
+                "recall": float(per_recall[c]),
+                "f1": float(per_f1[c]),
+                "n": int(support[c]),
+            }
+            for c, label in enumerate(labels)
+        },
         "roc_auc": roc_auc,
         "roc_auc_macro": float(np.mean(present)) if present else None,
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=classes).tolist(),

@@ -1,5 +1,6 @@
-"""Synthetic spoken digits from espeak-ng: voices FSDD lacks (women, children, accents).
+"""Synthetic training data: spoken digits from espeak-ng, and silence for ``unknown``.
 
+Spoken digits: voices FSDD lacks (women, children, accents).
 espeak-ng is a formant synthesiser; its speech is robotic, but its voice variants span pitch
 and formant ranges that FSDD's six men do not, which is what a digit model needs to see.
 A fixed set of voices is held out of training so their accuracy measures unseen voices.
@@ -7,20 +8,24 @@ A fixed set of voices is held out of training so their accuracy measures unseen 
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import soundfile
 
-from training.dataset import DIGIT_LABELS, Utterance
+from training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, Utterance
+from transformer.frontend import FeatureSpec
 
 __all__ = [
     "ESPEAK",
     "HELD_OUT_VARIANTS",
     "TRAIN_VARIANTS",
     "espeak_available",
+    "silences",
     "synthesize",
     "synthetic_digits",
 ]
@@ -80,3 +85,23 @@ def synthetic_digits(*, variants: Iterable[str], takes: int, seed: int) -> list[
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(run, jobs))
+
+
+def silences(spec: FeatureSpec, *, count: int, seed: int) -> list[Utterance]:
+    """``count`` clips of nothing, labelled ``unknown``: digital silence, and hiss from -100 to
+    -60 dBFS, of random lengths up to two clips. Recorded background noise is loud once the
+    front end has normalised its gain; these teach the model that a recording of nothing is
+    ``unknown`` too, not the digit or class its empty spectrogram happens to look like."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(count):
+        samples = int(rng.integers(spec.n_fft, 2 * spec.clip_samples))
+        level = 0.0 if i % 2 == 0 else 10 ** (rng.uniform(-100, -60) / 20)
+        waveform = (level * rng.standard_normal(samples)).astype(np.float32)
+        buffer = io.BytesIO()
+        soundfile.write(buffer, waveform, spec.sample_rate, format="WAV", subtype="FLOAT")
+        clips.append(
+            Utterance(name=f"silence_{i}", label=UNKNOWN_LABEL, speaker="synthetic:silence", index=i,
+                      data=buffer.getvalue())
+        )  # fmt: skip
+    return clips

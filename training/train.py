@@ -18,13 +18,22 @@ from serving.contract import METRICS_FILE, TRAINING_FILE
 from training.augment import augmented_features
 from training.card import write_model_card
 from training.config import TrainConfig
-from training.dataset import DIGIT_LABELS, Dataset, Utterance, featurize, select_split
+from training.dataset import (
+    DIGIT_LABELS,
+    UNKNOWN_LABEL,
+    Dataset,
+    Utterance,
+    featurize,
+    held_out_group,
+    is_digits,
+    select_split,
+)
 from training.evaluate import evaluate
 from training.export import export_model
 from training.models import build_model
-from training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, synthetic_digits
+from training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, silences, synthetic_digits
 
-__all__ = ["leave_one_speaker_out", "train", "train_and_report"]
+__all__ = ["cross_validate", "train", "train_and_report"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +46,8 @@ def train(
     model_dir: Path,
     labels: list[str] = DIGIT_LABELS,
 ) -> dict[str, Any]:
-    """Fit ``config.arch`` on ``train_set`` (+ synthetic voices when ``labels`` are the digits),
-    export to ``model_dir``.
+    """Fit ``config.arch`` on ``train_set`` (+ synthetic voices when ``labels`` are the digits,
+    with or without ``unknown``), export to ``model_dir``.
 
     Returns what ``training.json`` records: config, data counts, history and seconds taken.
     """
@@ -46,10 +55,13 @@ def train(
     keras.utils.set_random_seed(config.seed)
     synthetic = (
         synthetic_digits(variants=TRAIN_VARIANTS, takes=config.synthetic_takes, seed=config.seed)
-        if config.synthetic_takes and labels == DIGIT_LABELS
+        if config.synthetic_takes and is_digits(labels)
         else []
     )
-    sources = train_set + synthetic
+    silent = (
+        silences(config.spec, count=max(10, len(train_set) // 100), seed=config.seed) if UNKNOWN_LABEL in labels else []
+    )
+    sources = train_set + synthetic + silent
     log.info(
         "featurising %d utterances (%d synthetic) with %d augmented copies each",
         len(sources),
@@ -104,6 +116,7 @@ def train(
         "examples": {
             "recordings": len(train_set),
             "synthetic_utterances": len(synthetic),
+            "silences": len(silent),
             "augmented_copies": config.augment_copies,
             "total": len(x_train),
             "validation": len(x_val),
@@ -138,11 +151,16 @@ def train_and_report(
         "recordings": len(dataset.utterances),
         "sources": len({u.speaker for u in dataset.utterances}),
         "skipped": dataset.skipped,
+        "unknown_from": list(dataset.unknown_from),
+        "unknown_per_class": dataset.unknown_per_class,
+        "unknown_recordings": sum(u.label == UNKNOWN_LABEL for u in dataset.utterances),
     }
     (model_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     test = select_split(dataset.utterances, "test", exclude_speakers=exclude_speakers)
     metrics = evaluate(model_dir, test, report_dir=model_dir / "report")
     metrics["split"] = "FSDD official test split (index 0-4)" if dataset.layout == "fsdd" else "the test subset"
+    if dataset.unknown_from:
+        metrics["split"] += ", and `unknown`'s recordings from held-out speakers and folds"
     if info["examples"]["synthetic_utterances"]:
         unseen = synthetic_digits(variants=HELD_OUT_VARIANTS, takes=1, seed=config.seed + 1)
         metrics["synthetic_held_out_voices_accuracy"] = evaluate(model_dir, unseen)["accuracy"]
@@ -151,25 +169,33 @@ def train_and_report(
     return {**info, "metrics": metrics}
 
 
-def leave_one_speaker_out(config: TrainConfig, *, fsdd: list[Utterance], work_dir: Path) -> dict[str, Any]:
-    """Train once per FSDD speaker without that speaker (all indices of the others but the
-    validation ones), and test on all of the held-out speaker's recordings."""
+def cross_validate(config: TrainConfig, *, dataset: Dataset, work_dir: Path) -> dict[str, Any]:
+    """Leave one group out: each fold where file names give folds, else each speaker
+    (``held_out_group``). Each round trains on every other recording (``unknown``'s included)
+    but the validation ones, and tests on all of the held-out group's recordings."""
+    named = [u for u in dataset.utterances if u.label != UNKNOWN_LABEL]
+    groups = sorted({held_out_group(u) for u in named})
+    if len(groups) > 20:
+        raise ValueError(f"{dataset.root} has {len(groups)} speakers or sources and no folds: too many to leave out")
     accuracy = {}
-    for speaker in sorted({u.speaker for u in fsdd}):
-        others = [u for u in fsdd if u.speaker != speaker]
-        log.info("leave-one-speaker-out: holding out %s", speaker)
+    for group in groups:
+        others = [u for u in dataset.utterances if held_out_group(u) != group]
+        log.info("cross-validation: holding out %s", group)
         train(
             config,
             train_set=[u for u in others if u.subset != "validation"],
             validation_set=[u for u in others if u.subset == "validation"],
-            model_dir=work_dir / speaker,
+            model_dir=work_dir / group,
+            labels=dataset.labels,
         )
-        accuracy[speaker] = evaluate(work_dir / speaker, [u for u in fsdd if u.speaker == speaker])["accuracy"]
-        log.info("leave-one-speaker-out: %s accuracy %.4f", speaker, accuracy[speaker])
+        accuracy[group] = evaluate(work_dir / group, [u for u in named if held_out_group(u) == group])["accuracy"]
+        log.info("cross-validation: %s accuracy %.4f", group, accuracy[group])
     return {
+        "held_out": "speaker" if held_out_group(named[0]) == named[0].speaker else "fold",
         "config": dataclasses.asdict(config),
         "accuracy": accuracy,
         "mean_accuracy": float(np.mean(list(accuracy.values()))),
+        "std_accuracy": float(np.std(list(accuracy.values()))),
     }
 
 
