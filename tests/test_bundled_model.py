@@ -88,8 +88,10 @@ def test_card_states_the_reevaluated_figures_and_credits_the_data(bundled: tuple
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert f"| accuracy | {fresh['accuracy']:.4f} |" in card
     assert f"| F1 (macro) | {fresh['f1_macro']:.4f} |" in card
-    cross = json.loads((model_dir / "cross_validation.json").read_text())
-    assert f"| **mean** | **{cross['mean_accuracy']:.4f}** (standard deviation {cross['std_accuracy']:.4f}) |" in card
+    if (model_dir / "cross_validation.json").is_file():  # sounds' target needs it (above); digits' is optional
+        cross = json.loads((model_dir / "cross_validation.json").read_text())
+        mean, spread = cross["mean_accuracy"], cross["std_accuracy"]
+        assert f"| **mean** | **{mean:.4f}** (standard deviation {spread:.4f}) |" in card
     assert "ESC-10, the ten-class subset of ESC-50 by Karol J. Piczak" in card
     if model_dir.name in DIGITS_TARGET:
         assert "Free Spoken Digit Dataset" in card and "CC BY-SA 4.0" in card

@@ -124,7 +124,10 @@ def test_folders_that_cannot_train_a_classifier_are_named(tmp_path: Path, fsdd_d
 def test_a_data_folder_spec_follows_its_recordings_and_flags_win() -> None:
     esc = load_dataset(SHARED_DATA / "esc10")
     spec = spec_for(esc)
-    assert (spec.sample_rate, spec.clip_s, spec.n_fft, spec.hop_length, spec.fmax) == (16000, 5.0, 512, 160, 8000)
+    assert (spec.sample_rate, spec.clip_s, spec.fmax, spec.n_mels) == (16000, 5.0, 8000, 64)
+    assert (spec.hop_length, spec.n_fft, spec.feature_shape) == (640, 1024, (126, 64))  # 5 s kept near 125 frames
+    short = spec_for(esc, clip_s=1.0)
+    assert (short.hop_length, short.n_fft, short.n_frames) == (160, 512, 101)  # FSDD's 10 ms hop and 32 ms window
     assert spec_for(esc, sample_rate=8000, clip_s=2.0).clip_s == 2.0
 
 
