@@ -94,7 +94,7 @@ def test_each_model_answers_with_its_own_labels_and_front_end(two_models: Servic
 def test_metadata_names_each_models_tensors_on_both_servers(two_models: ServiceSettings) -> None:
     transformer = f"http://127.0.0.1:{two_models.http_port}/v2/models"
     predictor = f"http://127.0.0.1:{two_models.predictor_http_port}/v2/models"
-    for name, classes, grid in [("digits", 10, [101, 40]), ("tones", 3, [51, 32])]:
+    for name, classes, grid in [("digits", len(BUNDLED_LABELS), [101, 40]), ("tones", 3, [51, 32])]:
         outputs = {o["name"]: o for o in requests.get(f"{transformer}/{name}", timeout=5).json()["outputs"]}
         assert outputs["probabilities"]["shape"] == [-1, classes]
         assert requests.get(f"{predictor}/{name}", timeout=5).json()["inputs"][0]["shape"] == [-1, *grid]
