@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data
 DATA_DIR ?= $(SHARED_DATA)/fsdd
 MODEL ?= models/digits
+# The digit models' `unknown`: other words, background noise and environmental sounds (`UNKNOWN=` for
+# none, e.g. make evaluate MODEL=models/sounds DATA_DIR=../shared/data/esc10 UNKNOWN=).
+UNKNOWN := --unknown $(SHARED_DATA)/speech-commands --unknown $(SHARED_DATA)/esc10 --unknown-per-class 50
 
 CHECKOV := .venv-checkov/bin/checkov
 
@@ -32,7 +35,7 @@ serve: $(BIN)/audio-maas
 	$(BIN)/audio-maas serve
 
 evaluate: $(BIN)/audio-maas
-	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) --split test --report report
+	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) $(UNKNOWN) --split test --report report
 
 # hey: a compiled load generator, so that the client does not take the servers' cores.
 bench: $(BIN)/audio-maas
@@ -67,10 +70,7 @@ test-images: $(BIN)/audio-maas system-deps
 test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
 
-# The bundled models. digits and digits-lstm learn `unknown` from other words, background noise and
-# environmental sounds; each target takes under 15 minutes on 2 cores (see each model card).
-UNKNOWN := --unknown $(SHARED_DATA)/speech-commands --unknown $(SHARED_DATA)/esc10 --unknown-per-class 50
-
+# The bundled models; the training time of each is in its model card.
 train-digits: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) $(UNKNOWN) --out models/digits
 
