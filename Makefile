@@ -75,7 +75,7 @@ train-digits: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) $(UNKNOWN) --out models/digits
 
 train-digits-lstm: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) $(UNKNOWN) --epochs 30 --out models/digits-lstm
+	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) $(UNKNOWN) --epochs 25 --out models/digits-lstm
 
 train-sounds: $(BIN)/audio-maas
 	$(BIN)/audio-maas train --arch cnn --data-dir $(SHARED_DATA)/esc10 --epochs 30 --batch-size 32 \
