@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from serving.contract import INPUT_NAME, METRICS_FILE, MODEL_CARD_FILE, OUTPUT_NAME, TRAINING_FILE, read_labels
+from training.dataset import UNKNOWN_LABEL
 from transformer.frontend import FeatureSpec
 
 __all__ = ["CROSS_VALIDATION_FILE", "confusion_matrix_lines", "write_model_card"]
 
 CROSS_VALIDATION_FILE = "cross_validation.json"
 """Leave-one-fold-or-speaker-out results, written by ``audio-maas cross-validate --model DIR``."""
-
-UNKNOWN_LABEL = "unknown"  # training.dataset's; the card must not import the loaders
 
 CREDITS = {
     "fsdd": "[Free Spoken Digit Dataset](https://github.com/Jakobovski/free-spoken-digit-dataset) (FSDD), by Zohar "

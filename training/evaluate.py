@@ -42,9 +42,6 @@ def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Se
     """
     classes = np.arange(len(labels))
     y_pred = probabilities.argmax(axis=1)
-    precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, average="macro", zero_division=0
-    )
     per_precision, per_recall, per_f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=classes, average=None, zero_division=0
     )
@@ -69,9 +66,9 @@ def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Se
             if named is not None
             else {}
         ),
-        "precision_macro": float(precision),
-        "recall_macro": float(recall),
-        "f1_macro": float(f1),
+        "precision_macro": float(per_precision.mean()),  # macro: the unweighted mean over classes
+        "recall_macro": float(per_recall.mean()),
+        "f1_macro": float(per_f1.mean()),
         "per_class": {
             label: {
                 "precision": float(per_precision[c]),
