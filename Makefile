@@ -20,11 +20,13 @@ $(BIN)/audio-maas: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages the tests and training use: espeak-ng speaks the synthetic voices.
+# Debian packages the tests and training use: espeak-ng speaks the synthetic voices; prometheus
+# (with promtool) checks the chart's alerts and scrapes the service in the tests.
 system-deps:
-	@command -v espeak-ng >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; \
-	  else echo "install espeak-ng (Debian/Ubuntu: sudo apt-get install espeak-ng)" >&2; exit 1; fi; }
+	@command -v espeak-ng >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng prometheus >/dev/null; \
+	  else echo "install espeak-ng and prometheus (Debian/Ubuntu: sudo apt-get install espeak-ng prometheus)" >&2; exit 1; fi; }
 
 # checkov pins old versions of packages the tests use (packaging<24), so it gets a venv of its own.
 $(CHECKOV):

@@ -30,7 +30,9 @@ def render(
 ) -> dict[str, list[dict[str, Any]]]:
     """Template path -> the Kubernetes objects it renders, for ``values`` over the chart's defaults.
 
-    Raises helm_python's ``HelmValuesError`` when the values break ``values.schema.json``.
+    Raises helm_python's ``HelmValuesError`` when the values break ``values.schema.json``, and
+    ``HelmRenderError`` naming the problem for values KServe or a stock Knative would refuse
+    (``templates/_validate.tpl``).
     """
     import helm_python as helm
 
@@ -47,9 +49,11 @@ def render(
 def manifests(
     values: dict[str, Any] | None = None, *, release: str = DEFAULT_RELEASE, namespace: str = "default"
 ) -> list[dict[str, Any]]:
-    """The objects a user applies: everything rendered but ``helm test`` hooks."""
+    """The objects a user applies: everything rendered but ``helm test`` hooks, serving runtimes
+    first (an InferenceService names its runtime)."""
     rendered = render(values, release=release, namespace=namespace)
-    return [obj for path, objects in rendered.items() if "/tests/" not in path for obj in objects]
+    objects = [obj for path, objects in rendered.items() if "/tests/" not in path for obj in objects]
+    return sorted(objects, key=lambda obj: not obj["kind"].endswith("ServingRuntime"))
 
 
 def merged_values(values: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     values = helm.parse_set_string(",".join(args.set)) if args.set else {}
     try:
         text = render_text(values, release=args.release)
-    except helm.HelmValuesError as error:
+    except (helm.HelmValuesError, helm.HelmRenderError) as error:
         print(f"invalid values: {error}", file=sys.stderr)
         return 2
     if args.write_k8s:

@@ -28,6 +28,14 @@ __all__ = [
 FIELD_MANAGER = "audio-maas"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 APPLY_PATCH = "application/apply-patch+yaml"
+CUSTOM_KINDS = {
+    "InferenceService": (PLURAL, True),
+    "ServingRuntime": ("servingruntimes", True),
+    "ClusterServingRuntime": ("clusterservingruntimes", False),
+    "PodMonitor": ("podmonitors", True),
+    "PrometheusRule": ("prometheusrules", True),
+}
+"""The chart's custom kinds: plural, and whether namespaced (the group and version come from apiVersion)."""
 
 
 class ClusterError(RuntimeError):
@@ -131,17 +139,25 @@ def apply(api: Any, objects: list[dict[str, Any]], *, namespace: str, dry_run: b
     for obj in objects:
         name, kind = obj["metadata"]["name"], obj["kind"]
         # force: we own these objects, so take over fields another manager last set.
+        options: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "dry_run": dry,
+            "_content_type": APPLY_PATCH,
+        }
         try:
-            if kind == "InferenceService":
-                client.CustomObjectsApi(api).patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, obj,
-                    field_manager=FIELD_MANAGER, force=True, dry_run=dry, _content_type=APPLY_PATCH,
-                )  # fmt: skip
+            if kind in CUSTOM_KINDS:
+                plural, namespaced = CUSTOM_KINDS[kind]
+                group, version = obj["apiVersion"].split("/")
+                custom = client.CustomObjectsApi(api)
+                if namespaced:
+                    custom.patch_namespaced_custom_object(group, version, namespace, plural, name, obj, **options)
+                else:
+                    custom.patch_cluster_custom_object(group, version, plural, name, obj, **options)
+            elif kind == "ConfigMap":
+                client.CoreV1Api(api).patch_namespaced_config_map(name, namespace, obj, **options)
             elif kind == "NetworkPolicy":
-                client.NetworkingV1Api(api).patch_namespaced_network_policy(
-                    name, namespace, obj,
-                    field_manager=FIELD_MANAGER, force=True, dry_run=dry, _content_type=APPLY_PATCH,
-                )  # fmt: skip
+                client.NetworkingV1Api(api).patch_namespaced_network_policy(name, namespace, obj, **options)
             else:
                 raise ClusterError(f"deploy does not know how to apply a {kind}")
         except ApiException as error:

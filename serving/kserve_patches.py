@@ -44,6 +44,7 @@ from serving.asgi import framework_error_response
 from serving.auth import BearerTokenInterceptor
 from serving.codec import check_request, dtype_of, parse_rest_request
 from serving.errors import BadRequest, ErrorStatusInterceptor, ModelNotFound
+from serving.metrics import RequestMetricsInterceptor
 from serving.repository import ModelRepository, RepositoryExtension
 
 __all__ = ["KSERVE_VERSION", "DataPlane", "GRPCServer", "InferenceServicer", "ModelServer", "finish_app"]
@@ -149,6 +150,7 @@ class GRPCServer(KServeGRPCServer):
         self._interceptors: list[grpc.aio.ServerInterceptor] = [ErrorStatusInterceptor()]
         if auth_token is not None:
             self._interceptors.insert(0, BearerTokenInterceptor(auth_token))
+        self._interceptors.insert(0, RequestMetricsInterceptor())  # outermost: refusals count too
 
     async def start(self, max_workers: int) -> None:
         self._server = grpc.aio.server(

@@ -102,6 +102,10 @@ class ModelRepository(KServeModelRepository):
             entries.append(entry | ({"reason": reason} if reason else {}))
         return entries
 
+    def readiness(self) -> dict[str, bool]:
+        """Each model served or being opened -> whether it serves (its ``ready`` flag), for metrics."""
+        return {name: False for name in self._not_ready} | {name: bool(m.ready) for name, m in self.models.items()}
+
     def _available(self) -> dict[str, Path]:
         """The repository as it is now. One changed since start (emptied, a folder with a name no
         URL can carry) is named in a 503, not a 500."""

@@ -13,6 +13,7 @@ from serving.asgi import BodyLimit, InferContentType, ModelVersions, V2Errors
 from serving.auth import BearerToken
 from serving.contract import AUTH_TOKEN_ENV
 from serving.kserve_patches import DataPlane, ModelServer, finish_app
+from serving.metrics import MODEL_READY, RequestMetrics
 from serving.repository import ModelRepository, add_index_route
 from serving.settings import ServerSettings
 
@@ -39,6 +40,8 @@ def start_server(
     if settings.auth_token is not None:
         app.add_middleware(BearerToken, token=settings.auth_token)  # before anything is read
         log.info("every request but health checks needs the bearer token in %s", AUTH_TOKEN_ENV)
+    app.add_middleware(RequestMetrics)  # outermost: refusals count too
+    MODEL_READY.watch(repository)
 
     async def on_startup() -> None:
         finish_app(app, keep_timing=args.enable_latency_logging)

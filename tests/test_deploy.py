@@ -156,16 +156,22 @@ def test_deploy_applies_the_chart_server_side_and_waits_for_ready(
 ) -> None:
     api_server.documents = [_document("starting"), _document("starting"), _document("ready")]
     code = main(["deploy", "--kubeconfig", kubeconfig, "-n", "ml", "--set", "networkPolicy.enabled=true",
+                 "--set", "metrics.podMonitor.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true",
                  "--timeout", "30"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
     patches = [r for r in api_server.requests if r["method"] == "PATCH"]
-    expected = manifests({"networkPolicy": {"enabled": True}}, release="digits", namespace="ml")
-    assert [r["path"] for r in patches] == [
+    metrics = {"podMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}
+    values = {"networkPolicy": {"enabled": True}, "metrics": metrics}
+    expected = manifests(values, release="digits", namespace="ml")
+    assert [r["path"] for r in patches] == [  # the runtime before the InferenceService that names it
+        "/apis/serving.kserve.io/v1alpha1/namespaces/ml/servingruntimes/digits-audio-maas",
+        "/api/v1/namespaces/ml/configmaps/digits-audio-maas-dashboard",
         ISVC_PATH,
         "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies/digits-audio-maas-predictor",
+        "/apis/monitoring.coreos.com/v1/namespaces/ml/podmonitors/digits-audio-maas",
     ]
-    for request, obj in zip(patches, sorted(expected, key=lambda o: o["kind"] != "InferenceService"), strict=True):
+    for request, obj in zip(patches, expected, strict=True):
         assert request["content_type"] == "application/apply-patch+yaml"  # server-side apply
         assert request["query"] == {"fieldManager": ["audio-maas"], "force": ["true"]}
         assert request["body"] == obj
@@ -179,7 +185,7 @@ def test_deploy_dry_run_asks_the_server_to_persist_nothing_and_does_not_wait(
 ) -> None:
     assert main(["deploy", "--kubeconfig", kubeconfig, "-n", "ml", "--dry-run"]) == 0
     patches = [r for r in api_server.requests if r["method"] == "PATCH"]
-    assert [r["query"]["dryRun"] for r in patches] == [["All"]]
+    assert [r["query"]["dryRun"] for r in patches] == [["All"], ["All"]]  # the runtime and the InferenceService
     assert not [r for r in api_server.requests if r["path"] == ISVC_PATH and r["method"] == "GET"]
     assert "InferenceService/digits-audio-maas valid (server dry run)" in capsys.readouterr().out
 
@@ -187,10 +193,10 @@ def test_deploy_dry_run_asks_the_server_to_persist_nothing_and_does_not_wait(
 def test_deploy_reports_what_the_api_server_refused(
     api_server: FakeApiServer, kubeconfig: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api_server.refuse_apply = (422, 'admission webhook "inferenceservice.kserve-webhook-server.validator" denied it')
+    api_server.refuse_apply = (422, 'admission webhook "servingruntime.kserve-webhook-server.validator" denied it')
     assert main(["deploy", "--kubeconfig", kubeconfig, "-n", "ml"]) == 2
     err = capsys.readouterr().err
-    assert "applying InferenceService/digits-audio-maas failed (422): admission webhook" in err
+    assert "applying ServingRuntime/digits-audio-maas failed (422): admission webhook" in err
 
 
 def test_deploy_refuses_invalid_values_before_calling_the_cluster(

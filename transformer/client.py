@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from serving.contract import AUDIO_INPUT, CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
+from serving.contract import AUDIO_INPUT, AUTH_TOKEN_ENV, CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
 from serving.settings import ServiceSettings
 
 __all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "is_ready", "predict_files"]
@@ -78,8 +78,11 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     """Wait until the model is ready, classify a generated 0.5 s tone, and return its label.
 
     Raises ``RuntimeError`` naming what is wrong: never ready, or an answer that is not a V2
-    response with one ``label`` and ten ``probabilities`` summing to 1.
+    response with one ``label`` and one distribution of ``probabilities``. Sends the bearer token
+    in ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
     """
+    import os
+
     import soundfile
 
     base = f"{url.rstrip('/')}/v2/models/{model_name}"
@@ -94,9 +97,10 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     soundfile.write(wav, tone, sample_rate, format="WAV")
     encoded = base64.b64encode(wav.getvalue()).decode()
     audio = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "data": [encoded]}
-    request = urllib.request.Request(
-        f"{base}/infer", data=json.dumps({"inputs": [audio]}).encode(), headers={"content-type": "application/json"}
-    )
+    headers = {"content-type": "application/json"}
+    if token := os.environ.get(AUTH_TOKEN_ENV):
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{base}/infer", data=json.dumps({"inputs": [audio]}).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.load(response)

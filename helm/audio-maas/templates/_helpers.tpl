@@ -12,6 +12,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The serving runtime the predictor runs on. */}}
+{{- define "audio-maas.runtimeName" -}}
+{{- default (include "audio-maas.fullname" .) .Values.runtime.name }}
+{{- end }}
+
 {{/* Labels for every object; helm.sh/chart changes with each chart version, so it stays out of selectors. */}}
 {{- define "audio-maas.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
@@ -25,7 +30,43 @@ app.kubernetes.io/name: {{ include "audio-maas.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* Component-level fields KServe reads for scaling and rollout. Args: component values, root context. */}}
+{{/* An image reference: by digest when one is given, else by tag. */}}
+{{- define "audio-maas.image" -}}
+{{- if .digest }}{{ .repository }}@{{ .digest }}{{ else }}{{ .repository }}:{{ .tag }}{{ end }}
+{{- end }}
+
+{{/* Pod-level fields KServe passes on to a component's pods. Args: component (values), root. */}}
+{{- define "audio-maas.podFields" -}}
+{{- $root := .root -}}
+{{- $scheduling := .scheduling -}}
+automountServiceAccountToken: false  # neither server talks to the Kubernetes API
+{{- with $root.Values.serviceAccountName }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with $root.Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- range $field := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
+{{- with get $scheduling $field }}
+{{ $field }}:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+volumes:
+  # The root filesystem is read-only; servers and libraries get a private /tmp.
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+{{- end }}
+
+{{/* Component-level fields KServe reads for scaling and rollout. Args: component (values), root. */}}
 {{- define "audio-maas.componentScaling" -}}
 {{- $scaling := .component.autoscaling -}}
 minReplicas: {{ $scaling.minReplicas }}
@@ -38,24 +79,48 @@ containerConcurrency: {{ $scaling.containerConcurrency }}
 {{- if not (kindIs "invalid" .root.Values.canaryTrafficPercent) }}
 canaryTrafficPercent: {{ .root.Values.canaryTrafficPercent }}
 {{- end }}
-automountServiceAccountToken: false  # neither server talks to the Kubernetes API
-securityContext:
-  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
-volumes:
-  # The root filesystem is read-only; servers and libraries get a private /tmp.
-  - name: tmp
-    emptyDir:
-      sizeLimit: 64Mi
+{{- end }}
+
+{{/* The bearer token's variable, when a Secret holds one: both servers require it, and the
+transformer sends it on to the predictor. */}}
+{{- define "audio-maas.tokenEnv" -}}
+{{- with .Values.auth.existingSecret }}
+- name: AUDIO_MAAS_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.auth.secretKey }}
+{{- end }}
 {{- end }}
 
 {{/* Container fields both components share. */}}
 {{- define "audio-maas.containerCommon" -}}
-env:
-  - name: STORAGE_URI  # KServe's storage initializer puts this model directory in /mnt/models
-    value: {{ .Values.storageUri | quote }}
 securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- end }}
+
+{{/* Probes of a server: REST on 8080, or a TCP check of a gRPC-only port 8081. Both servers
+listen only once their model is loaded, so start-up waits for the process; readiness asks the model
+(the transformer's is ready once the predictor answered it). Args: port, path, root. */}}
+{{- define "audio-maas.probes" -}}
+{{- $grpc := eq (int .port) 8081 -}}
+{{- $live := ternary (dict "tcpSocket" (dict "port" 8081)) (dict "httpGet" (dict "path" "/v2/health/live" "port" 8080)) $grpc -}}
+{{- $ready := ternary $live (dict "httpGet" (dict "path" .path "port" 8080)) $grpc -}}
+startupProbe:
+  {{- toYaml $live | nindent 2 }}
+  periodSeconds: {{ .root.Values.startupProbe.periodSeconds }}
+  failureThreshold: {{ .root.Values.startupProbe.failureThreshold }}
+readinessProbe:
+  {{- toYaml $ready | nindent 2 }}
+  periodSeconds: 5
+  timeoutSeconds: 2
+  failureThreshold: 3
+livenessProbe:
+  {{- toYaml $live | nindent 2 }}
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
 {{- end }}
