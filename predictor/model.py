@@ -16,9 +16,9 @@ from prometheus_client import Histogram
 from predictor.savedmodel import load_serving_function
 from predictor.settings import PredictorSettings
 from serving.batching import DynamicBatcher
-from serving.codec import to_numpy
-from serving.contract import INPUT_NAME, OUTPUT_NAME
-from serving.errors import BadRequest
+from serving.codec import request_parameter, to_numpy
+from serving.contract import INPUT_NAME, MODEL_FINGERPRINT_PARAMETER, OUTPUT_NAME, model_fingerprint
+from serving.errors import BadRequest, ModelMismatch
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
 
@@ -44,6 +44,7 @@ class SavedModelPredictor(Model):
         self._input_shape: list[int] = []
         self._output_shape: list[int] = []
         self._batcher: DynamicBatcher | None = None
+        self.fingerprint = ""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
 
     def load(self) -> bool:
@@ -58,6 +59,7 @@ class SavedModelPredictor(Model):
             tf.config.experimental.set_memory_growth(gpu, True)
         self.device = f"GPU ({', '.join(gpu.name for gpu in gpus)})" if gpus else "CPU"
         signature = load_serving_function(self.settings.model_dir)
+        self.fingerprint = model_fingerprint(self.settings.model_dir)
         inputs = signature.structured_input_signature[1]
         outputs = signature.structured_outputs
         self._signature = signature
@@ -102,6 +104,7 @@ class SavedModelPredictor(Model):
     ) -> InferResponse:
         if self._batcher is None:
             raise RuntimeError("predict called before load()")
+        self._check_caller_model(payload)
         features = self._features(payload)
         probabilities = await self._batcher.submit(features)
         output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
@@ -113,6 +116,17 @@ class SavedModelPredictor(Model):
             use_binary_outputs=payload.use_binary_outputs,
             requested_outputs=payload.request_outputs,
         )
+
+    def _check_caller_model(self, payload: InferRequest) -> None:
+        """ModelMismatch when the transformer calling says it holds another model's spec or labels:
+        a rollout pairing revisions of different models, or a storageUri changed between the two
+        containers' downloads. Features of another front end would be answered wrongly, silently."""
+        theirs = request_parameter(payload, MODEL_FINGERPRINT_PARAMETER)
+        if theirs is not None and theirs != self.fingerprint:
+            raise ModelMismatch(
+                f"model '{self.name}' here has feature spec and labels {self.fingerprint}, the caller's are "
+                f"{theirs}: transformer and predictor serve different models (a rollout mixing revisions?)"
+            )
 
     def _features(self, payload: InferRequest) -> np.ndarray:
         """The request's one input as float32 ``[N, frames, bins]``, or BadRequest naming the fault."""

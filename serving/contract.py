@@ -15,6 +15,7 @@ container, the client and training use it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "LABEL_OUTPUT",
     "METRICS_FILE",
     "MODEL_CARD_FILE",
+    "MODEL_FINGERPRINT_PARAMETER",
     "MODEL_NAME_PATTERN",
     "OUTPUT_NAME",
     "SAMPLE_RATE_PARAMETER",
@@ -36,6 +38,7 @@ __all__ = [
     "TRAINING_FILE",
     "WAVEFORM_INPUT",
     "model_directories",
+    "model_fingerprint",
     "read_labels",
     "storage_model_dir",
     "write_labels",
@@ -56,6 +59,9 @@ LABEL_OUTPUT = "label"
 """BYTES ``[N]``: the most probable class's name."""
 CLASS_ID_OUTPUT = "class_id"
 """INT64 ``[N]``: the most probable class's index into ``LABELS_FILE``."""
+MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
+"""Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
+transformer's model directory, which the predictor compares with its own. Other clients leave it out."""
 
 FEATURE_SPEC_FILE = "feature_spec.json"
 LABELS_FILE = "labels.txt"
@@ -69,6 +75,17 @@ MODEL_NAME_PATTERN = r"[A-Za-z0-9._-]+"
 AUTH_TOKEN_ENV = "AUDIO_MAAS_AUTH_TOKEN"
 """One variable for the whole local service: both servers check it, the transformer sends it
 to the predictor, ``audio-maas predict`` sends it to the transformer."""
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """What the transformer and the predictor of one model must agree on, hashed: the feature spec
+    (what the features mean) and the labels (what each output means). Two containers fetching one
+    storageUri at different times, or two revisions paired during a rollout, can disagree on either
+    with the same tensor shapes; comparing this tells."""
+    digest = hashlib.sha256()
+    for name in (FEATURE_SPEC_FILE, LABELS_FILE):
+        digest.update((model_dir / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def write_labels(model_dir: Path, labels: list[str]) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "BadRequest",
     "ErrorStatus",
     "ErrorStatusInterceptor",
+    "ModelMismatch",
     "ModelNotFound",
     "PayloadTooLarge",
     "ServiceError",
@@ -59,6 +60,13 @@ class ModelNotFound(ServiceError):
 class Unauthenticated(ServiceError):
     http_status = HTTPStatus.UNAUTHORIZED
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ModelMismatch(ServiceError):
+    """The transformer calling this predictor has another model's feature spec or labels."""
+
+    http_status = HTTPStatus.CONFLICT
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class UpstreamUnavailable(ServiceError):

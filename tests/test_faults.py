@@ -104,7 +104,7 @@ def test_transformer_waits_for_its_predictor_answers_503_while_it_is_away_and_re
     ("file", "edit", "reason"),
     [
         (FEATURE_SPEC_FILE, lambda spec: spec.replace('"n_mels": 40', '"n_mels": 32'), "did not take a probe"),
-        (LABELS_FILE, lambda labels: "\n".join(labels.split()[:9]) + "\n", "has 9 labels"),
+        (LABELS_FILE, lambda labels: "\n".join(labels.split()[:9]) + "\n", "serve different models"),
     ],
 )
 def test_transformer_stays_unready_when_its_model_files_disagree_with_the_predictor(
@@ -130,6 +130,49 @@ def test_transformer_stays_unready_when_its_model_files_disagree_with_the_predic
         finally:
             _stop(transformer, predictor)
     assert reason in log_path.read_text()
+
+
+def _relabelled_copy(tmp_path: Path) -> Path:
+    """The bundled model with two labels swapped: same shapes, same count, other answers."""
+    model_dir = tmp_path / "relabelled"
+    shutil.copytree(BUNDLED_MODEL, model_dir)
+    labels = (model_dir / LABELS_FILE).read_text().split()
+    labels[0], labels[1] = labels[1], labels[0]
+    (model_dir / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels))
+    return model_dir
+
+
+def test_transformer_refuses_a_predictor_of_another_model_with_the_same_shapes(tmp_path: Path) -> None:
+    """Shapes and label counts agree, so only the model fingerprint tells: at start the transformer
+    stays unready; when its predictor is replaced by another model's (a rollout pairing revisions
+    of two models), every request is a 503 that says so, never a wrong label."""
+    relabelled = _relabelled_copy(tmp_path)
+    transformer_port, predictor_port = free_port_pair(), free_port_pair()
+    base = f"http://127.0.0.1:{transformer_port}/v2/models/digits"
+    log_path = tmp_path / "transformer.log"
+    predictor = _start_predictor(predictor_port, relabelled)
+    with log_path.open("wb") as log:
+        transformer = _start_transformer(transformer_port, predictor_port, log=log)
+        try:
+            wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
+            wait_ready(f"http://127.0.0.1:{transformer_port}/v2/health/live", process=transformer)
+            assert _stays_unready(f"{base}/ready", seconds=3)
+            assert "transformer and predictor serve different models" in log_path.read_text()
+
+            _stop(predictor)  # the right model comes: ready
+            predictor = _start_predictor(predictor_port)
+            wait_ready(f"{base}/ready", process=transformer)
+            assert requests.post(f"{base}/infer", json=_audio_request(), timeout=30).status_code == 200
+
+            _stop(predictor)  # and another model's predictor takes its place
+            predictor = _start_predictor(predictor_port, relabelled)
+            wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
+            response = requests.post(f"{base}/infer", json=_audio_request(), timeout=30)
+            assert response.status_code == 503
+            assert "predictor answered 409" in response.json()["error"]
+            assert "transformer and predictor serve different models" in response.json()["error"]
+        finally:
+            _stop(transformer, predictor)
 
 
 def test_serve_is_ready_quickly_and_sigterm_stops_both_servers() -> None:

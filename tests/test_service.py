@@ -258,6 +258,45 @@ def test_predictor_rejects_features_of_the_wrong_shape(service: ServiceSettings)
         client.infer("digits", [features])
 
 
+GRPC_MISMATCH = """
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+client = grpcclient.InferenceServerClient(sys.argv[1])
+features = grpcclient.InferInput("features", [1, 101, 40], "FP32")
+features.set_data_from_numpy(np.zeros((1, 101, 40), np.float32))
+try:
+    client.infer("digits", [features], parameters={"audio_maas_model": "0123456789abcdef"})
+    raise SystemExit("features for another model were answered")
+except InferenceServerException as error:
+    print(error.status(), error.message())
+"""
+
+
+def test_predictor_refuses_features_computed_for_another_model(service: ServiceSettings) -> None:
+    """Features of the right shape, but computed with another model's spec or labels (the
+    transformer says so in a parameter): 409 / FAILED_PRECONDITION naming both fingerprints."""
+    from serving.contract import model_fingerprint
+
+    ours = model_fingerprint(BUNDLED_MODEL)
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{service.predictor_http_port}")
+    features = httpclient.InferInput("features", [1, 101, 40], "FP32")
+    features.set_data_from_numpy(np.zeros((1, 101, 40), np.float32), binary_data=True)
+    refusal = f"has feature spec and labels {ours}, the caller's are 0123456789abcdef"
+    with pytest.raises(InferenceServerException, match=refusal) as caught:
+        client.infer("digits", [features], parameters={"audio_maas_model": "0123456789abcdef"})
+    assert caught.value.status() == "409"
+    agreed = client.infer("digits", [features], parameters={"audio_maas_model": ours})
+    assert agreed.as_numpy("probabilities").shape == (1, len(BUNDLED_LABELS))
+    assert client.infer("digits", [features]).as_numpy("probabilities") is not None  # other clients send none
+    completed = subprocess.run(
+        [sys.executable, "-c", GRPC_MISMATCH, f"127.0.0.1:{service.predictor_grpc_port}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert completed.stdout.startswith("StatusCode.FAILED_PRECONDITION") and ours in completed.stdout
+
+
 def test_the_helm_test_check_passes_against_the_service_and_names_what_is_wrong(service: ServiceSettings) -> None:
     from transformer.client import check_deployment
 

@@ -27,9 +27,11 @@ from serving.contract import (
     CLASS_ID_OUTPUT,
     INPUT_NAME,
     LABEL_OUTPUT,
+    MODEL_FINGERPRINT_PARAMETER,
     OUTPUT_NAME,
     SAMPLE_RATE_PARAMETER,
     WAVEFORM_INPUT,
+    model_fingerprint,
     read_labels,
 )
 from serving.errors import BadRequest, ServiceError, UpstreamUnavailable
@@ -69,6 +71,7 @@ class AudioTransformer(Model):
         self.settings = settings
         self.front_end: FrontEnd | None = None
         self.labels: list[str] = []
+        self.fingerprint = ""
         self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
         self._batcher = DynamicBatcher(
             self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.labels(name).observe
@@ -82,6 +85,7 @@ class AudioTransformer(Model):
         """Read the spec and labels that travel with the model; the model's features, not ours."""
         spec = FeatureSpec.read(self.settings.model_dir)
         self.labels = read_labels(self.settings.model_dir)
+        self.fingerprint = model_fingerprint(self.settings.model_dir)
         self.front_end = FrontEnd(spec)
         self.front_end.from_waveform(waveform=np.zeros(spec.clip_samples, np.float32), sample_rate=spec.sample_rate)
         log.info("front end for %s: %s -> %s %s", self.settings.model_dir, spec.feature, INPUT_NAME, spec.feature_shape)
@@ -152,7 +156,9 @@ class AudioTransformer(Model):
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
         features = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
-        return _features_request(np.stack(features), model_name=self.name, request_id=payload.id)
+        return _features_request(
+            np.stack(features), model_name=self.name, request_id=payload.id, fingerprint=self.fingerprint
+        )
 
     async def predict(
         self,
@@ -168,7 +174,9 @@ class AudioTransformer(Model):
 
     async def _forward(self, features: np.ndarray) -> np.ndarray:
         """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back."""
-        request = _features_request(features, model_name=self.name, request_id=str(uuid.uuid4()))
+        request = _features_request(
+            features, model_name=self.name, request_id=str(uuid.uuid4()), fingerprint=self.fingerprint
+        )
         credentials = bearer_header(self.settings.auth_token)  # local mode: one token for both servers
         try:
             if self.predictor_config is not None and self.predictor_config.protocol == "v2":
@@ -183,7 +191,7 @@ class AudioTransformer(Model):
             raise UpstreamUnavailable(f"predictor {self._predictor_host} is unreachable: {error}") from None
         except httpx.HTTPStatusError as error:
             raise UpstreamUnavailable(
-                f"predictor answered {error.response.status_code}: {error.response.text[:200]}"
+                f"predictor answered {error.response.status_code}: {error.response.text[:400]}"
             ) from None
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAVAILABLE:
@@ -284,11 +292,14 @@ class AudioTransformer(Model):
         return features
 
 
-def _features_request(features: np.ndarray, *, model_name: str, request_id: str | None) -> InferRequest:
-    """Features as a binary FP32 V2 request, asking for binary outputs."""
+def _features_request(
+    features: np.ndarray, *, model_name: str, request_id: str | None, fingerprint: str
+) -> InferRequest:
+    """Features as a binary FP32 V2 request, asking for binary outputs, carrying the fingerprint
+    of the model they were computed for (the predictor refuses them for another)."""
     infer_input = InferInput(name=INPUT_NAME, shape=list(features.shape), datatype="FP32")
     infer_input.set_data_from_numpy(features, binary_data=True)
-    parameters = {"binary_data_output": True}
+    parameters: dict[str, Any] = {"binary_data_output": True, MODEL_FINGERPRINT_PARAMETER: fingerprint}
     return InferRequest(model_name=model_name, infer_inputs=[infer_input], request_id=request_id, parameters=parameters)
 
 
