@@ -2,13 +2,12 @@
 
     .venv/bin/python bench/models.py [--data-dir DIR] [--requests 1000]
 
-With the bundled models alone there is one: the additional models here are copies of the
-digits CNN under other names (a repository of links), each loaded on its own, as a user's second
-and third model of the same size would be.
+The bundled models: ``digits`` (CNN), ``digits-lstm`` and ``sounds`` (CNN on 5 s clips at 16 kHz),
+served from a repository of links to ``models/``.
 
-(a) resident memory of each process serving one model, then three; (b) the time to load a
-model through the repository extension, and to unload it; (c) one model's p50 at concurrency 1,
-alone and while another model takes 32 requests at a time.
+(a) resident memory of each process serving ``digits`` alone, then all three; (b) the time to
+unload and load each of the other two through the repository extension; (c) ``digits-lstm``'s p50
+at concurrency 1, alone and while ``digits`` takes 32 requests at a time.
 """
 
 from __future__ import annotations
@@ -33,7 +32,8 @@ from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
 
-BUNDLED = REPO / "models" / "digits"
+MODELS = REPO / "models"
+ALL = ("digits", "digits-lstm", "sounds")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -90,41 +90,48 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         repository = Path(scratch)
         rss: dict[int, dict[str, float]] = {}
-        for count in (1, 3):
-            for name in ("digits", "digits-b", "digits-c")[:count]:
+        load_s: dict[str, float] = {}
+        unload_s: dict[str, float] = {}
+        for served in (ALL[:1], ALL):
+            for name in served:
                 if not (repository / name).exists():
-                    (repository / name).symlink_to(BUNDLED, target_is_directory=True)
+                    (repository / name).symlink_to(MODELS / name, target_is_directory=True)
             process = start_service(settings, "--model-repository", str(repository))
             try:
-                asyncio.run(_drive(f"127.0.0.1:{settings.http_port}", files, {"digits": 1}, 200))  # warm
-                rss[count] = {
+                url = f"127.0.0.1:{settings.http_port}"
+                asyncio.run(_drive(url, files, dict.fromkeys(served, 1), 200))  # warm each
+                rss[len(served)] = {
                     "transformer": server_rss_mib("transformer", settings.http_port),
                     "predictor": server_rss_mib("predictor", settings.predictor_http_port),
                 }
-                if count == 3:
-                    unload = time.perf_counter()
-                    requests.post(f"{base}/v2/repository/models/digits-c/unload", timeout=120).raise_for_status()
-                    unload_s = time.perf_counter() - unload
-                    load = time.perf_counter()
-                    requests.post(f"{base}/v2/repository/models/digits-c/load", timeout=120).raise_for_status()
-                    load_s = time.perf_counter() - load
-                    url = f"127.0.0.1:{settings.http_port}"
-                    alone = asyncio.run(_drive(url, files, {"digits-b": 1}, args.requests))["digits-b"]
-                    beside = asyncio.run(_drive(url, files, {"digits-b": 1, "digits": 32}, args.requests))
+                if len(served) == len(ALL):
+                    for name in ALL[1:]:
+                        started = time.perf_counter()
+                        requests.post(f"{base}/v2/repository/models/{name}/unload", timeout=120).raise_for_status()
+                        unload_s[name] = time.perf_counter() - started
+                        started = time.perf_counter()
+                        requests.post(f"{base}/v2/repository/models/{name}/load", timeout=120).raise_for_status()
+                        load_s[name] = time.perf_counter() - started
+                    alone = asyncio.run(_drive(url, files, {"digits-lstm": 1}, args.requests))["digits-lstm"]
+                    beside = asyncio.run(_drive(url, files, {"digits-lstm": 1, "digits": 32}, args.requests))
             finally:
                 _stop(process)
 
-    print("(a) resident memory (MiB), after 200 requests")
+    print("(a) resident memory (MiB), after 200 requests to each model")
     for count, figures in rss.items():
         print(
-            f"    {count} model(s): transformer {figures['transformer']:6.0f}   predictor {figures['predictor']:6.0f}"
+            f"    {', '.join(ALL[:count]):30s} transformer {figures['transformer']:6.0f}   "
+            f"predictor {figures['predictor']:6.0f}"
         )
     for server in ("transformer", "predictor"):
         print(f"    per additional model, {server}: {(rss[3][server] - rss[1][server]) / 2:+.0f} MiB")
-    print(f"(b) load of one model (both servers, through the transformer) {load_s:.2f} s, unload {unload_s:.2f} s")
+    for name in ALL[1:]:
+        timing = f"load (both servers, via the transformer) {load_s[name]:.2f} s, unload {unload_s[name]:.2f} s"
+        print(f"(b) {name}: {timing}")
+    busy = beside["digits"] * 1000
     print(
-        f"(c) digits-b at concurrency 1: p50 {alone * 1000:.1f} ms alone, "
-        f"{beside['digits-b'] * 1000:.1f} ms while digits takes 32 at a time (its p50 {beside['digits'] * 1000:.1f} ms)"
+        f"(c) digits-lstm at concurrency 1: p50 {alone * 1000:.1f} ms alone, "
+        f"{beside['digits-lstm'] * 1000:.1f} ms while digits takes 32 at a time (its p50 {busy:.1f} ms)"
     )
 
 

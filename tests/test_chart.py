@@ -600,6 +600,21 @@ def test_notes_name_the_knative_flags_and_the_kserve_version() -> None:
     assert flags in flagged["audio-maas/templates/NOTES.txt"]
 
 
+def test_every_value_in_the_schema_is_described() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+
+    def undescribed(node: dict[str, Any], path: str) -> list[str]:
+        found = []
+        for name, child in node.get("properties", {}).items():
+            if "description" not in child and "$ref" not in child:
+                found.append(f"{path}.{name}")
+            found += undescribed(child, f"{path}.{name}")
+        return found
+
+    nodes = [(schema, ""), *((definition, f"#{name}") for name, definition in schema["definitions"].items())]
+    assert [path for node, prefix in nodes for path in undescribed(node, prefix)] == []
+
+
 def test_k8s_manifests_are_the_chart_rendered_with_defaults() -> None:
     """k8s/ is generated; regenerate with `python -m deploy.chart --write-k8s`."""
     assert K8S_MANIFEST.read_text() == render_text({})

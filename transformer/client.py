@@ -78,8 +78,9 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     """Wait until the model is ready, classify a generated 0.5 s tone, and return its label.
 
     Raises ``RuntimeError`` naming what is wrong: never ready, or an answer that is not a V2
-    response with one ``label`` and one distribution of ``probabilities``. Sends the bearer token
-    in ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
+    response with one ``label`` and one distribution over as many classes as the model's metadata
+    names (so the deployed model's transformer and predictor agree). Sends the bearer token in
+    ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
     """
     import os
 
@@ -113,6 +114,11 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     probabilities = np.asarray(outputs[OUTPUT_NAME]["data"], dtype=np.float64)
     if outputs[OUTPUT_NAME]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
         raise RuntimeError(f"probabilities are not one distribution: {outputs[OUTPUT_NAME]}")
+    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=30) as response:
+        metadata = json.load(response)
+    (declared,) = [output["shape"] for output in metadata.get("outputs", []) if output["name"] == OUTPUT_NAME]
+    if probabilities.size != declared[-1]:
+        raise RuntimeError(f"the answer has {probabilities.size} classes, the model's metadata {declared[-1]}")
     return str(outputs[LABEL_OUTPUT]["data"][0])
 
 
