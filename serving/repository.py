@@ -51,9 +51,20 @@ class ModelRepository(KServeModelRepository):
         self.version = version
         self._not_ready: dict[str, tuple[str, str]] = {}
         """name -> (state, reason) of a model that is not registered: LOADING, or UNAVAILABLE and why."""
+        self._changing: dict[str, asyncio.Lock] = {}
+        """One lock per model name: loads and unloads of one model take turns; of others, not."""
 
     async def open(self, name: str) -> None:
         """Load ``name`` from its directory and serve it; a model already served is reloaded."""
+        async with self._changing.setdefault(name, asyncio.Lock()):
+            await self._load_model(name)
+
+    async def close(self, name: str) -> None:
+        """Stop serving ``name``; its directory stays in the repository, to be loaded again."""
+        async with self._changing.setdefault(name, asyncio.Lock()):
+            await self._close_model(name)
+
+    async def _load_model(self, name: str) -> None:
         directory = self._available().get(name)
         if directory is None:
             raise ModelNotFound(f"the model repository has no model '{name}'")
@@ -71,8 +82,7 @@ class ModelRepository(KServeModelRepository):
         del self._not_ready[name]
         log.info("model '%s' loaded from %s", name, directory)
 
-    async def close(self, name: str) -> None:
-        """Stop serving ``name``; its directory stays in the repository, to be loaded again."""
+    async def _close_model(self, name: str) -> None:
         try:
             self.unload(name)  # KServe's: calls the model's stop()
         except KeyError:

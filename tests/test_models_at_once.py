@@ -5,6 +5,7 @@ feature grid (32 mel bands, 0.5 s clips) with three labels."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import re
@@ -263,6 +264,21 @@ def test_a_model_unloaded_and_loaded_again_under_traffic_costs_the_other_nothing
         "infer": (404, {"error": "Model with name tones does not exist."}),
         "load": (200, {"name": "tones", "load": True}),
     }
+    assert _infer(two_models, "tones", [_wav(TONE_LABELS["low"])])[0] == ["low"]
+
+
+def test_loads_and_unloads_of_one_model_at_once_take_turns(two_models: ServiceSettings) -> None:
+    """Four loads of one model and an unload, sent together: each waits for the one before, so all
+    succeed (the model is served throughout, so even the unload finds it), none a 500."""
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda path: _repository(two_models, path), [
+            "/models/tones/load", "/models/tones/load", "/models/tones/unload",
+            "/models/tones/load", "/models/tones/load",
+        ]))  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    _repository(two_models, "/models/tones/load").raise_for_status()
+    states = {entry["name"]: entry["state"] for entry in _repository(two_models, "/index").json()}
+    assert states == {"digits": "READY", "tones": "READY"}
     assert _infer(two_models, "tones", [_wav(TONE_LABELS["low"])])[0] == ["low"]
 
 
