@@ -39,12 +39,16 @@ serve: $(BIN)/audio-maas
 evaluate: $(BIN)/audio-maas
 	$(BIN)/audio-maas evaluate --model $(MODEL) --data-dir $(DATA_DIR) $(UNKNOWN) --split test --report report
 
-# hey: a compiled load generator, so that the client does not take the servers' cores.
+# hey: a compiled load generator, so that the client does not take the servers' cores. The targets
+# are judged run by run: BENCH_RUNS=5 for the five the README reports. Figures and plot go to
+# bench/last-run.*; `audio-maas plan` reads bench/results-2core.json, replaced by hand.
+BENCH_RUNS ?= 1
 bench: $(BIN)/audio-maas
 	@command -v hey >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq hey >/dev/null; \
 	  else echo "install hey (Debian/Ubuntu: sudo apt-get install hey)" >&2; exit 1; fi; }
-	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR)
+	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR) --runs $(BENCH_RUNS) \
+	  --json bench/last-run.json --plot bench/last-run.png
 
 # Several models in one service: memory per model, load time, one busy model beside another.
 bench-models: $(BIN)/audio-maas

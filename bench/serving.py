@@ -1,6 +1,6 @@
-"""Serving benchmark: the limit two cores allow, the in-process ceiling, and the service against both.
+"""Serving benchmark: the limit two cores allow, the in-process ceiling, ours, and a KServe peer.
 
-    .venv/bin/python bench/serving.py [--data-dir DIR] [--requests 3000] [--json FILE]
+    .venv/bin/python bench/serving.py [--data-dir DIR] [--requests 3000] [--runs 5] [--json FILE] [--plot FILE]
 
 (a) per-stage costs, one clip at a time on one core: decode, features, and the model at batch 1
 and 32. The limit is what the machine's cores could do if they ran nothing else: cores /
@@ -10,7 +10,10 @@ model at batch 1.
 (c) ``audio-maas serve`` on loopback, driven by ``hey`` (a compiled load generator: a Python
 client on the same two cores would be the bottleneck), one FSDD file per request, at concurrency
 1, 8 and 32, with the binary tensor extension and with JSON (base64); CPU seconds each server
-spent per clip, and resident memory. Prints clips/s, p50 and p99, and the ratios to (a).
+spent per clip, and resident memory.
+(d) the same JSON requests to the plain KServe sample pattern (``bench/peer.py``, a baseline).
+Prints clips/s, p50 and p99, and the ratios the targets are judged by, in every run; with
+``--runs N``, each target's value in every run and in how many it held.
 """
 
 from __future__ import annotations
@@ -29,21 +32,24 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.soak import server_pid, server_rss_mib, start_service  # noqa: E402
+from bench.soak import server_pid, start_service  # noqa: E402
 from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
+from transformer.client import is_ready  # noqa: E402
 
 MODEL_NAME = ServiceSettings().model_name
 
 MODEL = REPO / "models" / "digits"
+CONCURRENCY = (1, 8, 32)
 
 
 def stage_costs(files: list[bytes]) -> dict[str, float]:
@@ -151,17 +157,62 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
-    parser.add_argument("--json", type=Path, help="also write the figures here (the capacity planner reads them)")
-    args = parser.parse_args()
-    if shutil.which("hey") is None:
-        raise SystemExit("bench needs hey (Debian: apt-get install hey); `make bench` installs it")
-    test_split = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
-    cores = os.cpu_count() or 1
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
 
+
+def drive(
+    url: str, bodies: dict[str, tuple[Path, list[str]]], pids: dict[str, int], *, requests: int, label: str
+) -> dict[str, list[dict[str, float]]]:
+    """hey at concurrency 1, 8 and 32 for each body; clips/s, p50, p99 and CPU ms per clip of each process."""
+    levels: dict[str, list[dict[str, float]]] = {}
+    for encoding, (body, headers) in bodies.items():
+        hey(url, body, headers, requests=320, concurrency=32)  # warm connections, caches, batch shapes
+        levels[encoding] = []
+        for concurrency in CONCURRENCY:
+            count = requests - requests % concurrency
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            figures = hey(url, body, headers, requests=count, concurrency=concurrency)
+            for name, pid in pids.items():
+                figures[f"{name}_cpu_ms_per_clip"] = (cpu_seconds(pid) - before[name]) * 1000 / count
+            levels[encoding].append({"concurrency": concurrency, **figures})
+            print(
+                f"    {label} {encoding:>6} c={concurrency:>2}: {figures['clips_per_s']:7.1f} clips/s   "
+                f"p50 {figures['p50_s'] * 1000:6.1f} ms   p99 {figures['p99_s'] * 1000:6.1f} ms   "
+                f"CPU per clip: transformer {figures['transformer_cpu_ms_per_clip']:.2f} ms, "
+                f"predictor {figures['predictor_cpu_ms_per_clip']:.2f} ms"
+            )
+    return levels
+
+
+def start_peer(transformer_port: int, predictor_port: int) -> dict[str, subprocess.Popen[bytes]]:
+    """The KServe sample pattern (``bench/peer.py``), both processes ready."""
+    common = ["--model_name", MODEL_NAME, "--model_dir", str(MODEL)]
+    processes = {
+        "predictor": subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "peer.py"), "predictor", *common,
+             "--http_port", str(predictor_port), "--grpc_port", str(predictor_port + 1)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        "transformer": subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "peer.py"), "transformer", *common,
+             "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", "v2",
+             "--http_port", str(transformer_port), "--grpc_port", str(transformer_port + 1)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    }  # fmt: skip
+    deadline = time.monotonic() + 120
+    for port in (predictor_port, transformer_port):
+        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes.values()):
+                raise SystemExit("the KServe sample pattern (bench/peer.py) did not start")
+            time.sleep(0.2)
+    return processes
+
+
+def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, Any]:
+    """Every figure of one run: stage costs and the limit, the ceiling, ours, and the peer."""
     costs = _in_child(stage_costs, test_split)
     per_clip = costs["decode"] + costs["features"] + costs["model_batch_32"]
     limit = cores / per_clip
@@ -175,7 +226,6 @@ def main() -> None:
         f"    limit: {cores} cores / {per_clip * 1000:.2f} ms = {limit:.0f} clips/s; "
         f"one clip in process {one_clip * 1000:.2f} ms"
     )
-
     print(f"(b) in-process ceiling, {len(test_split)} clips, one process")
     ceiling = 0.0
     for batch_size in (1, 8, 32):
@@ -187,55 +237,137 @@ def main() -> None:
     started = time.monotonic()
     serve = start_service(service, "--model", str(MODEL), timeout_s=120)
     ready_s = time.monotonic() - started
-    levels: dict[str, list[dict[str, float]]] = {"binary": [], "json": []}
-    try:
-        pids = {
-            "transformer": server_pid("transformer", service.http_port),
-            "predictor": server_pid("predictor", service.predictor_http_port),
-        }
-        url = f"{service.url}/v2/models/{MODEL_NAME}/infer"
-        print(f"(c) service end to end (ready in {ready_s:.1f} s), one file per request, driven by hey")
-        with tempfile.TemporaryDirectory() as scratch:
-            bodies = request_bodies(test_split[0], Path(scratch))
-            for encoding, (body, headers) in bodies.items():
-                hey(url, body, headers, requests=320, concurrency=32)  # warm connections, caches, batch shapes
-                for concurrency in (1, 8, 32):
-                    count = args.requests - args.requests % concurrency
-                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                    figures = hey(url, body, headers, requests=count, concurrency=concurrency)
-                    for name, pid in pids.items():
-                        figures[f"{name}_cpu_ms_per_clip"] = (cpu_seconds(pid) - before[name]) * 1000 / count
-                    levels[encoding].append({"concurrency": concurrency, **figures})
-                    print(
-                        f"    {encoding:>6} c={concurrency:>2}: {figures['clips_per_s']:7.1f} clips/s   "
-                        f"p50 {figures['p50_s'] * 1000:6.1f} ms   p99 {figures['p99_s'] * 1000:6.1f} ms   "
-                        f"CPU per clip: transformer {figures['transformer_cpu_ms_per_clip']:.2f} ms, "
-                        f"predictor {figures['predictor_cpu_ms_per_clip']:.2f} ms   "
-                        f"/ limit {figures['clips_per_s'] / limit:.2f}"
-                    )
-        rss = {name: server_rss_mib(name, port) for name, port in
-               (("transformer", service.http_port), ("predictor", service.predictor_http_port))}  # fmt: skip
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=30)
-    c1 = levels["binary"][0]
-    c32 = levels["binary"][-1]
-    print(f"    resident memory: transformer {rss['transformer']:.0f} MiB, predictor {rss['predictor']:.0f} MiB")
-    print(
-        f"ratios: binary c=32 / limit = {c32['clips_per_s'] / limit:.2f} (target 0.6); "
-        f"binary c=1 p50 / one clip in process = {c1['p50_s'] / one_clip:.2f} (target 2.5); "
-        f"binary c=32 / in-process ceiling = {c32['clips_per_s'] / ceiling:.2f}"
-    )
+    url = f"/v2/models/{MODEL_NAME}/infer"
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies = request_bodies(test_split[0], Path(scratch))
+        try:
+            pids = {
+                "transformer": server_pid("transformer", service.http_port),
+                "predictor": server_pid("predictor", service.predictor_http_port),
+            }
+            print(f"(c) audio-maas serve (ready in {ready_s:.1f} s), one file per request, driven by hey")
+            ours = drive(service.url + url, bodies, pids, requests=requests, label="ours")
+            rss = {name: _rss_mib(pid) for name, pid in pids.items()}
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=30)
+        peer = start_peer(18090, 18095)
+        try:
+            peer_pids = {name: process.pid for name, process in peer.items()}
+            print("(d) the KServe sample pattern (bench/peer.py: JSON tensors, one model call per request)")
+            theirs = drive("http://127.0.0.1:18090" + url, {"json": bodies["json"]}, peer_pids,
+                           requests=requests, label="peer")["json"]  # fmt: skip
+            peer_rss = {name: _rss_mib(pid) for name, pid in peer_pids.items()}
+        finally:
+            for process in peer.values():
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    print(f"    resident memory: ours transformer {rss['transformer']:.0f} MiB, predictor {rss['predictor']:.0f} MiB; "
+          f"peer {peer_rss['transformer']:.0f} and {peer_rss['predictor']:.0f} MiB")  # fmt: skip
+    ratios = {
+        "binary_c32_over_limit": ours["binary"][-1]["clips_per_s"] / limit,
+        "json_c32_over_peer": ours["json"][-1]["clips_per_s"] / theirs[-1]["clips_per_s"],
+        "binary_c1_p50_over_one_clip": ours["binary"][0]["p50_s"] / one_clip,
+        "binary_c32_over_ceiling": ours["binary"][-1]["clips_per_s"] / ceiling,
+    }
+    print("ratios: " + "; ".join(f"{name} {value:.2f}" for name, value in ratios.items()))
+    return {
+        "stage_seconds_per_clip": costs,
+        "limit_clips_per_s": limit,
+        "one_clip_in_process_s": one_clip,
+        "in_process_ceiling_clips_per_s": ceiling,
+        "ready_s": ready_s,
+        "service": ours["binary"],
+        "service_json": ours["json"],
+        "peer_json": theirs,
+        "rss_mib": rss,
+        "peer_rss_mib": peer_rss,
+        "ratios": ratios,
+    }
+
+
+TARGETS = {
+    "binary_c32_over_limit": (">=", 0.6),
+    "json_c32_over_peer": (">=", 3.0),
+    "binary_c1_p50_over_one_clip": ("<=", 2.5),
+}
+"""Issue 15's targets, each judged run by run."""
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each target's value in every run, how many runs met it, and the median."""
+    out = {}
+    for name, (direction, target) in TARGETS.items():
+        values = [run["ratios"][name] for run in runs]
+        met = sum(value >= target if direction == ">=" else value <= target for value in values)
+        out[name] = {"target": f"{direction} {target}", "runs": values, "met": met, "median": float(np.median(values))}
+        print(
+            f"{name}: {', '.join(f'{v:.2f}' for v in values)} (median {np.median(values):.2f}); "
+            f"target {direction} {target} met in {met} of {len(values)} runs"
+        )
+    ready = [run["ready_s"] for run in runs]
+    met = sum(r <= 10 for r in ready)
+    out["ready_s"] = {"target": "<= 10", "runs": ready, "met": met, "median": float(np.median(ready))}
+    print(f"ready_s: {', '.join(f'{r:.1f}' for r in ready)}; target <= 10 met in {met} of {len(ready)} runs")
+    return out
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    """clips/s and p99 against concurrency: ours (binary, JSON), the peer, the limit; medians over runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate_axis, p99_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    series = {"ours, binary": "service", "ours, JSON": "service_json", "KServe sample pattern, JSON": "peer_json"}
+    for label, key in series.items():
+        rates = np.median([[level["clips_per_s"] for level in run[key]] for run in runs], axis=0)
+        p99s = np.median([[level["p99_s"] * 1000 for level in run[key]] for run in runs], axis=0)
+        rate_axis.plot(CONCURRENCY, rates, marker="o", label=label)
+        p99_axis.plot(CONCURRENCY, p99s, marker="o", label=label)
+    limit = float(np.median([run["limit_clips_per_s"] for run in runs]))
+    rate_axis.axhline(limit, color="grey", linestyle="--", label=f"limit ({limit:.0f} clips/s)")
+    ticks = {"xscale": "log", "xticks": CONCURRENCY, "xticklabels": CONCURRENCY, "xlabel": "requests in flight"}
+    rate_axis.set(ylabel="clips/s", **ticks)
+    p99_axis.set(ylabel="p99 latency (ms)", yscale="log", **ticks)
+    rate_axis.legend(fontsize=8)
+    rate_axis.set_title(f"Throughput, median of {len(runs)} run(s)")
+    p99_axis.set_title("p99 latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "fsdd")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
+    parser.add_argument("--runs", type=int, default=1, help="whole runs; targets are judged run by run")
+    parser.add_argument("--json", type=Path, help="also write the figures here (the capacity planner reads them)")
+    parser.add_argument("--plot", type=Path, help="also draw clips/s and p99 against concurrency here (PNG)")
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        raise SystemExit("bench needs hey (Debian: apt-get install hey); `make bench` installs it")
+    from importlib.metadata import version
+
+    test_split = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
+    cores = os.cpu_count() or 1
+    print(f"{cores} CPU cores; KServe {version('kserve')} for both ours and the peer")
+    runs = []
+    for run in range(args.runs):
+        print(f"== run {run + 1} of {args.runs}")
+        runs.append(one_run(test_split, requests=args.requests, cores=cores))
+    print(f"== {args.runs} run(s)")
+    judged = summary(runs)
+    if args.plot:
+        plot(runs, args.plot)
     if args.json:
+        median_run = sorted(runs, key=lambda r: r["ratios"]["binary_c32_over_limit"])[len(runs) // 2]
         figures_out = {
             "machine": f"{cores} CPU cores, one transformer and one predictor process",
-            "ready_s": ready_s,
-            "stage_seconds_per_clip": costs,
-            "limit_clips_per_s": limit,
-            "in_process_ceiling_clips_per_s": ceiling,
-            "service": levels["binary"],
-            "service_json": levels["json"],
-            "rss_mib": rss,
+            **median_run,  # the run with the median throughput ratio: what the capacity planner reads
+            "runs": runs,
+            "summary": judged,
         }
         args.json.write_text(json.dumps(figures_out, indent=2) + "\n")
 

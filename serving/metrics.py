@@ -6,7 +6,8 @@ included, by outcome, and time each from its first byte to its answer:
 
 - ``audio_maas_requests_total{model, protocol, code, outcome}``: ``code`` is the HTTP status or
   the gRPC status name; ``outcome`` is ``ok``, ``client_error`` or ``server_error``, the same on
-  both protocols, so that one error ratio covers both;
+  both protocols, so that one error ratio covers both. ``model`` is ``-`` for a name the server
+  does not serve: a client must not be able to grow the label set without bound;
 - ``audio_maas_request_seconds{model, protocol}``: a histogram;
 - ``audio_maas_model_ready{model}``: 1 while a model serves, 0 while it loads or failed to.
 """
@@ -48,6 +49,7 @@ _CLIENT_CODES = {
 
 
 def _record(model: str, protocol: str, code: str, outcome: str, seconds: float) -> None:
+    model = model if MODEL_READY.knows(model) else "-"
     REQUESTS.labels(model, protocol, code, outcome).inc()
     REQUEST_SECONDS.labels(model, protocol).observe(seconds)
 
@@ -115,6 +117,10 @@ class ReadyCollector(Collector):
     def watch(self, repository: Any) -> None:
         """Report ``repository``'s models (a :class:`serving.repository.ModelRepository`)."""
         self._repositories.append(repository)
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is a model a watched repository serves or is loading."""
+        return any(name in repository.readiness() for repository in self._repositories)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("audio_maas_model_ready", "1 while the model serves, else 0", labels=["model"])

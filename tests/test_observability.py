@@ -94,6 +94,7 @@ def test_every_inference_request_is_counted_and_timed_by_protocol_and_outcome(
 ) -> None:
     before = _metrics(service.url)
     _traffic(service, fsdd_dir)
+    assert requests.post(f"{service.url}/v2/models/no-such-model/infer", json={}, timeout=30).status_code == 404
     after = _metrics(service.url)
 
     def delta(name: str, **labels: str) -> float:
@@ -105,6 +106,9 @@ def test_every_inference_request_is_counted_and_timed_by_protocol_and_outcome(
     assert delta("audio_maas_requests_total", model="digits", protocol="grpc", code="INVALID_ARGUMENT",
                  outcome="client_error") == 1  # fmt: skip
     assert delta("audio_maas_request_seconds_count", **rest) == 2
+    # A name not served is counted under "-": clients cannot grow the label set.
+    assert delta("audio_maas_requests_total", model="-", protocol="rest", code="404", outcome="client_error") == 1
+    assert "no-such-model" not in after
     assert _sample(after, "audio_maas_model_ready", model="digits") == 1
     predictor = _metrics(f"http://127.0.0.1:{service.predictor_http_port}")
     assert _sample(predictor, "audio_maas_model_ready", model="digits") == 1
