@@ -94,7 +94,11 @@ def test_every_inference_request_is_counted_and_timed_by_protocol_and_outcome(
 ) -> None:
     before = _metrics(service.url)
     _traffic(service, fsdd_dir)
-    assert requests.post(f"{service.url}/v2/models/no-such-model/infer", json={}, timeout=30).status_code == 404
+    unserved = f"{service.url}/v2/models/no-such-model/infer"
+    assert requests.post(unserved, json={}, timeout=30).status_code == 400  # refused before the name is looked up
+    wav = base64.b64encode(_wav(fsdd_dir)).decode()
+    body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [wav]}]}
+    assert requests.post(unserved, json=body, timeout=30).status_code == 404
     after = _metrics(service.url)
 
     def delta(name: str, **labels: str) -> float:
@@ -107,7 +111,10 @@ def test_every_inference_request_is_counted_and_timed_by_protocol_and_outcome(
                  outcome="client_error") == 1  # fmt: skip
     assert delta("audio_maas_request_seconds_count", **rest) == 2
     # A name not served is counted under "-": clients cannot grow the label set.
-    assert delta("audio_maas_requests_total", model="-", protocol="rest", code="404", outcome="client_error") == 1
+    unserved = {"model": "-", "protocol": "rest", "outcome": "client_error"}
+    assert delta("audio_maas_requests_total", **unserved, code="404") == delta(
+        "audio_maas_requests_total", **unserved, code="400"
+    ) == 1  # fmt: skip
     assert "no-such-model" not in after
     assert _sample(after, "audio_maas_model_ready", model="digits") == 1
     predictor = _metrics(f"http://127.0.0.1:{service.predictor_http_port}")
