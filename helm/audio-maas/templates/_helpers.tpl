@@ -35,7 +35,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .digest }}{{ .repository }}@{{ .digest }}{{ else }}{{ .repository }}:{{ .tag }}{{ end }}
 {{- end }}
 
-{{/* Pod-level fields KServe passes on to a component's pods. Args: component (values), root. */}}
+{{/* The predictor's placement, as YAML: its scheduling values, and the GPU's node selector and
+tolerations when it asks for a GPU. */}}
+{{- define "audio-maas.predictorScheduling" -}}
+{{- $scheduling := deepCopy .Values.predictor.scheduling -}}
+{{- $gpu := .Values.predictor.gpu -}}
+{{- if $gpu.enabled }}
+{{- $_ := set $scheduling "nodeSelector" (merge (deepCopy (default dict $scheduling.nodeSelector)) (default dict $gpu.nodeSelector)) }}
+{{- $_ := set $scheduling "tolerations" (concat (default list $scheduling.tolerations) (default list $gpu.tolerations)) }}
+{{- end }}
+{{- toYaml $scheduling }}
+{{- end }}
+
+{{/* Pod-level fields KServe passes on to a component's pods. Args: scheduling (placement values), root. */}}
 {{- define "audio-maas.podFields" -}}
 {{- $root := .root -}}
 {{- $scheduling := .scheduling -}}

@@ -29,9 +29,8 @@ older than Chart.yaml's kubeVersion Helm refuses itself.
 {{- end }}
 {{- if $knative }}
 {{- $podFields := deepCopy $values.scheduling -}}
-{{- if and (eq $component "predictor") $values.gpu.enabled }}
-{{- $_ := set $podFields "nodeSelector" (merge (deepCopy (default dict $podFields.nodeSelector)) (default dict $values.gpu.nodeSelector)) }}
-{{- $_ := set $podFields "tolerations" (concat (default list $podFields.tolerations) (default list $values.gpu.tolerations)) }}
+{{- if eq $component "predictor" }}
+{{- $podFields = include "audio-maas.predictorScheduling" $ | fromYaml }}
 {{- end }}
 {{- $_ := set $podFields "securityContext" $.Values.podSecurityContext -}}
 {{- $flagOf := dict "nodeSelector" "kubernetes.podspec-nodeselector" "tolerations" "kubernetes.podspec-tolerations" "affinity" "kubernetes.podspec-affinity" "topologySpreadConstraints" "kubernetes.podspec-topologyspreadconstraints" "securityContext" "kubernetes.podspec-securitycontext" -}}
