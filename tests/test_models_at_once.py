@@ -25,7 +25,15 @@ import tritonclient.http as httpclient
 from cli import main
 from serving.contract import model_directories
 from serving.settings import ServiceSettings
-from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, loopback_settings, running_service, tone
+from tests.conftest import (
+    BUNDLED_LABELS,
+    BUNDLED_MODEL,
+    encode,
+    loopback_settings,
+    running_service,
+    tone,
+    wait_ready,
+)
 from transformer.frontend import FeatureSpec, FrontEnd
 
 TONE_LABELS = {"low": 300.0, "mid": 1000.0, "high": 2500.0}
@@ -365,3 +373,51 @@ def test_a_repository_broken_while_serving_is_named_and_what_is_served_stays_lis
     finally:
         odd.unlink()
     assert _repository(two_models, "/models/tones/load").status_code == 200
+
+
+GRPC_EACH_MODEL = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+client = grpcclient.InferenceServerClient(sys.argv[1])
+answers = {}
+for model, path in json.loads(sys.argv[2]).items():
+    audio = grpcclient.InferInput("audio", [1], "BYTES")
+    audio.set_data_from_numpy(np.array([open(path, "rb").read()], dtype=object))
+    answers[model] = client.infer(model, [audio]).as_numpy("label")[0].decode()
+print(json.dumps(answers))
+"""
+
+
+def test_one_serve_answers_every_bundled_model_with_its_own_labels(fsdd_dir: Path) -> None:
+    """`audio-maas serve` with no model flags: digits, digits-lstm and sounds through one transformer
+    and one predictor, each with its own labels in metadata and answers, over HTTP and gRPC."""
+    from serving.contract import read_labels
+
+    esc10 = fsdd_dir.parent / "esc10"
+    folders = sorted(folder for folder in esc10.iterdir() if folder.is_dir())
+    sounds = {folder.name.split(" - ", 1)[1]: sorted(folder.glob("4-*.ogg"))[0] for folder in folders}  # fold 4: test
+    digits = sorted((fsdd_dir / "recordings").glob("*_theo_4.wav"))  # take 4: FSDD's test split
+    settings = loopback_settings()
+    with running_service(settings, models=()) as process:
+        for model in ("digits-lstm", "sounds"):
+            wait_ready(f"{settings.url}/v2/models/{model}/ready", process=process)
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{settings.http_port}")
+        for model in ("digits", "digits-lstm", "sounds"):
+            labels = read_labels(BUNDLED_MODEL.parent / model)
+            (probabilities,) = [o for o in client.get_model_metadata(model)["outputs"] if o["name"] == "probabilities"]
+            assert probabilities["shape"] == [-1, len(labels)], model
+        for model in ("digits", "digits-lstm"):
+            answers = _infer(settings, model, [path.read_bytes() for path in digits])[0]
+            right = sum(answer == path.name[0] for answer, path in zip(answers, digits, strict=True))
+            assert right >= 0.9 * len(digits), (model, answers)
+        answers = _infer(settings, "sounds", [path.read_bytes() for path in sounds.values()])[0]
+        assert set(answers) <= set(read_labels(BUNDLED_MODEL.parent / "sounds"))
+        assert sum(answer == label for answer, label in zip(answers, sounds, strict=True)) >= 7, answers
+        paths = {"digits": str(digits[0]), "digits-lstm": str(digits[0]), "sounds": str(next(iter(sounds.values())))}
+        completed = subprocess.run(
+            [sys.executable, "-c", GRPC_EACH_MODEL, f"127.0.0.1:{settings.grpc_port}", json.dumps(paths)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        over_http = {model: _infer(settings, model, [Path(path).read_bytes()])[0][0] for model, path in paths.items()}
+        assert json.loads(completed.stdout) == over_http
