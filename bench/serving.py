@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.soak import server_pid, start_service  # noqa: E402
+from bench.soak import rss_mib, server_pid, start_service  # noqa: E402
 from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
@@ -157,11 +157,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
-
-
 def drive(
     url: str, bodies: dict[str, tuple[Path, list[str]]], pids: dict[str, int], *, requests: int, label: str
 ) -> dict[str, list[dict[str, float]]]:
@@ -247,7 +242,7 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
             }
             print(f"(c) audio-maas serve (ready in {ready_s:.1f} s), one file per request, driven by hey")
             ours = drive(service.url + url, bodies, pids, requests=requests, label="ours")
-            rss = {name: _rss_mib(pid) for name, pid in pids.items()}
+            rss = {name: rss_mib(pid) for name, pid in pids.items()}
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=30)
@@ -257,7 +252,7 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
             print("(d) the KServe sample pattern (bench/peer.py: JSON tensors, one model call per request)")
             theirs = drive("http://127.0.0.1:18090" + url, {"json": bodies["json"]}, peer_pids,
                            requests=requests, label="peer")["json"]  # fmt: skip
-            peer_rss = {name: _rss_mib(pid) for name, pid in peer_pids.items()}
+            peer_rss = {name: rss_mib(pid) for name, pid in peer_pids.items()}
         finally:
             for process in peer.values():
                 process.send_signal(signal.SIGTERM)

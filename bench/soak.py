@@ -30,7 +30,7 @@ from serving.settings import ServiceSettings  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
 from transformer.client import is_ready  # noqa: E402
 
-__all__ = ["SoakResult", "server_pid", "server_rss_mib", "soak", "start_service"]
+__all__ = ["SoakResult", "rss_mib", "server_pid", "server_rss_mib", "soak", "start_service"]
 
 MODEL_NAME = ServiceSettings().model_name
 
@@ -84,10 +84,15 @@ def server_pid(module: str, http_port: int) -> int:
     raise LookupError(f"no {module} process on port {http_port}")
 
 
-def server_rss_mib(module: str, http_port: int) -> float:
-    """Resident memory of the ``python -m MODULE ... --http_port PORT`` process (Linux /proc)."""
-    status = Path(f"/proc/{server_pid(module, http_port)}/status").read_text()
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` (Linux /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def server_rss_mib(module: str, http_port: int) -> float:
+    """Resident memory of the ``python -m MODULE ... --http_port PORT`` process."""
+    return rss_mib(server_pid(module, http_port))
 
 
 async def soak(url: str, files: list[bytes], expected: list[str], *, concurrency: int, seconds: float) -> SoakResult:

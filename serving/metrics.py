@@ -120,7 +120,7 @@ class ReadyCollector(Collector):
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model a watched repository serves or is loading."""
-        return any(name in repository.readiness() for repository in self._repositories)
+        return any(repository.knows(name) for repository in self._repositories)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("audio_maas_model_ready", "1 while the model serves, else 0", labels=["model"])

@@ -112,6 +112,10 @@ class ModelRepository(KServeModelRepository):
             entries.append(entry | ({"reason": reason} if reason else {}))
         return entries
 
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is served or being opened here."""
+        return name in self.models or name in self._not_ready
+
     def readiness(self) -> dict[str, bool]:
         """Each model served or being opened -> whether it serves (its ``ready`` flag), for metrics."""
         return {name: False for name in self._not_ready} | {name: bool(m.ready) for name, m in self.models.items()}

@@ -10,6 +10,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -82,8 +83,6 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     names (so the deployed model's transformer and predictor agree). Sends the bearer token in
     ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
     """
-    import os
-
     import soundfile
 
     base = f"{url.rstrip('/')}/v2/models/{model_name}"
