@@ -61,7 +61,15 @@ class DynamicBatcher:
             self._queue = None
 
     async def submit(self, rows: np.ndarray) -> np.ndarray:
-        """Run ``rows`` ``[n, ...]``, batched with whatever else is waiting; returns their ``n`` results."""
+        """Run ``rows`` ``[n, ...]``, batched with whatever else is waiting; returns their ``n`` results.
+
+        More rows than ``max_batch_size`` (a request of many elements, a long recording's segments)
+        go as several calls of at most that many, so no call outgrows what the model was sized for.
+        """
+        if len(rows) > self.max_batch_size:
+            size = self.max_batch_size
+            parts = await asyncio.gather(*(self.submit(rows[i : i + size]) for i in range(0, len(rows), size)))
+            return np.concatenate(parts)
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve(self._queue))

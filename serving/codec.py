@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -203,10 +204,23 @@ def bytes_elements(infer_input: InferInput) -> list[bytes]:
 def request_parameter(request: InferRequest, name: str) -> Any:
     """A request parameter's value, from a REST dict or a gRPC ``InferParameter``; None when absent."""
     value = (request.parameters or {}).get(name)
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float, str)) or not hasattr(value, "WhichOneof"):
         return value
-    which = value.WhichOneof("parameter_choice") if hasattr(value, "WhichOneof") else None
-    return getattr(value, which) if which else value
+    which = value.WhichOneof("parameter_choice")
+    return getattr(value, which) if which else _beyond_kserves_proto(value)
+
+
+def _beyond_kserves_proto(parameter: Any) -> float | int | None:
+    """The protocol's ``double_param`` (4) and ``uint64_param`` (5), which KServe's copy of the
+    proto lacks: protobuf keeps them as unknown fields, and KServe would pass on an empty value."""
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    for field in UnknownFieldSet(parameter):
+        if field.field_number == 4 and field.wire_type == 1:  # fixed 64 bits: an IEEE double
+            return float(struct.unpack("<d", struct.pack("<Q", field.data))[0])
+        if field.field_number == 5 and field.wire_type == 0:  # varint
+            return int(field.data)
+    return None
 
 
 def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> InferRequest:

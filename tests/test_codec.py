@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import struct
 import subprocess
 import sys
 
@@ -10,9 +11,17 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kserve import InferInput
+from kserve import InferInput, InferRequest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from serving.codec import DATATYPES, bytes_elements, decode_bytes_tensor, encode_bytes_tensor, to_numpy
+from serving.codec import (
+    DATATYPES,
+    bytes_elements,
+    decode_bytes_tensor,
+    encode_bytes_tensor,
+    request_parameter,
+    to_numpy,
+)
 from serving.errors import BadRequest
 
 FIXED_SIZE = [datatype for datatype in DATATYPES if datatype != "BYTES"]
@@ -64,3 +73,18 @@ def test_the_contract_imports_nothing_heavy() -> None:
     probe = "import sys, serving.contract; print(sorted({'tensorflow', 'librosa', 'kserve'} & set(sys.modules)))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def test_grpc_parameters_of_every_type_of_the_protocol_are_read() -> None:
+    """The official proto's double_param (field 4) and uint64_param (5), as tritonclient sends a
+    float or a large integer, are not in KServe's copy of the proto; they are read all the same."""
+    request = pb.ModelInferRequest()
+    request.parameters["flag"].bool_param = True
+    request.parameters["count"].int64_param = -3
+    request.parameters["name"].string_param = "x"
+    request.parameters["seconds"].MergeFromString(b"\x21" + struct.pack("<d", 0.12))
+    request.parameters["big"].MergeFromString(b"\x28\x07")
+    infer_request = InferRequest(model_name="m", infer_inputs=[], parameters=request.parameters)
+    assert [request_parameter(infer_request, n) for n in ("flag", "count", "name", "seconds", "big", "absent")] == [
+        True, -3, "x", 0.12, 7, None
+    ]  # fmt: skip

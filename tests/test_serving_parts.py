@@ -118,6 +118,19 @@ def test_batcher_never_exceeds_the_maximum_batch_size_and_keeps_requests_whole()
     assert [int(r[0, 0]) for r in results] == [0, 1, 2, 3]
 
 
+def test_a_request_of_more_rows_than_a_batch_goes_in_calls_of_at_most_a_batch_and_comes_back_in_order() -> None:
+    calls: list[int] = []
+
+    async def negate(rows: np.ndarray) -> np.ndarray:
+        calls.append(len(rows))
+        return -rows
+
+    rows = np.arange(10, dtype=np.float32)[:, None]
+    result = asyncio.run(DynamicBatcher(negate, max_batch_size=4).submit(rows))
+    assert max(calls) <= 4 and sum(calls) == 10
+    np.testing.assert_array_equal(result, -rows)
+
+
 def test_an_idle_batcher_runs_at_once_and_batches_what_arrives_meanwhile() -> None:
     """With no wait, the first request does not wait for company; the next batch gathers while it runs."""
     calls: list[int] = []
