@@ -50,13 +50,16 @@ class SoakResult:
         return float(np.percentile(self.latencies_s, 50)) if self.latencies_s else float("nan")
 
 
-def start_service(settings: ServiceSettings, *model_flags: str, timeout_s: float = 180) -> subprocess.Popen[bytes]:
+def start_service(
+    settings: ServiceSettings, *model_flags: str, timeout_s: float = 180, checkout: Path = REPO
+) -> subprocess.Popen[bytes]:
     """``audio-maas serve`` with ``model_flags`` on ``settings``' ports, returned once both servers
-    say every model is ready; SystemExit if it dies or takes longer than ``timeout_s``."""
+    say every model is ready; SystemExit if it dies or takes longer than ``timeout_s``. The code
+    served is ``checkout``'s (another checkout of this repo, for an A/B)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", *model_flags,
          "--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + timeout_s
     for port in (settings.http_port, settings.predictor_http_port):

@@ -69,6 +69,9 @@ def add_commands(commands: Any) -> None:
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
     predict.add_argument("--url", default=defaults.url, help="the transformer's base URL")
     predict.add_argument("--model", "--model-name", dest="model_name", default=defaults.model_name, help="model name")
+    predict.add_argument(
+        "--segment", action="store_true", help="a long recording: classify each sound in it (request parameter segment)"
+    )
     predict.set_defaults(run=_predict)
 
     models = commands.add_parser("models", help="the models a service serves or can load (V2 repository index)")
@@ -181,11 +184,20 @@ def _predict(args: argparse.Namespace) -> int:
 
     try:
         token = os.environ.get(AUTH_TOKEN_ENV)
-        predictions = predict_files(args.files, url=args.url, model_name=args.model_name, auth_token=token)
+        predictions = predict_files(
+            args.files, url=args.url, model_name=args.model_name, auth_token=token, segment=args.segment
+        )
     except ServiceUnreachable as error:
         print(f"audio-maas predict: {error}", file=sys.stderr)
         return 1
     for prediction in predictions:
-        top = ", ".join(f"{class_id}: {probability:.3f}" for class_id, probability in prediction.top)
-        print(f"{prediction.path}: {prediction.label}  (top-3 class_id: probability: {top})")
+        if prediction.segments is None:
+            top = ", ".join(f"{class_id}: {probability:.3f}" for class_id, probability in prediction.top)
+            print(f"{prediction.path}: {prediction.label}  (top-3 class_id: probability: {top})")
+            continue
+        print(f"{prediction.path}: {prediction.sequence or '(no sound found)'}")
+        if prediction.segments:
+            print(f"    {'start s':>8}  {'end s':>8}  {'probability':>11}  label")
+        for entry in prediction.segments:
+            print(f"    {entry['start_s']:8.2f}  {entry['end_s']:8.2f}  {entry['probability']:11.3f}  {entry['label']}")
     return 0

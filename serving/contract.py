@@ -34,6 +34,8 @@ __all__ = [
     "MODEL_NAME_PATTERN",
     "OUTPUT_NAME",
     "SAMPLE_RATE_PARAMETER",
+    "SEGMENTS_OUTPUT",
+    "SEQUENCE_OUTPUT",
     "SIGNATURE_KEY",
     "TRAINING_FILE",
     "WAVEFORM_INPUT",
@@ -59,6 +61,12 @@ LABEL_OUTPUT = "label"
 """BYTES ``[N]``: the most probable class's name."""
 CLASS_ID_OUTPUT = "class_id"
 """INT64 ``[N]``: the most probable class's index into ``LABELS_FILE``."""
+SEQUENCE_OUTPUT = "sequence"
+"""BYTES ``[N]``, with the request parameter ``segment``: each element's segment labels in time
+order, separated by single spaces."""
+SEGMENTS_OUTPUT = "segments"
+"""BYTES ``[N]``, with ``segment``: each element's segments as a JSON array of ``{"start_s",
+"end_s", "label", "probability"}`` in time order, not overlapping."""
 MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 """Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""

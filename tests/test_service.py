@@ -127,7 +127,7 @@ def test_metadata_reports_the_real_tensors(service: ServiceSettings) -> None:
         {"name": "audio", "datatype": "BYTES", "shape": [-1]},
         {"name": "waveform", "datatype": "FP32", "shape": [-1, -1]},
     ]
-    assert [o["name"] for o in transformer["outputs"]] == ["label", "class_id", "probabilities"]
+    assert [o["name"] for o in transformer["outputs"]] == ["label", "class_id", "probabilities", "sequence", "segments"]
     predictor = requests.get(f"http://127.0.0.1:{service.predictor_http_port}/v2/models/digits", timeout=5).json()
     frames, bins = FeatureSpec.read(BUNDLED_MODEL).feature_shape
     assert predictor["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, frames, bins]}]

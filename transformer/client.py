@@ -18,11 +18,20 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from serving.contract import AUDIO_INPUT, AUTH_TOKEN_ENV, CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
+from serving.contract import (
+    AUDIO_INPUT,
+    AUTH_TOKEN_ENV,
+    CLASS_ID_OUTPUT,
+    LABEL_OUTPUT,
+    OUTPUT_NAME,
+    SEGMENTS_OUTPUT,
+    SEQUENCE_OUTPUT,
+)
 from serving.settings import ServiceSettings
 
 __all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "is_ready", "predict_files"]
@@ -38,13 +47,23 @@ class Prediction:
     label: str
     top: list[tuple[int, float]]
     """The most probable class ids with their probabilities, best first (the first is ``label``'s)."""
+    sequence: str | None = None
+    """With ``segment``: the labels of the file's segments in time order."""
+    segments: list[dict[str, Any]] | None = None
+    """With ``segment``: ``{"start_s", "end_s", "label", "probability"}`` of each segment."""
 
 
 def predict_files(
-    paths: Sequence[Path], *, url: str, model_name: str, top_k: int = 3, auth_token: str | None = None
+    paths: Sequence[Path],
+    *,
+    url: str,
+    model_name: str,
+    top_k: int = 3,
+    auth_token: str | None = None,
+    segment: bool = False,
 ) -> list[Prediction]:
     """One request carrying every file as a BYTES element, sent with the binary data extension,
-    and ``auth_token`` as its bearer token when given.
+    and ``auth_token`` as its bearer token when given; with ``segment``, each file's segments too.
 
     Raises :class:`ServiceUnreachable` when nothing answers, and ``RuntimeError`` with the
     server's message when it refuses the request.
@@ -57,10 +76,12 @@ def predict_files(
     files = np.array([path.read_bytes() for path in paths], dtype=object)
     audio = http.InferInput(AUDIO_INPUT, [len(files)], "BYTES")
     audio.set_data_from_numpy(files, binary_data=True)
-    outputs = [http.InferRequestedOutput(name, binary_data=True) for name in (LABEL_OUTPUT, OUTPUT_NAME)]
+    names = [LABEL_OUTPUT, OUTPUT_NAME] + ([SEQUENCE_OUTPUT, SEGMENTS_OUTPUT] if segment else [])
+    outputs = [http.InferRequestedOutput(name, binary_data=True) for name in names]
     try:
         headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
-        result = client.infer(model_name, [audio], outputs=outputs, headers=headers)
+        parameters = {"segment": True} if segment else None
+        result = client.infer(model_name, [audio], outputs=outputs, headers=headers, parameters=parameters)
     except InferenceServerException as error:
         raise RuntimeError(error.message()) from None
     except (ConnectionError, OSError) as error:
@@ -69,9 +90,17 @@ def predict_files(
         client.close()
     labels = [label.decode() for label in result.as_numpy(LABEL_OUTPUT)]
     probabilities = result.as_numpy(OUTPUT_NAME)
+    sequences = [s.decode() for s in result.as_numpy(SEQUENCE_OUTPUT)] if segment else [None] * len(paths)
+    tables = [json.loads(t) for t in result.as_numpy(SEGMENTS_OUTPUT)] if segment else [None] * len(paths)
     return [
-        Prediction(path=path, label=label, top=[(int(i), float(row[i])) for i in np.argsort(row)[::-1][:top_k]])
-        for path, label, row in zip(paths, labels, probabilities, strict=True)
+        Prediction(
+            path=path,
+            label=label,
+            top=[(int(i), float(row[i])) for i in np.argsort(row)[::-1][:top_k]],
+            sequence=sequence,
+            segments=table,
+        )
+        for path, label, row, sequence, table in zip(paths, labels, probabilities, sequences, tables, strict=True)
     ]
 
 

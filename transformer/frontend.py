@@ -222,6 +222,13 @@ class FrontEnd:
         Returns float32 ``[spec.clip_samples]`` at ``spec.sample_rate`` Hz. Raises
         :class:`InvalidAudioError` for empty or non-finite input.
         """
+        return self.clip_from_mono(self.to_model_rate(waveform=waveform, sample_rate=sample_rate))
+
+    def to_model_rate(self, *, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The first steps of :meth:`condition`: check, downmix and resample to ``spec.sample_rate``.
+
+        Returns float32 ``[samples]``, as long in seconds as the input.
+        """
         spec = self.spec
         waveform = np.asarray(waveform, dtype=np.float32)
         if waveform.ndim == 2:
@@ -243,8 +250,19 @@ class FrontEnd:
             waveform = librosa.resample(waveform, orig_sr=sample_rate, target_sr=spec.sample_rate, res_type="soxr_hq")
             if waveform.size == 0:  # a handful of samples at a high rate can round to none
                 waveform = np.zeros(1, dtype=np.float32)
-        if self._band_pass is not None:
-            waveform = scipy.signal.sosfilt(self._band_pass, waveform).astype(np.float32)
+        return waveform
+
+    def band_pass(self, waveform: np.ndarray) -> np.ndarray:
+        """``waveform`` at ``spec.sample_rate`` through the spec's band-pass filter, if it has one."""
+        if self._band_pass is None:
+            return waveform
+        return scipy.signal.sosfilt(self._band_pass, waveform).astype(np.float32)
+
+    def clip_from_mono(self, waveform: np.ndarray) -> np.ndarray:
+        """The rest of :meth:`condition`: mono float32 at ``spec.sample_rate`` (from :meth:`to_model_rate`)
+        -> band-pass, silence trim, gain normalisation, centre pad/crop, pre-emphasis."""
+        spec = self.spec
+        waveform = self.band_pass(waveform)
         if spec.trim_top_db is not None:
             waveform, _ = librosa.effects.trim(
                 waveform, top_db=spec.trim_top_db, frame_length=spec.n_fft, hop_length=spec.hop_length

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -30,12 +31,15 @@ from serving.contract import (
     MODEL_FINGERPRINT_PARAMETER,
     OUTPUT_NAME,
     SAMPLE_RATE_PARAMETER,
+    SEGMENTS_OUTPUT,
+    SEQUENCE_OUTPUT,
     WAVEFORM_INPUT,
     model_fingerprint,
     read_labels,
 )
 from serving.errors import BadRequest, ServiceError, UpstreamUnavailable
 from transformer.frontend import MAX_SAMPLE_RATE, FeatureSpec, FrontEnd, InvalidAudioError, decode
+from transformer.segment import SegmentOptions, segment_features, segment_options
 from transformer.settings import TransformerSettings
 
 __all__ = ["AudioTransformer"]
@@ -44,6 +48,12 @@ log = logging.getLogger(__name__)
 
 _CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
 """The client's request, for postprocess to answer the outputs and encoding it asked for."""
+_SEGMENT_SPANS: ContextVar[list[list[tuple[float, float]]] | None] = ContextVar("segment_spans", default=None)
+"""With ``segment``: each element's segments, (start_s, end_s), whose rows follow the elements' own."""
+_SEGMENT_OUTPUTS = (SEQUENCE_OUTPUT, SEGMENTS_OUTPUT)
+_Featurised = np.ndarray | tuple[np.ndarray, list[tuple[float, float]]]
+"""One element's features ``[frames, bins]``; with ``segment``, ``transformer.segment.segment_features``'s answer."""
+
 
 STAGE_SECONDS = Histogram(
     "audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["model", "stage"]
@@ -146,19 +156,38 @@ class AudioTransformer(Model):
             {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
             {"name": CLASS_ID_OUTPUT, "datatype": "INT64", "shape": [-1]},
             {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.labels)]},
+            # Only with the request parameter `segment`.
+            {"name": SEQUENCE_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": SEGMENTS_OUTPUT, "datatype": "BYTES", "shape": [-1]},
         ]
 
     async def preprocess(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
         if not isinstance(payload, InferRequest):
             raise BadRequest("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
-        jobs = self._jobs(payload)
+        options = self._segment_options(payload)
+        jobs = self._jobs(payload, options)
         log.debug("request %s: %d %s element(s)", payload.id, len(jobs), payload.inputs[0].name)
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
-        features = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
-        return _features_request(
-            np.stack(features), model_name=self.name, request_id=payload.id, fingerprint=self.fingerprint
-        )
+        results = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
+        if options is None:
+            features = np.stack(results)
+        else:  # the elements' own rows first, as without `segment`, then every segment's: one predictor call
+            features = np.concatenate([np.stack([rows[0] for rows, _ in results]), *(rows[1:] for rows, _ in results)])
+            _SEGMENT_SPANS.set([spans for _, spans in results])
+        return _features_request(features, model_name=self.name, request_id=payload.id, fingerprint=self.fingerprint)
+
+    def _segment_options(self, payload: InferRequest) -> SegmentOptions | None:
+        assert self.front_end is not None, "load() runs before the server starts"
+        parameters = {name: request_parameter(payload, name) for name in payload.parameters or {}}
+        try:
+            options = segment_options(parameters, self.front_end.spec)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        wanted = [o.name for o in payload.request_outputs or [] if o.name in _SEGMENT_OUTPUTS]
+        if options is None and wanted:
+            raise BadRequest(f"output '{wanted[0]}' needs the request parameter 'segment': true")
+        return options
 
     async def predict(
         self,
@@ -208,16 +237,25 @@ class AudioTransformer(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
-        probabilities = np.asarray(result.outputs[0].as_numpy(), dtype=np.float32).reshape(result.outputs[0].shape)
+        rows = np.asarray(result.outputs[0].as_numpy(), dtype=np.float32).reshape(result.outputs[0].shape)
+        spans = _SEGMENT_SPANS.get()
+        probabilities = rows if spans is None else rows[: len(spans)]
         class_ids = probabilities.argmax(axis=1).astype(np.int64)
         labels = np.array([self.labels[i].encode() for i in class_ids], dtype=object)
         request = _CLIENT_REQUEST.get()
-        outputs = []
-        for name, datatype, value in [
+        answers: list[tuple[str, str, np.ndarray]] = [
             (LABEL_OUTPUT, "BYTES", labels),
             (CLASS_ID_OUTPUT, "INT64", class_ids),
             (OUTPUT_NAME, "FP32", probabilities),
-        ]:
+        ]
+        if spans is not None:
+            answers += self._segment_answers(rows[len(spans) :], spans)
+        # Only the outputs asked for, on both protocols: KServe leaves that to REST's encoder.
+        wanted = {output.name for output in request.request_outputs or []}
+        outputs = []
+        for name, datatype, value in answers:
+            if wanted and name not in wanted:
+                continue
             output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
             output.set_data_from_numpy(value, binary_data=False)
             outputs.append(output)
@@ -229,7 +267,28 @@ class AudioTransformer(Model):
             requested_outputs=request.request_outputs,
         )
 
-    def _jobs(self, payload: InferRequest) -> list[Any]:
+    def _segment_answers(
+        self, probabilities: np.ndarray, spans: list[list[tuple[float, float]]]
+    ) -> list[tuple[str, str, np.ndarray]]:
+        """``sequence`` and ``segments`` of each element, from its segments' rows of ``probabilities``."""
+        sequences, tables = [], []
+        offset = 0
+        for element_spans in spans:
+            rows = probabilities[offset : offset + len(element_spans)]
+            offset += len(element_spans)
+            labels = [self.labels[int(row.argmax())] for row in rows]
+            table = [
+                {"start_s": round(start_s, 3), "end_s": round(end_s, 3), "label": label, "probability": round(p, 4)}
+                for (start_s, end_s), label, p in zip(element_spans, labels, rows.max(axis=1).tolist(), strict=True)
+            ]
+            sequences.append(" ".join(labels).encode())
+            tables.append(json.dumps(table).encode())
+        return [
+            (SEQUENCE_OUTPUT, "BYTES", np.array(sequences, dtype=object)),
+            (SEGMENTS_OUTPUT, "BYTES", np.array(tables, dtype=object)),
+        ]
+
+    def _jobs(self, payload: InferRequest, options: SegmentOptions | None) -> list[Any]:
         """One featurising callable per element of the request's single input."""
         names = [infer_input.name for infer_input in payload.inputs]
         if len(names) != 1 or names[0] not in (AUDIO_INPUT, WAVEFORM_INPUT):
@@ -249,10 +308,12 @@ class AudioTransformer(Model):
             )
         if infer_input.name == AUDIO_INPUT:
             files = bytes_elements(infer_input)
-            return [lambda index=i, data=data: self._from_bytes(index, data) for i, data in enumerate(files)]
-        return self._waveform_jobs(payload, infer_input, shape)
+            return [lambda index=i, data=data: self._from_bytes(index, data, options) for i, data in enumerate(files)]
+        return self._waveform_jobs(payload, infer_input, shape, options)
 
-    def _waveform_jobs(self, payload: InferRequest, infer_input: InferInput, shape: list[int]) -> list[Any]:
+    def _waveform_jobs(
+        self, payload: InferRequest, infer_input: InferInput, shape: list[int], options: SegmentOptions | None
+    ) -> list[Any]:
         if infer_input.datatype != "FP32":
             raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
         sample_rate = request_parameter(payload, SAMPLE_RATE_PARAMETER)
@@ -270,26 +331,35 @@ class AudioTransformer(Model):
             raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
         waveforms = to_numpy(infer_input)
         rate = int(sample_rate)
-        return [lambda index=i, row=row: self._from_waveform(index, row, rate) for i, row in enumerate(waveforms)]
+        return [
+            lambda index=i, row=row: self._from_waveform(index, row, rate, options) for i, row in enumerate(waveforms)
+        ]
 
-    def _from_bytes(self, index: int, data: bytes) -> np.ndarray:
+    def _from_bytes(self, index: int, data: bytes, options: SegmentOptions | None) -> _Featurised:
         started = time.perf_counter()
         try:
             waveform, sample_rate = decode(data=data, max_duration_s=self.settings.max_duration_s)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
         STAGE_SECONDS.labels(self.name, "decode").observe(time.perf_counter() - started)
-        return self._from_waveform(index, waveform, sample_rate)
+        return self._from_waveform(index, waveform, sample_rate, options)
 
-    def _from_waveform(self, index: int, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _from_waveform(
+        self, index: int, waveform: np.ndarray, sample_rate: int, options: SegmentOptions | None
+    ) -> _Featurised:
         assert self.front_end is not None, "load() runs before the server starts"
         started = time.perf_counter()
         try:
-            features = self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
+            featurised: _Featurised = (
+                self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
+                if options is None
+                else segment_features(self.front_end, waveform=waveform, sample_rate=sample_rate, options=options)
+            )
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
-        STAGE_SECONDS.labels(self.name, "features").observe(time.perf_counter() - started)
-        return features
+        stage = "features" if options is None else "segments"
+        STAGE_SECONDS.labels(self.name, stage).observe(time.perf_counter() - started)
+        return featurised
 
 
 def _features_request(
