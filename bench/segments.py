@@ -207,7 +207,9 @@ def main() -> None:
     parser.add_argument("--service", action="store_true", help="the cost through the service instead")
     parser.add_argument("--baseline", type=Path, help="with --service: another checkout to compare plain requests")
     parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=1920, help="with --service: plain requests per level (a multiple of 32)")
+    parser.add_argument(
+        "--requests", type=int, default=1920, help="with --service: plain requests per level (a multiple of 32)"
+    )
     args = parser.parse_args()
     if args.service:
         service_costs(args.data_dir, baseline=args.baseline, pairs=args.pairs, requests=args.requests)

@@ -186,7 +186,8 @@ CASES: dict[str, Case] = {
     ),
     "an output the model does not have": Case(
         [audio(GOOD_WAV)],
-        "model 'digits' has no output 'spectrogram'; its outputs are label, class_id, probabilities",
+        "model 'digits' has no output 'spectrogram'; "
+        "its outputs are label, class_id, probabilities, sequence, segments",
         outputs=["spectrogram"],
     ),
     "an unknown model": Case(
