@@ -13,11 +13,18 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from prometheus_client import Histogram
 
+from predictor.explain import explainer
 from predictor.savedmodel import load_serving_function
 from predictor.settings import PredictorSettings
 from serving.batching import DynamicBatcher
 from serving.codec import request_parameter, to_numpy
-from serving.contract import INPUT_NAME, MODEL_FINGERPRINT_PARAMETER, OUTPUT_NAME, model_fingerprint
+from serving.contract import (
+    INPUT_NAME,
+    MODEL_FINGERPRINT_PARAMETER,
+    OUTPUT_NAME,
+    SALIENCY_OUTPUT,
+    model_fingerprint,
+)
 from serving.errors import BadRequest, ModelMismatch
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
@@ -31,6 +38,7 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call", ["model"])
+EXPLAIN_SECONDS = Histogram("audio_maas_explain_seconds", "Seconds per batched explanation call", ["model"])
 
 
 class SavedModelPredictor(Model):
@@ -46,6 +54,11 @@ class SavedModelPredictor(Model):
         self._batcher: DynamicBatcher | None = None
         self.fingerprint = ""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
+        # Explanations cost about 8 model calls each: their own thread and batches, so that plain
+        # requests never queue behind them; the function is traced on the first one.
+        self._explain: Any = None
+        self._explain_batcher: DynamicBatcher | None = None
+        self._explain_thread = ThreadPoolExecutor(1, thread_name_prefix="explain")
 
     def load(self) -> bool:
         """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
@@ -74,6 +87,7 @@ class SavedModelPredictor(Model):
             max_wait_s=self.settings.max_batch_wait_ms / 1000,
             on_batch=BATCH_SIZE.labels(self.name).observe,
         )
+        self._explain_batcher = DynamicBatcher(self._explain_off_loop, max_batch_size=self.settings.max_batch_size)
         log.info(
             "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s %s, batches of up to %d within %g ms",
             self.settings.model_dir,
@@ -94,7 +108,10 @@ class SavedModelPredictor(Model):
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": self._output_shape}]
+        return [
+            {"name": OUTPUT_NAME, "datatype": "FP32", "shape": self._output_shape},
+            {"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": self._input_shape},  # only when asked for
+        ]
 
     async def predict(
         self,
@@ -106,13 +123,27 @@ class SavedModelPredictor(Model):
             raise RuntimeError("predict called before load()")
         self._check_caller_model(payload)
         features = self._features(payload)
-        probabilities = await self._batcher.submit(features)
-        output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
-        output.set_data_from_numpy(probabilities, binary_data=payload.use_binary_outputs)
+        wanted = [output.name for output in payload.request_outputs or []]
+        answers = {}
+        if SALIENCY_OUTPUT in wanted:
+            assert self._explain_batcher is not None
+            both = await self._explain_batcher.submit(features)  # probabilities and saliency, side by side
+            classes = self._output_shape[1]
+            answers[OUTPUT_NAME] = np.ascontiguousarray(both[:, :classes])
+            answers[SALIENCY_OUTPUT] = both[:, classes:].reshape(features.shape)
+        else:
+            answers[OUTPUT_NAME] = await self._batcher.submit(features)
+        outputs = []
+        for name, value in answers.items():
+            if wanted and name not in wanted:
+                continue
+            output = InferOutput(name=name, shape=list(value.shape), datatype="FP32")
+            output.set_data_from_numpy(value, binary_data=payload.use_binary_outputs)
+            outputs.append(output)
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
-            infer_outputs=[output],
+            infer_outputs=outputs,
             use_binary_outputs=payload.use_binary_outputs,
             requested_outputs=payload.request_outputs,
         )
@@ -147,12 +178,27 @@ class SavedModelPredictor(Model):
 
     def stop(self) -> None:
         """Unloaded (``serving.repository``): requests in flight finish, then nothing holds the model."""
-        if self._batcher is not None:
-            self._batcher.close()
+        for batcher in (self._batcher, self._explain_batcher):
+            if batcher is not None:
+                batcher.close()
         self._model_thread.shutdown(wait=False)
+        self._explain_thread.shutdown(wait=False)
 
     async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
+
+    async def _explain_off_loop(self, features: np.ndarray) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._explain_thread, self._run_explain, features)
+
+    def _run_explain(self, features: np.ndarray) -> np.ndarray:
+        """float32 ``[n, frames, bins]`` -> ``[n, classes + frames * bins]``: probabilities, then
+        saliency (``predictor.explain``), one row per clip so that the batcher can split them."""
+        if self._explain is None:
+            self._explain = explainer(self._signature)
+        started = time.perf_counter()
+        probabilities, saliency = (tensor.numpy() for tensor in self._explain(features))
+        EXPLAIN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return np.concatenate([probabilities, saliency.reshape(len(features), -1)], axis=1)
 
     def _run(self, features: np.ndarray) -> np.ndarray:
         """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""

@@ -33,6 +33,8 @@ __all__ = [
     "MODEL_FINGERPRINT_PARAMETER",
     "MODEL_NAME_PATTERN",
     "OUTPUT_NAME",
+    "SALIENCY_FRAME_S_OUTPUT",
+    "SALIENCY_OUTPUT",
     "SAMPLE_RATE_PARAMETER",
     "SEGMENTS_OUTPUT",
     "SEQUENCE_OUTPUT",
@@ -61,6 +63,12 @@ LABEL_OUTPUT = "label"
 """BYTES ``[N]``: the most probable class's name."""
 CLASS_ID_OUTPUT = "class_id"
 """INT64 ``[N]``: the most probable class's index into ``LABELS_FILE``."""
+SALIENCY_OUTPUT = "saliency"
+"""FP32 ``[N, frames, bins]``, only when asked for by name, from the predictor and the transformer:
+each feature's evidence for the predicted class (``predictor.explain``), on the model's own grid."""
+SALIENCY_FRAME_S_OUTPUT = "saliency_frame_s"
+"""FP32 ``[N, frames]``, only when asked for: the time of each frame's centre, in seconds of the
+audio the client sent (frames in padding get times outside it)."""
 SEQUENCE_OUTPUT = "sequence"
 """BYTES ``[N]``, with the request parameter ``segment``: each element's segment labels in time
 order, separated by single spaces."""

@@ -261,20 +261,33 @@ class FrontEnd:
     def clip_from_mono(self, waveform: np.ndarray) -> np.ndarray:
         """The rest of :meth:`condition`: mono float32 at ``spec.sample_rate`` (from :meth:`to_model_rate`)
         -> band-pass, silence trim, gain normalisation, centre pad/crop, pre-emphasis."""
+        return self.clip_and_start(waveform)[0]
+
+    def clip_and_start(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
+        """:meth:`clip_from_mono`, and the sample of ``waveform`` the clip starts at (negative when
+        the clip is padded before it): what :meth:`frame_times` needs."""
         spec = self.spec
         waveform = self.band_pass(waveform)
+        start = 0
         if spec.trim_top_db is not None:
-            waveform, _ = librosa.effects.trim(
+            waveform, (start, _) = librosa.effects.trim(
                 waveform, top_db=spec.trim_top_db, frame_length=spec.n_fft, hop_length=spec.hop_length
             )
         if spec.target_rms_dbfs is not None:
             rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
             if rms > 1e-6:  # below -120 dBFS it is silence: amplifying it would only raise the noise
                 waveform = waveform * np.float32(10 ** (spec.target_rms_dbfs / 20) / rms)
-        clip = _centre(waveform, spec.clip_samples)
+        clip, centred_at = _centre(waveform, spec.clip_samples)
         if spec.pre_emphasis:
             clip = scipy.signal.lfilter([1.0, -spec.pre_emphasis], [1.0], clip).astype(np.float32)
-        return clip
+        return clip, int(start) + centred_at
+
+    def frame_times(self, clip_start: int) -> np.ndarray:
+        """float32 ``[spec.n_frames]``: the centre of each feature frame, in seconds of the audio
+        whose clip starts at sample ``clip_start`` (:meth:`clip_and_start`). Frames that fall in
+        padding get times outside that audio."""
+        frames = np.arange(self.spec.n_frames) * self.spec.hop_length  # librosa centres frame i on sample i * hop
+        return ((clip_start + frames) / self.spec.sample_rate).astype(np.float32)
 
     def power_spectrogram(self, clip: np.ndarray) -> np.ndarray:
         """float32 clip ``[spec.clip_samples]`` -> power spectrogram float32 ``[1 + n_fft/2, n_frames]``."""
@@ -300,17 +313,23 @@ class FrontEnd:
         """Any waveform -> features float32 ``[spec.n_frames, spec.n_bins]``."""
         return self.featurize(self.condition(waveform=waveform, sample_rate=sample_rate))
 
+    def features_and_frame_times(self, *, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`from_waveform`'s features, and :meth:`frame_times` in seconds of ``waveform``."""
+        clip, start = self.clip_and_start(self.to_model_rate(waveform=waveform, sample_rate=sample_rate))
+        return self.featurize(clip), self.frame_times(start)
+
     def from_bytes(self, *, data: bytes, max_duration_s: float = MAX_DURATION_S) -> np.ndarray:
         """Encoded audio file -> features float32 ``[spec.n_frames, spec.n_bins]``: the serving path."""
         waveform, sample_rate = decode(data=data, max_duration_s=max_duration_s)
         return self.from_waveform(waveform=waveform, sample_rate=sample_rate)
 
 
-def _centre(waveform: np.ndarray, length: int) -> np.ndarray:
-    """Centre ``waveform`` in ``length`` samples: zero-pad both sides or crop both ends evenly."""
+def _centre(waveform: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """Centre ``waveform`` in ``length`` samples: zero-pad both sides or crop both ends evenly.
+    Also returns the sample of ``waveform`` the result starts at (negative when padded)."""
     excess = waveform.size - length
     if excess >= 0:
         start = excess // 2
-        return np.ascontiguousarray(waveform[start : start + length], dtype=np.float32)
+        return np.ascontiguousarray(waveform[start : start + length], dtype=np.float32), start
     before = -excess // 2
-    return np.pad(waveform, (before, -excess - before)).astype(np.float32)
+    return np.pad(waveform, (before, -excess - before)).astype(np.float32), -before

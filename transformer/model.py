@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve import context as kserve_context
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.infer_type import RequestedOutput
 from prometheus_client import Histogram
 
 from serving.auth import bearer_header
@@ -30,6 +32,8 @@ from serving.contract import (
     LABEL_OUTPUT,
     MODEL_FINGERPRINT_PARAMETER,
     OUTPUT_NAME,
+    SALIENCY_FRAME_S_OUTPUT,
+    SALIENCY_OUTPUT,
     SAMPLE_RATE_PARAMETER,
     SEGMENTS_OUTPUT,
     SEQUENCE_OUTPUT,
@@ -50,9 +54,15 @@ _CLIENT_REQUEST: ContextVar[InferRequest] = ContextVar("client_request")
 """The client's request, for postprocess to answer the outputs and encoding it asked for."""
 _SEGMENT_SPANS: ContextVar[list[list[tuple[float, float]]] | None] = ContextVar("segment_spans", default=None)
 """With ``segment``: each element's segments, (start_s, end_s), whose rows follow the elements' own."""
+_FRAME_TIMES: ContextVar[np.ndarray | None] = ContextVar("frame_times", default=None)
+"""With ``saliency`` asked for: each element's frame times ``[N, frames]``; its rows carry saliency."""
 _SEGMENT_OUTPUTS = (SEQUENCE_OUTPUT, SEGMENTS_OUTPUT)
-_Featurised = np.ndarray | tuple[np.ndarray, list[tuple[float, float]]]
-"""One element's features ``[frames, bins]``; with ``segment``, ``transformer.segment.segment_features``'s answer."""
+_EXPLAIN_OUTPUTS = (SALIENCY_OUTPUT, SALIENCY_FRAME_S_OUTPUT)
+_Mode = SegmentOptions | Literal["explain"] | None
+"""How elements are featurised: plain, cut into segments, or with frame times for saliency."""
+_Featurised = np.ndarray | tuple[np.ndarray, Any]
+"""One element's features ``[frames, bins]``; with ``segment``, ``transformer.segment.segment_features``'s
+answer; for saliency, the features and their frame times."""
 
 
 STAGE_SECONDS = Histogram(
@@ -85,6 +95,9 @@ class AudioTransformer(Model):
         self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
         self._batcher = DynamicBatcher(
             self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.labels(name).observe
+        )
+        self._explain_batcher = DynamicBatcher(
+            functools.partial(self._forward, explain=True), max_batch_size=settings.max_batch_size
         )
         self._predictor_agrees = False
         self._probe_lock = asyncio.Lock()
@@ -139,6 +152,7 @@ class AudioTransformer(Model):
     def stop(self) -> None:
         """Unloaded (``serving.repository``): no more featurising threads for this model."""
         self._batcher.close()
+        self._explain_batcher.close()
         self._pool.shutdown(wait=False)  # requests in flight finish; then the threads end
 
     @property
@@ -159,35 +173,51 @@ class AudioTransformer(Model):
             # Only with the request parameter `segment`.
             {"name": SEQUENCE_OUTPUT, "datatype": "BYTES", "shape": [-1]},
             {"name": SEGMENTS_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            # Only when asked for by name.
+            {"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": [-1, *self._feature_shape]},
+            {"name": SALIENCY_FRAME_S_OUTPUT, "datatype": "FP32", "shape": [-1, self._feature_shape[0]]},
         ]
+
+    @property
+    def _feature_shape(self) -> tuple[int, int]:
+        assert self.front_end is not None, "load() runs before the server starts"
+        return self.front_end.spec.feature_shape
 
     async def preprocess(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferRequest:
         if not isinstance(payload, InferRequest):
             raise BadRequest("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
-        options = self._segment_options(payload)
-        jobs = self._jobs(payload, options)
+        mode = self._mode(payload)
+        jobs = self._jobs(payload, mode)
         log.debug("request %s: %d %s element(s)", payload.id, len(jobs), payload.inputs[0].name)
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
         results = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
-        if options is None:
+        if mode is None:
             features = np.stack(results)
+        elif mode == "explain":
+            features = np.stack([rows for rows, _ in results])
+            _FRAME_TIMES.set(np.stack([times for _, times in results]))
         else:  # the elements' own rows first, as without `segment`, then every segment's: one predictor call
             features = np.concatenate([np.stack([rows[0] for rows, _ in results]), *(rows[1:] for rows, _ in results)])
             _SEGMENT_SPANS.set([spans for _, spans in results])
         return _features_request(features, model_name=self.name, request_id=payload.id, fingerprint=self.fingerprint)
 
-    def _segment_options(self, payload: InferRequest) -> SegmentOptions | None:
+    def _mode(self, payload: InferRequest) -> _Mode:
+        """Segments with the parameter ``segment``; saliency when an explanation output is asked for."""
         assert self.front_end is not None, "load() runs before the server starts"
         parameters = {name: request_parameter(payload, name) for name in payload.parameters or {}}
         try:
             options = segment_options(parameters, self.front_end.spec)
         except ValueError as error:
             raise BadRequest(str(error)) from None
-        wanted = [o.name for o in payload.request_outputs or [] if o.name in _SEGMENT_OUTPUTS]
-        if options is None and wanted:
-            raise BadRequest(f"output '{wanted[0]}' needs the request parameter 'segment': true")
-        return options
+        wanted = [o.name for o in payload.request_outputs or []]
+        segment_outputs = [name for name in wanted if name in _SEGMENT_OUTPUTS]
+        if options is None and segment_outputs:
+            raise BadRequest(f"output '{segment_outputs[0]}' needs the request parameter 'segment': true")
+        explain_outputs = [name for name in wanted if name in _EXPLAIN_OUTPUTS]
+        if explain_outputs and options is not None:
+            raise BadRequest(f"output '{explain_outputs[0]}' explains whole elements: ask for it without 'segment'")
+        return "explain" if explain_outputs else options
 
     async def predict(
         self,
@@ -196,16 +226,20 @@ class AudioTransformer(Model):
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
         features = to_numpy(payload.inputs[0])  # our own features request, from preprocess
-        probabilities = await self._batcher.submit(features)
+        batcher = self._batcher if _FRAME_TIMES.get() is None else self._explain_batcher
+        probabilities = await batcher.submit(features)  # with saliency: [n, classes + frames * bins]
         output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
         output.set_data_from_numpy(probabilities, binary_data=False)
         return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
 
-    async def _forward(self, features: np.ndarray) -> np.ndarray:
-        """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back."""
+    async def _forward(self, features: np.ndarray, *, explain: bool = False) -> np.ndarray:
+        """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back, or
+        with ``explain`` ``[n, classes + frames * bins]``: the probabilities, then the saliency."""
         request = _features_request(
             features, model_name=self.name, request_id=str(uuid.uuid4()), fingerprint=self.fingerprint
         )
+        if explain:
+            request.request_outputs = [RequestedOutput(name=name) for name in (OUTPUT_NAME, SALIENCY_OUTPUT)]
         credentials = bearer_header(self.settings.auth_token)  # local mode: one token for both servers
         try:
             if self.predictor_config is not None and self.predictor_config.protocol == "v2":
@@ -228,8 +262,12 @@ class AudioTransformer(Model):
                 raise UpstreamUnavailable(message) from None
             raise UpstreamUnavailable(f"predictor answered {error.code().name}: {error.details()}") from None
         assert isinstance(response, InferResponse)
-        output = response.outputs[0]
-        return np.asarray(output.as_numpy(), dtype=np.float32).reshape(output.shape)
+        outputs = {output.name: output for output in response.outputs}
+        names = (OUTPUT_NAME, SALIENCY_OUTPUT) if explain else (OUTPUT_NAME,)
+        if any(name not in outputs for name in names):
+            raise UpstreamUnavailable(f"the predictor answered {sorted(outputs)}, not {list(names)}")
+        rows = [np.asarray(outputs[name].as_numpy(), dtype=np.float32).reshape(len(features), -1) for name in names]
+        return np.concatenate(rows, axis=1) if explain else rows[0]
 
     async def postprocess(
         self,
@@ -239,7 +277,10 @@ class AudioTransformer(Model):
     ) -> InferResponse:
         rows = np.asarray(result.outputs[0].as_numpy(), dtype=np.float32).reshape(result.outputs[0].shape)
         spans = _SEGMENT_SPANS.get()
+        frame_times = _FRAME_TIMES.get()
         probabilities = rows if spans is None else rows[: len(spans)]
+        if frame_times is not None:
+            probabilities = np.ascontiguousarray(rows[:, : len(self.labels)])
         class_ids = probabilities.argmax(axis=1).astype(np.int64)
         labels = np.array([self.labels[i].encode() for i in class_ids], dtype=object)
         request = _CLIENT_REQUEST.get()
@@ -250,6 +291,9 @@ class AudioTransformer(Model):
         ]
         if spans is not None:
             answers += self._segment_answers(rows[len(spans) :], spans)
+        if frame_times is not None:
+            saliency = np.ascontiguousarray(rows[:, len(self.labels) :]).reshape(len(rows), *self._feature_shape)
+            answers += [(SALIENCY_OUTPUT, "FP32", saliency), (SALIENCY_FRAME_S_OUTPUT, "FP32", frame_times)]
         # Only the outputs asked for, on both protocols: KServe leaves that to REST's encoder.
         wanted = {output.name for output in request.request_outputs or []}
         outputs = []
@@ -288,7 +332,7 @@ class AudioTransformer(Model):
             (SEGMENTS_OUTPUT, "BYTES", np.array(tables, dtype=object)),
         ]
 
-    def _jobs(self, payload: InferRequest, options: SegmentOptions | None) -> list[Any]:
+    def _jobs(self, payload: InferRequest, mode: _Mode) -> list[Any]:
         """One featurising callable per element of the request's single input."""
         names = [infer_input.name for infer_input in payload.inputs]
         if len(names) != 1 or names[0] not in (AUDIO_INPUT, WAVEFORM_INPUT):
@@ -308,11 +352,11 @@ class AudioTransformer(Model):
             )
         if infer_input.name == AUDIO_INPUT:
             files = bytes_elements(infer_input)
-            return [lambda index=i, data=data: self._from_bytes(index, data, options) for i, data in enumerate(files)]
-        return self._waveform_jobs(payload, infer_input, shape, options)
+            return [lambda index=i, data=data: self._from_bytes(index, data, mode) for i, data in enumerate(files)]
+        return self._waveform_jobs(payload, infer_input, shape, mode)
 
     def _waveform_jobs(
-        self, payload: InferRequest, infer_input: InferInput, shape: list[int], options: SegmentOptions | None
+        self, payload: InferRequest, infer_input: InferInput, shape: list[int], mode: _Mode
     ) -> list[Any]:
         if infer_input.datatype != "FP32":
             raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
@@ -331,33 +375,31 @@ class AudioTransformer(Model):
             raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
         waveforms = to_numpy(infer_input)
         rate = int(sample_rate)
-        return [
-            lambda index=i, row=row: self._from_waveform(index, row, rate, options) for i, row in enumerate(waveforms)
-        ]
+        return [lambda index=i, row=row: self._from_waveform(index, row, rate, mode) for i, row in enumerate(waveforms)]
 
-    def _from_bytes(self, index: int, data: bytes, options: SegmentOptions | None) -> _Featurised:
+    def _from_bytes(self, index: int, data: bytes, mode: _Mode) -> _Featurised:
         started = time.perf_counter()
         try:
             waveform, sample_rate = decode(data=data, max_duration_s=self.settings.max_duration_s)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
         STAGE_SECONDS.labels(self.name, "decode").observe(time.perf_counter() - started)
-        return self._from_waveform(index, waveform, sample_rate, options)
+        return self._from_waveform(index, waveform, sample_rate, mode)
 
-    def _from_waveform(
-        self, index: int, waveform: np.ndarray, sample_rate: int, options: SegmentOptions | None
-    ) -> _Featurised:
+    def _from_waveform(self, index: int, waveform: np.ndarray, sample_rate: int, mode: _Mode) -> _Featurised:
         assert self.front_end is not None, "load() runs before the server starts"
         started = time.perf_counter()
         try:
-            featurised: _Featurised = (
-                self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
-                if options is None
-                else segment_features(self.front_end, waveform=waveform, sample_rate=sample_rate, options=options)
-            )
+            featurised: _Featurised
+            if mode is None:
+                featurised = self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
+            elif mode == "explain":
+                featurised = self.front_end.features_and_frame_times(waveform=waveform, sample_rate=sample_rate)
+            else:
+                featurised = segment_features(self.front_end, waveform=waveform, sample_rate=sample_rate, options=mode)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
-        stage = "features" if options is None else "segments"
+        stage = "segments" if isinstance(mode, SegmentOptions) else "features"
         STAGE_SECONDS.labels(self.name, stage).observe(time.perf_counter() - started)
         return featurised
 
