@@ -1,4 +1,4 @@
-"""``audio-maas serve`` and ``predict``.
+"""``audio-maas serve``, ``predict`` and ``explain``.
 
 ``serve`` takes every setting the two servers take: its own flags say where they listen
 (:class:`~serving.settings.ServiceSettings`), and each field of ``TransformerSettings`` and
@@ -73,6 +73,15 @@ def add_commands(commands: Any) -> None:
         "--segment", action="store_true", help="a long recording: classify each sound in it (request parameter segment)"
     )
     predict.set_defaults(run=_predict)
+
+    explain = commands.add_parser(
+        "explain", help="why the service answers what it does for one file: a figure of the saliency over it"
+    )
+    explain.add_argument("file", type=Path, metavar="FILE")
+    explain.add_argument("--out", type=Path, required=True, help="the figure to write (PNG)")
+    explain.add_argument("--url", default=defaults.url, help="the transformer's base URL")
+    explain.add_argument("--model", "--model-name", dest="model_name", default=defaults.model_name, help="model name")
+    explain.set_defaults(run=_explain)
 
     models = commands.add_parser("models", help="the models a service serves or can load (V2 repository index)")
     models.add_argument("--url", default=defaults.url, help="the transformer's base URL")
@@ -200,4 +209,35 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"    {'start s':>8}  {'end s':>8}  {'probability':>11}  label")
         for entry in prediction.segments:
             print(f"    {entry['start_s']:8.2f}  {entry['end_s']:8.2f}  {entry['probability']:11.3f}  {entry['label']}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from serving.contract import read_labels
+    from training.figures import draw_explanation
+    from transformer.client import ServiceUnreachable, explain_file
+    from transformer.frontend import decode
+
+    try:
+        explanation = explain_file(
+            args.file, url=args.url, model_name=args.model_name, auth_token=os.environ.get(AUTH_TOKEN_ENV)
+        )
+    except ServiceUnreachable as error:
+        print(f"audio-maas explain: {error}", file=sys.stderr)
+        return 1
+    bundled = BUNDLED_REPOSITORY / args.model_name  # names for the top 3, where the model is one of ours
+    classes = len(explanation.probabilities)
+    names = read_labels(bundled) if (bundled / "labels.txt").is_file() else [f"class {i}" for i in range(classes)]
+    waveform, sample_rate = decode(data=args.file.read_bytes(), max_duration_s=3600)
+    draw_explanation(
+        waveform=waveform.mean(axis=1),
+        sample_rate=sample_rate,
+        probabilities=explanation.probabilities,
+        saliency=explanation.saliency,
+        frame_s=explanation.frame_s,
+        class_names=names if len(names) == classes else [f"class {i}" for i in range(classes)],
+        title=f"{args.file.name}, model '{args.model_name}'",
+        out=args.out,
+    )
+    print(f"{args.file}: {explanation.label}; explanation drawn in {args.out}")
     return 0

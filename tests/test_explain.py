@@ -147,3 +147,17 @@ def test_the_predictor_explains_features_sent_to_it_directly(service: ServiceSet
     assert answer.as_numpy("probabilities") is None  # only what was asked for
     expected = explainer(load_serving_function(BUNDLED_MODEL))(tf.constant(features))[1].numpy()
     np.testing.assert_allclose(answer.as_numpy("saliency"), expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_explain_command_draws_the_answer_and_its_saliency(
+    service: ServiceSettings, fsdd_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from cli import main
+
+    path, out = fsdd_dir / "recordings" / "7_theo_2.wav", tmp_path / "why.png"
+    assert main(["explain", str(path), "--url", service.url, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: 7; explanation drawn in {out}"
+    with Image.open(out) as figure:
+        assert figure.size == (900, 750)

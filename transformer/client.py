@@ -29,12 +29,22 @@ from serving.contract import (
     CLASS_ID_OUTPUT,
     LABEL_OUTPUT,
     OUTPUT_NAME,
+    SALIENCY_FRAME_S_OUTPUT,
+    SALIENCY_OUTPUT,
     SEGMENTS_OUTPUT,
     SEQUENCE_OUTPUT,
 )
 from serving.settings import ServiceSettings
 
-__all__ = ["Prediction", "ServiceUnreachable", "check_deployment", "is_ready", "predict_files"]
+__all__ = [
+    "Explanation",
+    "Prediction",
+    "ServiceUnreachable",
+    "check_deployment",
+    "explain_file",
+    "is_ready",
+    "predict_files",
+]
 
 
 class ServiceUnreachable(ConnectionError):
@@ -102,6 +112,47 @@ def predict_files(
         )
         for path, label, row, sequence, table in zip(paths, labels, probabilities, sequences, tables, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The service's answer and its explanation for one file (outputs ``saliency`` and ``saliency_frame_s``)."""
+
+    label: str
+    probabilities: np.ndarray
+    """float32 ``[classes]``."""
+    saliency: np.ndarray
+    """float32 ``[frames, bins]`` on the model's feature grid: higher is more evidence for ``label``."""
+    frame_s: np.ndarray
+    """float32 ``[frames]``: each frame's centre in seconds of the file."""
+
+
+def explain_file(path: Path, *, url: str, model_name: str, auth_token: str | None = None) -> Explanation:
+    """Ask the service why it answers what it does for ``path``; errors as :func:`predict_files`."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
+    audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
+    audio.set_data_from_numpy(np.array([path.read_bytes()], dtype=object), binary_data=True)
+    names = (LABEL_OUTPUT, OUTPUT_NAME, SALIENCY_OUTPUT, SALIENCY_FRAME_S_OUTPUT)
+    try:
+        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+        outputs = [http.InferRequestedOutput(name, binary_data=True) for name in names]
+        result = client.infer(model_name, [audio], outputs=outputs, headers=headers)
+    except InferenceServerException as error:
+        raise RuntimeError(error.message()) from None
+    except (ConnectionError, OSError) as error:
+        raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
+    finally:
+        client.close()
+    return Explanation(
+        label=result.as_numpy(LABEL_OUTPUT)[0].decode(),
+        probabilities=result.as_numpy(OUTPUT_NAME)[0],
+        saliency=result.as_numpy(SALIENCY_OUTPUT)[0],
+        frame_s=result.as_numpy(SALIENCY_FRAME_S_OUTPUT)[0],
+    )
 
 
 def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> str:
