@@ -121,6 +121,9 @@ def test_evaluate_command_reproduces_the_figures_of_training(
     assert fresh["confusion_matrix"] == recorded["confusion_matrix"]
     assert f"accuracy={recorded['accuracy']:.4f}" in printed
     assert (tmp_path / "confusion_matrix.png").is_file()
+    counts = np.sum(fresh["confusion_matrix"], axis=1)
+    present = {label for label, count in zip(fresh["labels"], counts, strict=True) if count}
+    assert {path.stem for path in (tmp_path / "explanations").glob("*.png")} == present  # one figure per class
 
 
 def test_metrics_match_hand_computed_values() -> None:

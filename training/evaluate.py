@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from serving.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
 from training.dataset import UNKNOWN_LABEL, Utterance, featurize
 from transformer.frontend import FeatureSpec
 
-__all__ = ["compute_metrics", "evaluate", "predict", "write_report"]
+__all__ = ["compute_metrics", "evaluate", "predict", "write_explanations", "write_report"]
 
 
 def predict(model_dir: Path, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -99,7 +100,51 @@ def evaluate(model_dir: Path, utterances: Sequence[Utterance], *, report_dir: Pa
         training = model_dir / TRAINING_FILE
         history = json.loads(training.read_text()).get("history") if training.is_file() else None
         write_report(report_dir, result, y_true=y_true, probabilities=probabilities, history=history)
+        write_explanations(
+            report_dir / "explanations", model_dir, utterances, y_true=y_true, probabilities=probabilities
+        )
     return result
+
+
+def write_explanations(
+    out_dir: Path,
+    model_dir: Path,
+    utterances: Sequence[Utterance],
+    *,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+) -> list[Path]:
+    """One explanation figure per class (``training.figures``): the clip of that class the model
+    is surest of, right or wrong, with its saliency as the service answers it (``predictor.explain``)."""
+    from predictor.explain import explainer
+    from training.figures import draw_explanation
+    from transformer.frontend import FrontEnd, decode
+
+    labels = read_labels(model_dir)
+    front_end = FrontEnd(FeatureSpec.read(model_dir))
+    explain = explainer(load_serving_function(model_dir))
+    written = []
+    for c, label in enumerate(labels):
+        members = np.flatnonzero(y_true == c)
+        if not members.size:
+            continue
+        chosen = members[probabilities[members, c].argmax()]
+        waveform, sample_rate = decode(data=utterances[chosen].data, max_duration_s=3600)
+        features, frame_s = front_end.features_and_frame_times(waveform=waveform, sample_rate=sample_rate)
+        answered, saliency = (t.numpy()[0] for t in explain(tf.constant(features[None])))
+        out = out_dir / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', label)}.png"
+        draw_explanation(
+            waveform=waveform.mean(axis=1),
+            sample_rate=sample_rate,
+            probabilities=answered,
+            saliency=saliency,
+            frame_s=frame_s,
+            class_names=labels,
+            title=f"{utterances[chosen].name} (labelled {label}), model {model_dir.name}",
+            out=out,
+        )
+        written.append(out)
+    return written
 
 
 def write_report(
