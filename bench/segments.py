@@ -1,7 +1,6 @@
 """Long recordings: how well ``segment`` reads sequences of spoken digits.
 
     .venv/bin/python bench/segments.py [--split test] [--sequences 200] [--model models/digits] [--json FILE]
-    .venv/bin/python bench/segments.py --service [--baseline CHECKOUT] [--pairs 2]
 
 Builds sequences of 4 to 7 digits, each from one FSDD speaker's recordings of the split (``test``:
 takes 0-4 of every speaker, which no bundled model trained on; ``train`` to tune on), with pauses
@@ -12,12 +11,7 @@ model's SavedModel, as the service runs them. Prints the exact-sequence rate and
 rate (edit distance / digits), clean and in noise, and the cost per recording.
 
 The noise clips are among those the digit models' ``unknown`` class was trained on; the speech is not.
-
-``--service`` measures the cost through ``audio-maas serve`` with ``hey``: one FSDD file per request
-at concurrency 1 and 32, and one sequence recording with and without ``segment`` at concurrency 1
-(p50 and the CPU both servers spent per request). With ``--baseline`` (another checkout of this
-repo, e.g. ``git worktree add /tmp/before <commit>``), the plain requests alternate between the two
-checkouts' services, ``--pairs`` times: whether plain requests got slower.
+Its cost through the service is measured by ``bench/insight.py``.
 """
 
 from __future__ import annotations
@@ -131,71 +125,6 @@ def evaluate(sequences: list[dict[str, Any]], model_dir: Path, options: SegmentO
     return report
 
 
-def _binary_body(data: bytes, scratch: Path, name: str, **request: Any) -> tuple[Path, list[str]]:
-    """One audio file as a binary V2 request (``request``: more JSON fields), and ``hey``'s headers."""
-    from serving.codec import encode_bytes_tensor
-    from serving.contract import AUDIO_INPUT
-
-    raw = encode_bytes_tensor([data])
-    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
-    header = json.dumps({"inputs": [tensor], **request}).encode()
-    (scratch / name).write_bytes(header + raw)
-    return scratch / name, ["-T", "application/octet-stream", "-H", f"Inference-Header-Content-Length: {len(header)}"]
-
-
-def service_costs(data_dir: Path, *, baseline: Path | None, pairs: int, requests: int) -> None:
-    import tempfile
-
-    from bench.serving import cpu_seconds, hey
-    from bench.soak import REPO as THIS_CHECKOUT
-    from bench.soak import server_pid, start_service
-    from serving.settings import ServiceSettings
-    from tests.conftest import encode
-
-    settings = ServiceSettings(http_port=18380, predictor_http_port=18385)
-    url = f"{settings.url}/v2/models/{settings.model_name}/infer"
-    clip = select_split(load_fsdd(data_dir / "fsdd"), "test")[0].data
-    waveform = build_sequences(data_dir, split="test", count=1, seed=0)[0]["waveform"]
-    recording = encode(waveform, sample_rate=RATE, format="WAV")
-    with tempfile.TemporaryDirectory() as scratch:
-        plain = _binary_body(clip, Path(scratch), "clip", outputs=[{"name": "label"}])
-        long_bodies = {
-            "plain": _binary_body(recording, Path(scratch), "plain", outputs=[{"name": "label"}]),
-            "segment": _binary_body(
-                recording, Path(scratch), "segment", outputs=[{"name": "sequence"}], parameters={"segment": True}
-            ),
-        }
-        checkouts = {"this": THIS_CHECKOUT} | ({"baseline": baseline} if baseline else {})
-        for pair in range(pairs):
-            for label, checkout in checkouts.items():
-                process = start_service(settings, checkout=checkout)
-                try:
-                    hey(url, *plain, requests=200, concurrency=8)  # warm
-                    c1 = hey(url, *plain, requests=requests, concurrency=1)
-                    c32 = hey(url, *plain, requests=requests, concurrency=32)
-                    print(
-                        f"pair {pair + 1}, {label:8s} one FSDD file per request: c=1 p50 {c1['p50_s'] * 1000:.2f} ms, "
-                        f"c=32 {c32['clips_per_s']:.0f} clips/s",
-                        flush=True,
-                    )
-                    if label != "this" or pair:
-                        continue
-                    ports = {"transformer": settings.http_port, "predictor": settings.predictor_http_port}
-                    pids = [server_pid(module, port) for module, port in ports.items()]
-                    for name, body in long_bodies.items():
-                        cpu = sum(cpu_seconds(pid) for pid in pids)
-                        figures = hey(url, *body, requests=200, concurrency=1)
-                        cpu_ms = (sum(cpu_seconds(pid) for pid in pids) - cpu) / 200 * 1000
-                        print(
-                            f"    a {len(waveform) / RATE:.1f} s sequence of digits, {name:8s}: "
-                            f"c=1 p50 {figures['p50_s'] * 1000:.1f} ms, CPU {cpu_ms:.1f} ms per request",
-                            flush=True,
-                        )
-                finally:
-                    process.terminate()
-                    process.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
@@ -204,16 +133,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "digits")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--service", action="store_true", help="the cost through the service instead")
-    parser.add_argument("--baseline", type=Path, help="with --service: another checkout to compare plain requests")
-    parser.add_argument("--pairs", type=int, default=2)
-    parser.add_argument(
-        "--requests", type=int, default=1920, help="with --service: plain requests per level (a multiple of 32)"
-    )
     args = parser.parse_args()
-    if args.service:
-        service_costs(args.data_dir, baseline=args.baseline, pairs=args.pairs, requests=args.requests)
-        return
     sequences = build_sequences(args.data_dir, split=args.split, count=args.sequences, seed=args.seed)
     report = evaluate(sequences, args.model)
     for name in ("clean", "noisy", "all"):
