@@ -78,26 +78,9 @@ def predict_files(
     Raises :class:`ServiceUnreachable` when nothing answers, and ``RuntimeError`` with the
     server's message when it refuses the request.
     """
-    import tritonclient.http as http
-    from tritonclient.utils import InferenceServerException
-
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
-    files = np.array([path.read_bytes() for path in paths], dtype=object)
-    audio = http.InferInput(AUDIO_INPUT, [len(files)], "BYTES")
-    audio.set_data_from_numpy(files, binary_data=True)
     names = [LABEL_OUTPUT, OUTPUT_NAME] + ([SEQUENCE_OUTPUT, SEGMENTS_OUTPUT] if segment else [])
-    outputs = [http.InferRequestedOutput(name, binary_data=True) for name in names]
-    try:
-        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
-        parameters = {"segment": True} if segment else None
-        result = client.infer(model_name, [audio], outputs=outputs, headers=headers, parameters=parameters)
-    except InferenceServerException as error:
-        raise RuntimeError(error.message()) from None
-    except (ConnectionError, OSError) as error:
-        raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
-    finally:
-        client.close()
+    parameters = {"segment": True} if segment else None
+    result = _infer(paths, names, url=url, model_name=model_name, auth_token=auth_token, parameters=parameters)
     labels = [label.decode() for label in result.as_numpy(LABEL_OUTPUT)]
     probabilities = result.as_numpy(OUTPUT_NAME)
     sequences = [s.decode() for s in result.as_numpy(SEQUENCE_OUTPUT)] if segment else [None] * len(paths)
@@ -129,30 +112,44 @@ class Explanation:
 
 def explain_file(path: Path, *, url: str, model_name: str, auth_token: str | None = None) -> Explanation:
     """Ask the service why it answers what it does for ``path``; errors as :func:`predict_files`."""
-    import tritonclient.http as http
-    from tritonclient.utils import InferenceServerException
-
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
-    audio = http.InferInput(AUDIO_INPUT, [1], "BYTES")
-    audio.set_data_from_numpy(np.array([path.read_bytes()], dtype=object), binary_data=True)
-    names = (LABEL_OUTPUT, OUTPUT_NAME, SALIENCY_OUTPUT, SALIENCY_FRAME_S_OUTPUT)
-    try:
-        headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
-        outputs = [http.InferRequestedOutput(name, binary_data=True) for name in names]
-        result = client.infer(model_name, [audio], outputs=outputs, headers=headers)
-    except InferenceServerException as error:
-        raise RuntimeError(error.message()) from None
-    except (ConnectionError, OSError) as error:
-        raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
-    finally:
-        client.close()
+    names = [LABEL_OUTPUT, OUTPUT_NAME, SALIENCY_OUTPUT, SALIENCY_FRAME_S_OUTPUT]
+    result = _infer([path], names, url=url, model_name=model_name, auth_token=auth_token)
     return Explanation(
         label=result.as_numpy(LABEL_OUTPUT)[0].decode(),
         probabilities=result.as_numpy(OUTPUT_NAME)[0],
         saliency=result.as_numpy(SALIENCY_OUTPUT)[0],
         frame_s=result.as_numpy(SALIENCY_FRAME_S_OUTPUT)[0],
     )
+
+
+def _infer(
+    paths: Sequence[Path],
+    outputs: list[str],
+    *,
+    url: str,
+    model_name: str,
+    auth_token: str | None,
+    parameters: dict[str, Any] | None = None,
+) -> Any:
+    """tritonclient's answer to the files as one BYTES input, sent binary, asking for ``outputs``."""
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
+    files = np.array([path.read_bytes() for path in paths], dtype=object)
+    audio = http.InferInput(AUDIO_INPUT, [len(files)], "BYTES")
+    audio.set_data_from_numpy(files, binary_data=True)
+    requested = [http.InferRequestedOutput(name, binary_data=True) for name in outputs]
+    headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+    try:
+        return client.infer(model_name, [audio], outputs=requested, headers=headers, parameters=parameters)
+    except InferenceServerException as error:
+        raise RuntimeError(error.message()) from None
+    except (ConnectionError, OSError) as error:
+        raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
+    finally:
+        client.close()
 
 
 def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> str:
