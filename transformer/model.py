@@ -192,6 +192,8 @@ class AudioTransformer(Model):
         _CLIENT_REQUEST.set(payload)
         loop = asyncio.get_running_loop()
         results = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
+        _FRAME_TIMES.set(None)  # set for every request: what postprocess reads is this request's
+        _SEGMENT_SPANS.set(None)
         if mode is None:
             features = np.stack(results)
         elif mode == "explain":
