@@ -11,7 +11,7 @@ UNKNOWN := --unknown $(SHARED_DATA)/speech-commands --unknown $(SHARED_DATA)/esc
 
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: serve evaluate bench bench-models test test-slow test-images lint system-deps manifests \
+.PHONY: serve evaluate bench bench-models bench-insight hey test test-slow test-images lint system-deps manifests \
 	train-digits train-digits-lstm train-sounds cross-validate-digits cross-validate-sounds clean
 
 $(BIN)/audio-maas: pyproject.toml
@@ -43,16 +43,26 @@ evaluate: $(BIN)/audio-maas
 # are judged run by run: BENCH_RUNS=5 for the five the README reports. Figures and plot go to
 # bench/last-run.*; `audio-maas plan` reads bench/results-2core.json, replaced by hand.
 BENCH_RUNS ?= 1
-bench: $(BIN)/audio-maas
+bench: $(BIN)/audio-maas hey
+	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR) --runs $(BENCH_RUNS) \
+	  --json bench/last-run.json --plot bench/last-run.png
+
+hey:
 	@command -v hey >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq hey >/dev/null; \
 	  else echo "install hey (Debian/Ubuntu: sudo apt-get install hey)" >&2; exit 1; fi; }
-	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR) --runs $(BENCH_RUNS) \
-	  --json bench/last-run.json --plot bench/last-run.png
 
 # Several models in one service: memory per model, load time, one busy model beside another.
 bench-models: $(BIN)/audio-maas
 	$(BIN)/python bench/models.py --data-dir $(DATA_DIR)
+
+# Explanations and long recordings: faithfulness of saliency methods, digit sequences read with
+# `segment` (with and without pauses), and what both cost through the service (needs hey).
+bench-insight: $(BIN)/audio-maas hey
+	$(BIN)/python bench/explain.py --data-dir $(SHARED_DATA)
+	$(BIN)/python bench/segments.py --data-dir $(SHARED_DATA)
+	$(BIN)/python bench/segments.py --data-dir $(SHARED_DATA) --without-pauses
+	$(BIN)/python bench/insight.py --data-dir $(SHARED_DATA)
 
 lint: $(BIN)/audio-maas
 	$(BIN)/ruff check .
