@@ -187,7 +187,7 @@ CASES: dict[str, Case] = {
     "an output the model does not have": Case(
         [audio(GOOD_WAV)],
         "model 'digits' has no output 'spectrogram'; "
-        "its outputs are label, class_id, probabilities, sequence, segments",
+        "its outputs are label, class_id, probabilities, sequence, segments, saliency, saliency_frame_s",
         outputs=["spectrogram"],
     ),
     "an unknown model": Case(

@@ -127,11 +127,22 @@ def test_metadata_reports_the_real_tensors(service: ServiceSettings) -> None:
         {"name": "audio", "datatype": "BYTES", "shape": [-1]},
         {"name": "waveform", "datatype": "FP32", "shape": [-1, -1]},
     ]
-    assert [o["name"] for o in transformer["outputs"]] == ["label", "class_id", "probabilities", "sequence", "segments"]
-    predictor = requests.get(f"http://127.0.0.1:{service.predictor_http_port}/v2/models/digits", timeout=5).json()
     frames, bins = FeatureSpec.read(BUNDLED_MODEL).feature_shape
+    assert transformer["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "class_id", "datatype": "INT64", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(BUNDLED_LABELS)]},
+        {"name": "sequence", "datatype": "BYTES", "shape": [-1]},  # with `segment`
+        {"name": "segments", "datatype": "BYTES", "shape": [-1]},
+        {"name": "saliency", "datatype": "FP32", "shape": [-1, frames, bins]},  # when asked for
+        {"name": "saliency_frame_s", "datatype": "FP32", "shape": [-1, frames]},
+    ]
+    predictor = requests.get(f"http://127.0.0.1:{service.predictor_http_port}/v2/models/digits", timeout=5).json()
     assert predictor["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, frames, bins]}]
-    assert predictor["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(BUNDLED_LABELS)]}]
+    assert predictor["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(BUNDLED_LABELS)]},
+        {"name": "saliency", "datatype": "FP32", "shape": [-1, frames, bins]},
+    ]
 
 
 def _post(service: ServiceSettings, body: object) -> requests.Response:

@@ -1,0 +1,185 @@
+"""Cold start of the two images: to live, to ready and to the first answer, image sizes, and where
+start-up time goes.
+
+    .venv/bin/python bench/coldstart.py [--runs 5] [--tag 0.1.0] [--json FILE]
+
+Builds nothing: it needs the images that ``k8s/images/build.sh`` builds (``make test-images``
+does). Each container is started ``--runs`` times as the chart runs it and as ``make
+test-images`` does: non-root, read-only root with ``/tmp`` on tmpfs, no capabilities, the bundled
+``digits`` at ``/mnt/models`` read-only, host network, ``PODMAN_RUN_FLAGS`` added. Times count
+from just before ``podman run``: to ``/v2/health/live``, to the model's ``ready``, and to the
+first answered request after ready. First the predictor alone; then the transformer with a
+predictor already up, whose first request is compared with the p50 of 50 that follow.
+
+Where the time goes, from separate runs of each image's own Python: the interpreter alone, then
+importing the server module (and, for the predictor, TensorFlow alone). What is left of time to
+ready is the model's load and warm-up, the servers' start and, for the transformer, its probe of
+the predictor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from transformer.client import is_ready  # noqa: E402
+
+PODMAN = os.environ.get("PODMAN", "podman")
+MODEL = REPO / "models" / "digits"
+CLIP = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_theo_0.wav"
+PORTS = {"predictor": 18585, "transformer": 18580}
+IMPORTS = {
+    "predictor": {"interpreter": "pass", "tensorflow": "import tensorflow", "server module": "import predictor.model"},
+    "transformer": {"interpreter": "pass", "server module": "import transformer.model"},
+}
+
+
+def podman(*args: str) -> str:
+    return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def run_container(name: str, image: str, *args: str) -> None:
+    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+    podman(
+        "run", "--detach", "--name", name, *flags, "--network", "host",
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--volume", f"{MODEL}:/mnt/models:ro", image, *args,
+    )  # fmt: skip
+
+
+def server_args(server: str) -> list[str]:
+    port = PORTS[server]
+    args = ["--model_name", "digits", "--http_port", str(port), "--grpc_port", str(port + 1)]
+    if server == "transformer":
+        args += ["--workers", "1", "--predictor_host", f"127.0.0.1:{PORTS['predictor']}", "--predictor_protocol", "v2"]
+    return args
+
+
+def wait_for(url: str, started: float, timeout_s: float = 180) -> float:
+    while not is_ready(url):
+        if time.perf_counter() - started > timeout_s:
+            raise SystemExit(f"{url} not ready within {timeout_s} s")
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+def first_answers(server: str) -> tuple[float, float, float]:
+    """When the first request after ready was answered (``time.perf_counter``), how long it took,
+    and the p50 of the 50 that follow."""
+    base = f"http://127.0.0.1:{PORTS[server]}/v2/models/digits/infer"
+    if server == "transformer":
+        import base64
+
+        data = base64.b64encode(CLIP.read_bytes()).decode()
+        body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [data]}]}
+    else:
+        from serving.contract import INPUT_NAME
+        from transformer.frontend import FeatureSpec, FrontEnd
+
+        features = FrontEnd(FeatureSpec.read(MODEL)).from_bytes(data=CLIP.read_bytes())
+        body = {"inputs": [{"name": INPUT_NAME, "shape": [1, *features.shape], "datatype": "FP32",
+                            "data": features.ravel().tolist()}]}  # fmt: skip
+    encoded = json.dumps(body).encode()
+    times, answered_at = [], []
+    for _ in range(51):
+        request = urllib.request.Request(base, data=encoded, headers={"content-type": "application/json"})
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+        answered_at.append(time.perf_counter())
+        times.append(answered_at[-1] - started)
+    return answered_at[0], times[0], statistics.median(times[1:])
+
+
+def start_up(server: str, image: str, runs: int) -> dict[str, Any]:
+    figures: dict[str, list[float]] = {"live_s": [], "ready_s": [], "first_answer_s": [], "first_request_s": []}
+    warm_p50 = []
+    name = f"audio-maas-coldstart-{server}"
+    port = PORTS[server]
+    for _ in range(runs):
+        started = time.perf_counter()
+        run_container(name, image, *server_args(server))
+        try:
+            figures["live_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/health/live", started))
+            figures["ready_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/models/digits/ready", started))
+            answered_at, first, warm = first_answers(server)
+            figures["first_answer_s"].append(answered_at - started)
+            figures["first_request_s"].append(first)
+            warm_p50.append(warm)
+        finally:
+            subprocess.run([PODMAN, "rm", "--force", name], capture_output=True)
+    summary: dict[str, Any] = {
+        key: {"median": statistics.median(values), "max": max(values), "all": values} for key, values in figures.items()
+    }
+    summary["warm_p50_s"] = statistics.median(warm_p50)
+    return summary
+
+
+def import_times(server: str, image: str) -> dict[str, float]:
+    """Median of 3 cold interpreters in the image, each timing one statement from its own start."""
+    times = {}
+    for label, statement in IMPORTS[server].items():
+        code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+        samples = []
+        for _ in range(3):
+            started = time.perf_counter()
+            flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+            podman("run", "--rm", *flags, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c", code)
+            samples.append(time.perf_counter() - started)
+        times[label] = statistics.median(samples)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tag", default="0.1.0")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    report: dict[str, Any] = {}
+    predictor_up = None
+    try:
+        for server in ("predictor", "transformer"):
+            image = f"ghcr.io/audio-maas/{server}:{args.tag}"
+            size_mb = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
+            report[server] = {"image_mb": size_mb, **start_up(server, image, args.runs)}
+            report[server]["where"] = import_times(server, image)
+            if server == "predictor":  # the transformer's runs need one up
+                predictor_up = "audio-maas-coldstart-predictor-up"
+                run_container(predictor_up, image, *server_args("predictor"))
+                wait_for(f"http://127.0.0.1:{PORTS['predictor']}/v2/models/digits/ready", time.perf_counter())
+    finally:
+        if predictor_up:
+            subprocess.run([PODMAN, "rm", "--force", predictor_up], capture_output=True)
+    print(
+        f"{'container':12s} {'image':>8s} {'live':>13s} {'ready':>13s} {'1st answer':>13s} {'1st req / warm p50':>20s}"
+    )
+    for server, figures in report.items():
+        cells = [
+            f"{figures[k]['median']:5.1f} ({figures[k]['max']:4.1f})" for k in ("live_s", "ready_s", "first_answer_s")
+        ]
+        first_ms, warm_ms = figures["first_request_s"]["median"] * 1000, figures["warm_p50_s"] * 1000
+        print(
+            f"{server:12s} {figures['image_mb']:6.0f}MB {cells[0]:>13s} {cells[1]:>13s} {cells[2]:>13s} "
+            f"{first_ms:7.1f} / {warm_ms:5.1f} ms ({first_ms / warm_ms:.1f}x)"
+        )
+        print("    " + ", ".join(f"{label} {seconds:.2f} s" for label, seconds in figures["where"].items()))
+    print("seconds from podman run: median (max) of the runs; 'where': one cold interpreter in the image, per step")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
