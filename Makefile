@@ -11,7 +11,7 @@ UNKNOWN := --unknown $(SHARED_DATA)/speech-commands --unknown $(SHARED_DATA)/esc
 
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: serve evaluate bench bench-models bench-insight hey test test-slow test-images lint system-deps manifests \
+.PHONY: serve evaluate bench bench-models bench-insight bench-coldstart hey test test-slow test-images lint system-deps manifests \
 	train-digits train-digits-lstm train-sounds cross-validate-digits cross-validate-sounds clean
 
 $(BIN)/audio-maas: pyproject.toml
@@ -82,6 +82,10 @@ manifests: $(BIN)/audio-maas
 test-images: $(BIN)/audio-maas system-deps
 	k8s/images/build.sh
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m container
+
+# Cold start of the built images (make test-images builds them): to live, ready and first answer.
+bench-coldstart: $(BIN)/audio-maas
+	$(BIN)/python bench/coldstart.py --runs 5
 
 test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
