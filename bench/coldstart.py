@@ -34,9 +34,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.test_images import PODMAN, podman, run_container  # noqa: E402
 from transformer.client import is_ready  # noqa: E402
 
-PODMAN = os.environ.get("PODMAN", "podman")
 MODEL = REPO / "models" / "digits"
 CLIP = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_theo_0.wav"
 PORTS = {"predictor": 18585, "transformer": 18580}
@@ -44,19 +44,6 @@ IMPORTS = {
     "predictor": {"interpreter": "pass", "tensorflow": "import tensorflow", "server module": "import predictor.model"},
     "transformer": {"interpreter": "pass", "server module": "import transformer.model"},
 }
-
-
-def podman(*args: str) -> str:
-    return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def run_container(name: str, image: str, *args: str) -> None:
-    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
-    podman(
-        "run", "--detach", "--name", name, *flags, "--network", "host",
-        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{MODEL}:/mnt/models:ro", image, *args,
-    )  # fmt: skip
 
 
 def server_args(server: str) -> list[str]:

@@ -31,13 +31,14 @@ TAG = "0.1.0"
 IMAGES = {name: f"ghcr.io/audio-maas/{name}:{TAG}" for name in ("transformer", "predictor")}
 
 
-def _podman(*args: str) -> str:
+def podman(*args: str) -> str:
     return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _run(name: str, image: str, *args: str) -> None:
+def run_container(name: str, image: str, *args: str) -> None:
+    """``image`` as the chart runs it (bench/coldstart.py times it so too)."""
     flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
-    _podman(
+    podman(
         "run", "--detach", "--name", name, *flags, "--network", "host",
         "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--volume", f"{BUNDLED_MODEL}:/mnt/models:ro", image, *args,
@@ -54,9 +55,9 @@ def transformer_url() -> Iterator[str]:
         "transformer": f"audio-maas-test-{transformer_port}",
     }
     try:
-        _run(names["predictor"], IMAGES["predictor"], "--model_name", "digits",
+        run_container(names["predictor"], IMAGES["predictor"], "--model_name", "digits",
              "--http_port", str(predictor_port), "--grpc_port", str(predictor_port + 1))  # fmt: skip
-        _run(names["transformer"], IMAGES["transformer"], "--model_name", "digits", "--workers", "1",
+        run_container(names["transformer"], IMAGES["transformer"], "--model_name", "digits", "--workers", "1",
              "--http_port", str(transformer_port), "--grpc_port", str(transformer_port + 1),
              "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", "v2")  # fmt: skip
         url = f"http://127.0.0.1:{transformer_port}"
@@ -71,7 +72,7 @@ def transformer_url() -> Iterator[str]:
 
 def test_images_run_as_non_root() -> None:
     for image in IMAGES.values():
-        assert _podman("image", "inspect", "--format", "{{.Config.User}}", image) == "10001"
+        assert podman("image", "inspect", "--format", "{{.Config.User}}", image) == "10001"
 
 
 def test_containers_answer_the_whole_test_split_as_the_exported_model_does(
