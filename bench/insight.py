@@ -25,23 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.segments import RATE, build_sequences  # noqa: E402
-from bench.serving import cpu_seconds, hey  # noqa: E402
+from bench.serving import binary_body, cpu_seconds, hey  # noqa: E402
 from bench.soak import server_pid, start_service  # noqa: E402
-from serving.codec import encode_bytes_tensor  # noqa: E402
-from serving.contract import AUDIO_INPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
 from tests.conftest import encode  # noqa: E402
 from training.dataset import load_fsdd, select_split  # noqa: E402
-
-
-def binary_body(data: bytes, path: Path, **request: Any) -> tuple[Path, list[str]]:
-    """One audio file as a binary V2 request body at ``path`` (``request``: more JSON fields), and
-    the arguments ``hey`` needs to send it."""
-    raw = encode_bytes_tensor([data])
-    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
-    header = json.dumps({"inputs": [tensor], **request}).encode()
-    path.write_bytes(header + raw)
-    return path, ["-T", "application/octet-stream", "-H", f"Inference-Header-Content-Length: {len(header)}"]
 
 
 def main() -> None:

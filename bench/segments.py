@@ -102,13 +102,17 @@ def sliding_window(
         runs = [(int(a), len(list(group))) for a, group in itertools.groupby(answers)]
         said = [labels[a] for a, length in runs if length >= min_run and labels[a] != UNKNOWN_LABEL]
         pairs.append((sequence["digits"], said))
+    return {**scores(pairs), "window_s": window_s, "hop_s": hop_s, "min_run": min_run}
+
+
+def scores(pairs: list[tuple[list[str], list[str]]]) -> dict[str, float]:
+    """Of (digits said, digits read) pairs: exact-sequence rate, digit error rate (edit distance /
+    digits) and how often the count of digits was wrong."""
     return {
         "sequences": len(pairs),
         "exact": sum(truth == said for truth, said in pairs) / len(pairs),
         "digit_error_rate": sum(edit_distance(t, s) for t, s in pairs) / sum(len(t) for t, _ in pairs),
-        "window_s": window_s,
-        "hop_s": hop_s,
-        "min_run": min_run,
+        "wrong_count": sum(len(truth) != len(said) for truth, said in pairs) / len(pairs),
     }
 
 
@@ -142,15 +146,8 @@ def evaluate(sequences: list[dict[str, Any]], model_dir: Path, options: SegmentO
         results["noisy" if sequence["noisy"] else "clean"].append((sequence["digits"], said))
     report: dict[str, Any] = {"options": options.model_dump()}
     for name, pairs in [*results.items(), ("all", results["clean"] + results["noisy"])]:
-        if not pairs:
-            continue
-        errors = sum(edit_distance(truth, said) for truth, said in pairs)
-        report[name] = {
-            "sequences": len(pairs),
-            "exact": sum(truth == said for truth, said in pairs) / len(pairs),
-            "digit_error_rate": errors / sum(len(truth) for truth, _ in pairs),
-            "wrong_count": sum(len(truth) != len(said) for truth, said in pairs) / len(pairs),
-        }
+        if pairs:
+            report[name] = scores(pairs)
     report["ms_per_recording"] = {
         "segment_and_features": 1000 * featurise_s / len(sequences),
         "model": 1000 * model_s / len(sequences),

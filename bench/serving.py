@@ -111,20 +111,23 @@ def _in_child(function, *args):  # type: ignore[no-untyped-def]
         return child.submit(function, *args).result()
 
 
+def binary_body(data: bytes, path: Path, **request: Any) -> tuple[Path, list[str]]:
+    """One audio file as a binary V2 request body at ``path`` (``request``: more JSON fields), and
+    the arguments ``hey`` needs to send it."""
+    raw = encode_bytes_tensor([data])
+    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
+    header = json.dumps({"inputs": [tensor], **request}).encode()
+    path.write_bytes(header + raw)
+    return path, ["-T", "application/octet-stream", "-H", f"Inference-Header-Content-Length: {len(header)}"]
+
+
 def request_bodies(data: bytes, scratch: Path) -> dict[str, tuple[Path, list[str]]]:
     """One FSDD file as a V2 request, binary and JSON: body file and headers for ``hey``."""
-    raw = encode_bytes_tensor([data])
-    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES"}
     outputs = [{"name": LABEL_OUTPUT}]
-    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}], "outputs": outputs})
-    (scratch / "binary").write_bytes(header.encode() + raw)
-    as_json = {"inputs": [{**tensor, "data": [base64.b64encode(data).decode()]}], "outputs": outputs}
-    (scratch / "json").write_text(json.dumps(as_json))
+    tensor = {"name": AUDIO_INPUT, "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(data).decode()]}
+    (scratch / "json").write_text(json.dumps({"inputs": [tensor], "outputs": outputs}))
     return {
-        "binary": (
-            scratch / "binary",
-            ["-T", "application/octet-stream", "-H", f"Inference-Header-Content-Length: {len(header.encode())}"],
-        ),
+        "binary": binary_body(data, scratch / "binary", outputs=outputs),
         "json": (scratch / "json", ["-T", "application/json"]),
     }
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from cli.training import BUNDLED_MODEL_DIR
-from serving.contract import AUTH_TOKEN_ENV, MODEL_NAME_PATTERN, model_directories
+from serving.contract import AUTH_TOKEN_ENV, LABELS_FILE, MODEL_NAME_PATTERN, model_directories
 from serving.settings import ServiceSettings
 
 __all__ = ["add_commands"]
@@ -227,7 +227,9 @@ def _explain(args: argparse.Namespace) -> int:
         return 1
     bundled = BUNDLED_REPOSITORY / args.model_name  # names for the top 3, where the model is one of ours
     classes = len(explanation.probabilities)
-    names = read_labels(bundled) if (bundled / "labels.txt").is_file() else [f"class {i}" for i in range(classes)]
+    names = read_labels(bundled) if (bundled / LABELS_FILE).is_file() else []
+    if len(names) != classes:
+        names = [f"class {i}" for i in range(classes)]
     waveform, sample_rate = decode(data=args.file.read_bytes(), max_duration_s=3600)
     draw_explanation(
         waveform=waveform.mean(axis=1),
@@ -235,7 +237,7 @@ def _explain(args: argparse.Namespace) -> int:
         probabilities=explanation.probabilities,
         saliency=explanation.saliency,
         frame_s=explanation.frame_s,
-        class_names=names if len(names) == classes else [f"class {i}" for i in range(classes)],
+        class_names=names,
         title=f"{args.file.name}, model '{args.model_name}'",
         out=args.out,
     )
