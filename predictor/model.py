@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve import InferRequest, InferResponse, Model
 from prometheus_client import Histogram
 
 from predictor.explain import explainer
 from predictor.savedmodel import load_serving_function
 from predictor.settings import PredictorSettings
 from serving.batching import DynamicBatcher
-from serving.codec import request_parameter, to_numpy
+from serving.codec import asked_outputs, request_parameter, to_numpy
 from serving.contract import (
     INPUT_NAME,
     MODEL_FINGERPRINT_PARAMETER,
@@ -123,27 +123,20 @@ class SavedModelPredictor(Model):
             raise RuntimeError("predict called before load()")
         self._check_caller_model(payload)
         features = self._features(payload)
-        wanted = [output.name for output in payload.request_outputs or []]
-        answers = {}
-        if SALIENCY_OUTPUT in wanted:
+        if any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
             assert self._explain_batcher is not None
             both = await self._explain_batcher.submit(features)  # probabilities and saliency, side by side
             classes = self._output_shape[1]
-            answers[OUTPUT_NAME] = np.ascontiguousarray(both[:, :classes])
-            answers[SALIENCY_OUTPUT] = both[:, classes:].reshape(features.shape)
+            answers = [
+                (OUTPUT_NAME, "FP32", np.ascontiguousarray(both[:, :classes])),
+                (SALIENCY_OUTPUT, "FP32", both[:, classes:].reshape(features.shape)),
+            ]
         else:
-            answers[OUTPUT_NAME] = await self._batcher.submit(features)
-        outputs = []
-        for name, value in answers.items():
-            if wanted and name not in wanted:
-                continue
-            output = InferOutput(name=name, shape=list(value.shape), datatype="FP32")
-            output.set_data_from_numpy(value, binary_data=payload.use_binary_outputs)
-            outputs.append(output)
+            answers = [(OUTPUT_NAME, "FP32", await self._batcher.submit(features))]
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
-            infer_outputs=outputs,
+            infer_outputs=asked_outputs(payload, answers, binary_data=payload.use_binary_outputs),
             use_binary_outputs=payload.use_binary_outputs,
             requested_outputs=payload.request_outputs,
         )

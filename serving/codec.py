@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from kserve import InferInput, InferRequest
+from kserve import InferInput, InferOutput, InferRequest
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.protocol.infer_type import RequestedOutput
 
@@ -28,6 +28,7 @@ from serving.errors import BadRequest
 
 __all__ = [
     "DATATYPES",
+    "asked_outputs",
     "bytes_elements",
     "check_request",
     "decode_bytes_tensor",
@@ -199,6 +200,21 @@ def bytes_elements(infer_input: InferInput) -> list[bytes]:
     if len(elements) != count:
         raise _count_mismatch(infer_input.name, infer_input.shape, len(elements))
     return elements
+
+
+def asked_outputs(
+    request: InferRequest, answers: Iterable[tuple[str, str, np.ndarray]], *, binary_data: bool
+) -> list[InferOutput]:
+    """The ``(name, datatype, value)`` answers the request asked for (all when it names none), as
+    outputs. Both protocols alike: KServe leaves out what was not asked for only in REST's encoder."""
+    wanted = {output.name for output in request.request_outputs or []}
+    outputs = []
+    for name, datatype, value in answers:
+        if not wanted or name in wanted:
+            output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
+            output.set_data_from_numpy(value, binary_data=binary_data)
+            outputs.append(output)
+    return outputs
 
 
 def request_parameter(request: InferRequest, name: str) -> Any:

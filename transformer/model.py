@@ -24,7 +24,7 @@ from prometheus_client import Histogram
 
 from serving.auth import bearer_header
 from serving.batching import DynamicBatcher
-from serving.codec import bytes_elements, request_parameter, to_numpy
+from serving.codec import asked_outputs, bytes_elements, request_parameter, to_numpy
 from serving.contract import (
     AUDIO_INPUT,
     CLASS_ID_OUTPUT,
@@ -296,19 +296,10 @@ class AudioTransformer(Model):
         if frame_times is not None:
             saliency = np.ascontiguousarray(rows[:, len(self.labels) :]).reshape(len(rows), *self._feature_shape)
             answers += [(SALIENCY_OUTPUT, "FP32", saliency), (SALIENCY_FRAME_S_OUTPUT, "FP32", frame_times)]
-        # Only the outputs asked for, on both protocols: KServe leaves that to REST's encoder.
-        wanted = {output.name for output in request.request_outputs or []}
-        outputs = []
-        for name, datatype, value in answers:
-            if wanted and name not in wanted:
-                continue
-            output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
-            output.set_data_from_numpy(value, binary_data=False)
-            outputs.append(output)
         return InferResponse(
             response_id=request.id or result.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
-            infer_outputs=outputs,
+            infer_outputs=asked_outputs(request, answers, binary_data=False),
             use_binary_outputs=request.use_binary_outputs,
             requested_outputs=request.request_outputs,
         )
