@@ -51,13 +51,13 @@ class SavedModelPredictor(Model):
         self._signature: Any = None
         self._input_shape: list[int] = []
         self._output_shape: list[int] = []
-        self._batcher: DynamicBatcher | None = None
+        self._batcher: DynamicBatcher[np.ndarray] | None = None
         self.fingerprint = ""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
         # Explanations cost about 8 model calls each: their own thread and batches, so that plain
         # requests never queue behind them; the function is traced on the first one.
         self._explain: Any = None
-        self._explain_batcher: DynamicBatcher | None = None
+        self._explain_batcher: DynamicBatcher[tuple[np.ndarray, ...]] | None = None
         self._explain_thread = ThreadPoolExecutor(1, thread_name_prefix="explain")
 
     def load(self) -> bool:
@@ -125,12 +125,8 @@ class SavedModelPredictor(Model):
         features = self._features(payload)
         if any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
             assert self._explain_batcher is not None
-            both = await self._explain_batcher.submit(features)  # probabilities and saliency, side by side
-            classes = self._output_shape[1]
-            answers = [
-                (OUTPUT_NAME, "FP32", np.ascontiguousarray(both[:, :classes])),
-                (SALIENCY_OUTPUT, "FP32", both[:, classes:].reshape(features.shape)),
-            ]
+            probabilities, saliency = await self._explain_batcher.submit(features)
+            answers = [(OUTPUT_NAME, "FP32", probabilities), (SALIENCY_OUTPUT, "FP32", saliency)]
         else:
             answers = [(OUTPUT_NAME, "FP32", await self._batcher.submit(features))]
         return InferResponse(
@@ -180,18 +176,18 @@ class SavedModelPredictor(Model):
     async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
 
-    async def _explain_off_loop(self, features: np.ndarray) -> np.ndarray:
+    async def _explain_off_loop(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
         return await asyncio.get_running_loop().run_in_executor(self._explain_thread, self._run_explain, features)
 
-    def _run_explain(self, features: np.ndarray) -> np.ndarray:
-        """float32 ``[n, frames, bins]`` -> ``[n, classes + frames * bins]``: probabilities, then
-        saliency (``predictor.explain``), one row per clip so that the batcher can split them."""
+    def _run_explain(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """float32 ``[n, frames, bins]`` -> probabilities ``[n, classes]`` and saliency ``[n, frames,
+        bins]`` (``predictor.explain``); called from its own thread."""
         if self._explain is None:
             self._explain = explainer(self._signature)
         started = time.perf_counter()
-        probabilities, saliency = (tensor.numpy() for tensor in self._explain(features))
+        answers = tuple(tensor.numpy() for tensor in self._explain(features))
         EXPLAIN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        return np.concatenate([probabilities, saliency.reshape(len(features), -1)], axis=1)
+        return answers
 
     def _run(self, features: np.ndarray) -> np.ndarray:
         """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -20,23 +21,27 @@ __all__ = ["DynamicBatcher"]
 
 log = logging.getLogger(__name__)
 
+Answer = TypeVar("Answer", np.ndarray, tuple[np.ndarray, ...])
+"""What ``run`` returns for ``[n, ...]`` rows: ``[n, ...]``, or several such arrays (say an answer
+and its explanation), each split among the callers the same way."""
+
 
 @dataclass
 class _Pending:
     rows: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Any]
 
 
-class DynamicBatcher:
+class DynamicBatcher(Generic[Answer]):
     """Stacks concurrent ``submit`` calls along axis 0 into calls of ``run``.
 
-    ``run`` maps ``[n, ...]`` to ``[n, ...]``; one call runs at a time, so the next batch
-    gathers while the current one runs.
+    ``run`` maps ``[n, ...]`` to ``[n, ...]`` (or a tuple of such); one call runs at a time, so
+    the next batch gathers while the current one runs.
     """
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], Awaitable[np.ndarray]],
+        run: Callable[[np.ndarray], Awaitable[Answer]],
         *,
         max_batch_size: int,
         max_wait_s: float = 0.0,
@@ -46,7 +51,7 @@ class DynamicBatcher:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
-        self._run = run
+        self._run: Callable[[np.ndarray], Awaitable[Answer]] = run
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._on_batch = on_batch
@@ -60,7 +65,7 @@ class DynamicBatcher:
             self._queue.put_nowait(None)
             self._queue = None
 
-    async def submit(self, rows: np.ndarray) -> np.ndarray:
+    async def submit(self, rows: np.ndarray) -> Answer:
         """Run ``rows`` ``[n, ...]``, batched with whatever else is waiting; returns their ``n`` results.
 
         More rows than ``max_batch_size`` (a request of many elements, a long recording's segments)
@@ -69,11 +74,13 @@ class DynamicBatcher:
         if len(rows) > self.max_batch_size:
             size = self.max_batch_size
             parts = await asyncio.gather(*(self.submit(rows[i : i + size]) for i in range(0, len(rows), size)))
+            if isinstance(parts[0], tuple):
+                return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
             return np.concatenate(parts)
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve(self._queue))
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(rows, future))
         return await future
 
@@ -124,5 +131,7 @@ class DynamicBatcher:
         for pending in live:
             end = start + len(pending.rows)
             if not pending.future.done():
-                pending.future.set_result(outputs[start:end])
+                pending.future.set_result(
+                    tuple(array[start:end] for array in outputs) if isinstance(outputs, tuple) else outputs[start:end]
+                )
             start = end

@@ -131,6 +131,22 @@ def test_a_request_of_more_rows_than_a_batch_goes_in_calls_of_at_most_a_batch_an
     np.testing.assert_array_equal(result, -rows)
 
 
+def test_an_answer_of_several_arrays_is_split_among_the_callers_alike() -> None:
+    """As the predictor answers an explanation: probabilities and saliency for the same rows."""
+
+    async def negate_and_double(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        return -rows, np.repeat(2 * rows, 3, axis=1)
+
+    async def scenario() -> list[tuple[np.ndarray, ...]]:
+        batcher = DynamicBatcher(negate_and_double, max_batch_size=4, max_wait_s=0.05)
+        requests = [np.full((n, 1), i, np.float32) for i, n in enumerate([1, 2, 6])]  # the last is split
+        return await asyncio.gather(*(batcher.submit(r) for r in requests))
+
+    for i, (n, (negated, doubled)) in enumerate(zip([1, 2, 6], asyncio.run(scenario()), strict=True)):
+        np.testing.assert_array_equal(negated, np.full((n, 1), -i, np.float32))
+        np.testing.assert_array_equal(doubled, np.full((n, 3), 2 * i, np.float32))
+
+
 def test_an_idle_batcher_runs_at_once_and_batches_what_arrives_meanwhile() -> None:
     """With no wait, the first request does not wait for company; the next batch gathers while it runs."""
     calls: list[int] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -15,7 +14,7 @@ from typing import Any, Literal
 import grpc
 import httpx
 import numpy as np
-from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve import InferInput, InferRequest, InferResponse, Model
 from kserve import context as kserve_context
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -96,9 +95,7 @@ class AudioTransformer(Model):
         self._batcher = DynamicBatcher(
             self._forward, max_batch_size=settings.max_batch_size, on_batch=FORWARDED_BATCH_SIZE.labels(name).observe
         )
-        self._explain_batcher = DynamicBatcher(
-            functools.partial(self._forward, explain=True), max_batch_size=settings.max_batch_size
-        )
+        self._explain_batcher = DynamicBatcher(self._forward_explained, max_batch_size=settings.max_batch_size)
         self._predictor_agrees = False
         self._probe_lock = asyncio.Lock()
         self.not_ready_reason = "not loaded"
@@ -228,20 +225,29 @@ class AudioTransformer(Model):
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
         features = to_numpy(payload.inputs[0])  # our own features request, from preprocess
-        batcher = self._batcher if _FRAME_TIMES.get() is None else self._explain_batcher
-        probabilities = await batcher.submit(features)  # with saliency: [n, classes + frames * bins]
-        output = InferOutput(name=OUTPUT_NAME, shape=list(probabilities.shape), datatype="FP32")
-        output.set_data_from_numpy(probabilities, binary_data=False)
-        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output])
+        if _FRAME_TIMES.get() is None:
+            answers = [(OUTPUT_NAME, "FP32", await self._batcher.submit(features))]
+        else:
+            probabilities, saliency = await self._explain_batcher.submit(features)
+            answers = [(OUTPUT_NAME, "FP32", probabilities), (SALIENCY_OUTPUT, "FP32", saliency)]
+        outputs = asked_outputs(payload, answers, binary_data=False)  # our own request names none: all
+        return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outputs)
 
-    async def _forward(self, features: np.ndarray, *, explain: bool = False) -> np.ndarray:
-        """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back, or
-        with ``explain`` ``[n, classes + frames * bins]``: the probabilities, then the saliency."""
+    async def _forward(self, features: np.ndarray) -> np.ndarray:
+        """One predictor call for stacked ``[n, frames, bins]`` features; ``[n, classes]`` back."""
+        return (await self._ask_predictor(features, (OUTPUT_NAME,)))[0]
+
+    async def _forward_explained(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """As :meth:`_forward`, and the saliency ``[n, frames, bins]`` too."""
+        return await self._ask_predictor(features, (OUTPUT_NAME, SALIENCY_OUTPUT))
+
+    async def _ask_predictor(self, features: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The predictor's outputs ``names`` for ``features``, in that order."""
         request = _features_request(
             features, model_name=self.name, request_id=str(uuid.uuid4()), fingerprint=self.fingerprint
         )
-        if explain:
-            request.request_outputs = [RequestedOutput(name=name) for name in (OUTPUT_NAME, SALIENCY_OUTPUT)]
+        if names != (OUTPUT_NAME,):  # the plain hop names none: the predictor's default answer is just that
+            request.request_outputs = [RequestedOutput(name=name) for name in names]
         credentials = bearer_header(self.settings.auth_token)  # local mode: one token for both servers
         try:
             if self.predictor_config is not None and self.predictor_config.protocol == "v2":
@@ -265,11 +271,11 @@ class AudioTransformer(Model):
             raise UpstreamUnavailable(f"predictor answered {error.code().name}: {error.details()}") from None
         assert isinstance(response, InferResponse)
         outputs = {output.name: output for output in response.outputs}
-        names = (OUTPUT_NAME, SALIENCY_OUTPUT) if explain else (OUTPUT_NAME,)
         if any(name not in outputs for name in names):
             raise UpstreamUnavailable(f"the predictor answered {sorted(outputs)}, not {list(names)}")
-        rows = [np.asarray(outputs[name].as_numpy(), dtype=np.float32).reshape(len(features), -1) for name in names]
-        return np.concatenate(rows, axis=1) if explain else rows[0]
+        return tuple(
+            np.asarray(outputs[name].as_numpy(), dtype=np.float32).reshape(outputs[name].shape) for name in names
+        )
 
     async def postprocess(
         self,
@@ -277,12 +283,11 @@ class AudioTransformer(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
-        rows = np.asarray(result.outputs[0].as_numpy(), dtype=np.float32).reshape(result.outputs[0].shape)
+        answered = {output.name: np.asarray(output.as_numpy()).reshape(output.shape) for output in result.outputs}
+        rows = answered[OUTPUT_NAME]
         spans = _SEGMENT_SPANS.get()
         frame_times = _FRAME_TIMES.get()
         probabilities = rows if spans is None else rows[: len(spans)]
-        if frame_times is not None:
-            probabilities = np.ascontiguousarray(rows[:, : len(self.labels)])
         class_ids = probabilities.argmax(axis=1).astype(np.int64)
         labels = np.array([self.labels[i].encode() for i in class_ids], dtype=object)
         request = _CLIENT_REQUEST.get()
@@ -294,8 +299,10 @@ class AudioTransformer(Model):
         if spans is not None:
             answers += self._segment_answers(rows[len(spans) :], spans)
         if frame_times is not None:
-            saliency = np.ascontiguousarray(rows[:, len(self.labels) :]).reshape(len(rows), *self._feature_shape)
-            answers += [(SALIENCY_OUTPUT, "FP32", saliency), (SALIENCY_FRAME_S_OUTPUT, "FP32", frame_times)]
+            answers += [
+                (SALIENCY_OUTPUT, "FP32", answered[SALIENCY_OUTPUT]),
+                (SALIENCY_FRAME_S_OUTPUT, "FP32", frame_times),
+            ]
         return InferResponse(
             response_id=request.id or result.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
