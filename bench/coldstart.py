@@ -11,10 +11,10 @@ from just before ``podman run``: to ``/v2/health/live``, to the model's ``ready`
 first answered request after ready. First the predictor alone; then the transformer with a
 predictor already up, whose first request is compared with the p50 of 50 that follow.
 
-Where the time goes, from separate runs of each image's own Python: the interpreter alone, then
-importing the server module (and, for the predictor, TensorFlow alone). What is left of time to
-ready is the model's load and warm-up, the servers' start and, for the transformer, its probe of
-the predictor.
+Where the time goes, from separate ``podman run``s of each image's own Python: the interpreter
+alone, then importing the server module (and, for the predictor, TensorFlow alone), each
+including the interpreter's start. What is left of time to ready is the model's load and
+warm-up, the servers' start and, for the transformer, its probe of the predictor.
 """
 
 from __future__ import annotations
@@ -115,15 +115,16 @@ def start_up(server: str, image: str, runs: int) -> dict[str, Any]:
 
 
 def import_times(server: str, image: str) -> dict[str, float]:
-    """Median of 3 cold interpreters in the image, each timing one statement from its own start."""
+    """Seconds of ``podman run IMAGE python -c STATEMENT`` for each statement, median of 3: the
+    interpreter alone (``pass``) is the floor that the others include."""
+    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     times = {}
     for label, statement in IMPORTS[server].items():
-        code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
         samples = []
         for _ in range(3):
             started = time.perf_counter()
-            flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
-            podman("run", "--rm", *flags, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c", code)
+            podman("run", "--rm", *flags, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c",
+                   statement)  # fmt: skip
             samples.append(time.perf_counter() - started)
         times[label] = statistics.median(samples)
     return times
@@ -163,7 +164,7 @@ def main() -> None:
             f"{first_ms:7.1f} / {warm_ms:5.1f} ms ({first_ms / warm_ms:.1f}x)"
         )
         print("    " + ", ".join(f"{label} {seconds:.2f} s" for label, seconds in figures["where"].items()))
-    print("seconds from podman run: median (max) of the runs; 'where': one cold interpreter in the image, per step")
+    print("seconds from podman run: median (max) of the runs; 'where': podman run of one statement each")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
