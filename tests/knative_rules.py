@@ -14,8 +14,8 @@ it checks, from Knative Serving's own source:
   (knative/serving main): one port across the containers, named ``http1``, ``h2c`` or nothing,
   TCP, not a reserved port; reserved mount paths and environment variables; read-only mounts
   except of emptyDir and PVC volumes; one handler per probe; readiness ``timeoutSeconds`` and
-  ``failureThreshold`` of at least 1 when ``periodSeconds`` is set (Knative defaults them when
-  absent, as Kubernetes does).
+  ``failureThreshold`` of at least 1 when ``periodSeconds`` is set, and neither when it is not
+  (``validateReadinessProbe``: no period is Knative's aggressive probing).
 """
 
 from __future__ import annotations
@@ -138,7 +138,15 @@ def _container_refusals(container: dict[str, Any], volumes: dict[str, Any], enab
         handlers = [h for h in ("httpGet", "tcpSocket", "exec", "grpc") if h in probe]
         if len(handlers) != 1:
             found.append(f"{kind}: exactly one handler, found {handlers}")
-        periodic = kind == "readinessProbe" and probe.get("periodSeconds", 0) > 0
-        if periodic and (probe.get("timeoutSeconds", 1) < 1 or probe.get("failureThreshold", 3) < 1):
-            found.append(f"{kind}: timeoutSeconds and failureThreshold must be at least 1")
+        if kind != "readinessProbe":
+            continue
+        if probe.get("periodSeconds", 0) > 0:
+            if probe.get("timeoutSeconds", 1) < 1 or probe.get("failureThreshold", 3) < 1:
+                found.append(f"{kind}: timeoutSeconds and failureThreshold must be at least 1")
+        else:
+            found += [
+                f"{kind}.{field}: disallowed when periodSeconds is zero"
+                for field in ("timeoutSeconds", "failureThreshold")
+                if probe.get(field, 0) != 0
+            ]
     return found

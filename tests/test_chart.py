@@ -287,6 +287,7 @@ def test_the_knative_check_refuses_what_knative_refuses() -> None:
             "ports": [*container["ports"], {"name": "metrics", "containerPort": 9090}],
             "volumeMounts": [*container["volumeMounts"], {"name": "models", "mountPath": "/dev"}],
             "lifecycle": {},
+            "readinessProbe": container["readinessProbe"] | {"timeoutSeconds": 2},  # needs a period
         }],
     }  # fmt: skip
     found = knative_rules.refusals(broken)
@@ -296,6 +297,7 @@ def test_the_knative_check_refuses_what_knative_refuses() -> None:
     assert "kserve-container.lifecycle: not allowed" in found
     assert "kserve-container.volumeMounts.models: /dev is reserved" in found
     assert "kserve-container.volumeMounts.models: must be readOnly for this kind of volume" in found
+    assert any(f.endswith("readinessProbe.timeoutSeconds: disallowed when periodSeconds is zero") for f in found)
 
 
 STANDARD = {
@@ -483,7 +485,7 @@ def test_secured_values_reach_every_pod() -> None:
         assert pod["imagePullSecrets"] == [{"name": "registry"}], component
         (container,) = pod["containers"]
         assert TOKEN_ENV in container["env"], component
-        assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 120
+        assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 60
         assert "initialDelaySeconds" not in container["livenessProbe"]
     (transformer,), (predictor,) = _containers(values, "transformer"), _containers(values, "predictor")
     assert transformer["image"] == "ghcr.io/audio-maas/transformer@sha256:" + "a" * 64

@@ -116,7 +116,9 @@ volumeMounts:
 
 {{/* Probes of a server: REST on 8080, or a TCP check of a gRPC-only port 8081. Both servers
 listen only once their model is loaded, so start-up waits for the process; readiness asks the model
-(the transformer's is ready once the predictor answered it). Args: port, path, root. */}}
+(the transformer's is ready once the predictor answered it). In Knative mode readiness has no
+period: Knative's queue-proxy then probes every 50 ms until ready, instead of once a period, which
+would add up to a period to every cold start. Args: port, path, root. */}}
 {{- define "audio-maas.probes" -}}
 {{- $grpc := eq (int .port) 8081 -}}
 {{- $live := ternary (dict "tcpSocket" (dict "port" 8081)) (dict "httpGet" (dict "path" "/v2/health/live" "port" 8080)) $grpc -}}
@@ -127,9 +129,11 @@ startupProbe:
   failureThreshold: {{ .root.Values.startupProbe.failureThreshold }}
 readinessProbe:
   {{- toYaml $ready | nindent 2 }}
-  periodSeconds: 5
+  {{- if eq .root.Values.deploymentMode "Standard" }}
+  periodSeconds: 2
   timeoutSeconds: 2
   failureThreshold: 3
+  {{- end }}
 livenessProbe:
   {{- toYaml $live | nindent 2 }}
   periodSeconds: 10
