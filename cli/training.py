@@ -91,6 +91,13 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
 
     defaults = TrainConfig()
     parser.add_argument("--arch", choices=["cnn", "lstm"], default=defaults.arch)
+    parser.add_argument(
+        "--cnn-filters",
+        type=_filters,
+        default=defaults.cnn_filters,
+        metavar="N,N,...",
+        help=f"filters of the CNN's conv stages (default: {','.join(map(str, defaults.cnn_filters))})",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=_DATA_DIR_HELP)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -105,6 +112,17 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _filters(text: str) -> tuple[int, ...]:
+    """``--cnn-filters 16,32,64`` -> ``(16, 32, 64)``."""
+    try:
+        filters = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated filter counts, got {text!r}") from None
+    if not filters or min(filters) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive filter counts, got {text!r}")
+    return filters
+
+
 def _config(args: argparse.Namespace, dataset: Any) -> Any:
     """The training configuration from the flags, with the front end and augmentation chosen for ``dataset``."""
     from training.augment import AugmentSettings, sound_augment_settings
@@ -116,6 +134,7 @@ def _config(args: argparse.Namespace, dataset: Any) -> Any:
         spec=spec,
         augment=AugmentSettings() if is_digits(dataset.labels) else sound_augment_settings(spec.clip_s),
         arch=args.arch,
+        cnn_filters=args.cnn_filters,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

@@ -64,8 +64,8 @@ def write_model_card(model_dir: Path) -> None:
         *(_unknown_data(dataset, training) if unknown else []),
         f"- {training['examples']['augmented_copies']} augmented copies of every recording: {_augmentation(config)}. "
         f"{training['examples']['total']:,} training examples in all.",
-        f"- {config['epochs']} epochs, batch {config['batch_size']}, AdamW with cosine decay from "
-        f"{config['learning_rate']}, seed {config['seed']}.",
+        f"- {_architecture(config)}; {config['epochs']} epochs, batch {config['batch_size']}, "
+        f"AdamW with cosine decay from {config['learning_rate']}, seed {config['seed']}.",
         f"- Training took {training['seconds']['total']:.0f} s ({training['seconds']['featurize']:.0f} s of it "
         f"featurisation) on {training['machine']}.",
         "",
@@ -154,6 +154,14 @@ def _credits(dataset: dict[str, Any]) -> list[str]:
         "and credit the recordings' authors, here."
         for root in roots
     ]
+
+
+def _architecture(config: dict[str, Any]) -> str:
+    if config["arch"] == "lstm":
+        return "Conv1D then two bidirectional LSTMs of 64 units"
+    # Models trained before the filters were a setting used these.
+    filters = config.get("cnn_filters", (32, 64, 128, 128))
+    return f"CNN of {len(filters)} conv stages with {', '.join(map(str, filters))} filters"
 
 
 def _fsdd_data(training: dict[str, Any]) -> list[str]:

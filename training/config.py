@@ -19,6 +19,8 @@ class TrainConfig:
     """Everything that decides what a training run produces."""
 
     arch: Arch = "cnn"
+    cnn_filters: tuple[int, ...] = (32, 64, 128, 128)
+    """Filters of the CNN's conv stages (each conv, batch norm, ReLU, 2x2 max pool); the LSTM ignores it."""
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 2e-3

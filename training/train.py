@@ -86,7 +86,7 @@ def train(
     featurised = time.perf_counter()
     log.info("%d training examples ready in %.0f s", len(x_train), featurised - started)
 
-    model = build_model(arch=config.arch, train_features=x_train, n_classes=len(labels))
+    model = build_model(arch=config.arch, train_features=x_train, n_classes=len(labels), cnn_filters=config.cnn_filters)
     steps = config.epochs * -(-len(x_train) // config.batch_size)
     model.compile(
         optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)),
@@ -121,7 +121,8 @@ def train(
             "total": len(x_train),
             "validation": len(x_val),
         },
-        "speakers": sorted({u.speaker for u in train_set}),
+        # The named classes' speakers or sources; `unknown`'s sources are the model card's own list.
+        "speakers": sorted({u.speaker for u in train_set if u.label != UNKNOWN_LABEL}),
         "history": {key: [float(v) for v in values] for key, values in fit.history.items()},
         "seconds": {"featurize": round(featurised - started, 1), "total": round(time.perf_counter() - started, 1)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {_gpus()} GPUs",
