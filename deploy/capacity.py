@@ -15,7 +15,10 @@ simulation advances in 1 s ticks:
   Scale-down is at most halving per tick, within ``min_replicas..max_replicas``; with
   ``min_replicas`` 0 the last pod goes after a stable window without traffic.
 - cold start: a new pod serves ``cold_start_s`` after it is asked for; requests that arrive
-  while no pod is ready wait in the activator for the first one.
+  while no pod is ready wait in the activator for the first one. By default it is what
+  ``bench/coldstart.py`` measured (``--cold-start``): the slower container's longest time to
+  ready, since a replica's transformer and predictor start at once in pods of their own. Add
+  your cluster's scheduling and image pull with ``--cold-start-s``.
 
 This is a model of the autoscaler, not the autoscaler: what it prints is the picture the
 measured figures imply beyond one machine, to size ``minReplicas``, ``maxReplicas`` and
@@ -35,9 +38,25 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AutoscalerSettings", "ReplicaProfile", "Tick", "load_trace", "simulate", "synthetic_trace"]
+__all__ = [
+    "AutoscalerSettings",
+    "ReplicaProfile",
+    "Tick",
+    "load_trace",
+    "measured_cold_start_s",
+    "simulate",
+    "synthetic_trace",
+]
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "bench" / "results-2core.json"
+DEFAULT_COLD_START = Path(__file__).resolve().parent.parent / "bench" / "results-coldstart-2026-11-28.json"
+
+
+def measured_cold_start_s(path: Path) -> float:
+    """Seconds from a replica's pods being asked for to ready, from ``bench/coldstart.py --json``:
+    the longest ready time of either container (they start together, each in its own pod)."""
+    report = json.loads(path.read_text())
+    return max(float(report[container]["ready_s"]["max"]) for container in ("predictor", "transformer"))
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class AutoscalerSettings:
     panic_window_s: int = 6
     panic_threshold: float = 2.0
     cold_start_s: float = 10.0
-    """From pod request to ready: scheduling, model download, and ~5 s of load and warm-up here."""
+    """From pod request to ready; ``audio-maas plan`` sets it from the cold-start measurement."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--utilisation", type=float, default=defaults.utilisation)
     parser.add_argument("--min-replicas", type=int, default=defaults.min_replicas)
     parser.add_argument("--max-replicas", type=int, default=defaults.max_replicas)
-    parser.add_argument("--cold-start-s", type=float, default=defaults.cold_start_s)
+    parser.add_argument("--cold-start", type=Path, default=DEFAULT_COLD_START, help="bench/coldstart.py --json output")
+    parser.add_argument(
+        "--cold-start-s", type=float, help="seconds from pod request to ready (default: the --cold-start measurement)"
+    )
     parser.add_argument("--vcpus-per-replica", type=float, default=2.0, help="the bench machine's cores")
     parser.add_argument("--vcpu-hour-price", type=float, default=0.04, help="currency per vCPU-hour")
     parser.add_argument("--gpu-hour-price", type=float, default=0.0, help="per replica-hour, if it has a GPU")
@@ -195,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     profile = ReplicaProfile.from_bench(args.profile)
+    cold_start_s = args.cold_start_s if args.cold_start_s is not None else measured_cold_start_s(args.cold_start)
     settings = AutoscalerSettings(
         metric=args.metric, target=args.target, utilisation=args.utilisation, min_replicas=args.min_replicas,
-        max_replicas=args.max_replicas, cold_start_s=args.cold_start_s,
+        max_replicas=args.max_replicas, cold_start_s=cold_start_s,
     )  # fmt: skip
     trace = (
         load_trace(args.trace)
@@ -205,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         else synthetic_trace(args.pattern, minutes=args.minutes, base_rps=args.base_rps, peak_rps=args.peak_rps)
     )
     ticks = simulate(trace, profile, settings)
-    print(f"one replica: up to {profile.peak_clips_per_s:.0f} clips/s ({args.profile.name}); {len(trace)} s of traffic")
+    cold_start_source = "given" if args.cold_start_s is not None else f"measured, {args.cold_start.name}"
+    print(
+        f"one replica: up to {profile.peak_clips_per_s:.0f} clips/s ({args.profile.name}), ready {cold_start_s:.1f} s "
+        f"after it is asked for ({cold_start_source}); {len(trace)} s of traffic"
+    )
     print(f"{'time':>6} {'req/s':>7} {'ready':>5} {'desired':>7} {'panic':>5} {'latency':>9} {'queued':>7}")
     for tick in ticks[:: args.every]:
         latency = f"{tick.latency_s * 1000:7.0f}ms" if tick.rate > 0 else f"{'-':>9}"

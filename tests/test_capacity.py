@@ -77,11 +77,17 @@ def test_plan_command_reads_the_bench_figures_and_prints_cost(
     levels = zip(PROFILE.concurrency, PROFILE.clips_per_s, PROFILE.latency_s, strict=True)
     bench = {"service": [{"concurrency": c, "clips_per_s": rate, "p50_s": p50} for c, rate, p50 in levels]}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
-    code = main(["plan", "--profile", str(tmp_path / "bench.json"), "--pattern", "steady", "--minutes", "2",
-                 "--base-rps", "450", "--target", "8", "--vcpu-hour-price", "0.05"])  # fmt: skip
+    cold_start = {"predictor": {"ready_s": {"median": 3.7, "max": 3.9}}, "transformer": {"ready_s": {"max": 4.1}}}
+    (tmp_path / "coldstart.json").write_text(json.dumps(cold_start))
+    code = main(["plan", "--profile", str(tmp_path / "bench.json"), "--cold-start", str(tmp_path / "coldstart.json"),
+                 "--pattern", "steady", "--minutes", "2", "--base-rps", "450", "--target", "8",
+                 "--vcpu-hour-price", "0.05"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("one replica: up to 500 clips/s (bench.json); 120 s of traffic")
+    assert out.startswith(
+        "one replica: up to 500 clips/s (bench.json), ready 4.1 s after it is asked for (measured, coldstart.json); "
+        "120 s of traffic"
+    )
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("requests: 54000; latency per request p50 ")
     replica_hours = float(summary.split(" replica-hours")[0].rsplit(" ", 1)[1])
