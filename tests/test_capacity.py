@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from cli import main
-from deploy.capacity import AutoscalerSettings, ReplicaProfile, simulate, synthetic_trace
+from deploy.capacity import (
+    DEFAULT_COLD_START,
+    AutoscalerSettings,
+    ReplicaProfile,
+    measured_cold_start_s,
+    simulate,
+    synthetic_trace,
+)
 
 PROFILE = ReplicaProfile(concurrency=(1, 8, 32), clips_per_s=(100, 400, 500), latency_s=(0.01, 0.02, 0.064))
 """A replica that saturates at 500 clips/s; latency grows from 10 ms to 64 ms on the way."""
@@ -101,3 +108,8 @@ def test_synthetic_traces_have_their_shape() -> None:
     assert diurnal[0] == 0 and diurnal[300] == pytest.approx(100)
     with pytest.raises(ValueError, match="unknown pattern"):
         synthetic_trace("weekly", minutes=1, base_rps=0, peak_rps=1)
+
+
+def test_plan_reads_the_committed_cold_start_measurement() -> None:
+    """The default ``--cold-start`` is the committed ``bench/coldstart.py`` result, with both containers."""
+    assert 1 < measured_cold_start_s(DEFAULT_COLD_START) < 60
