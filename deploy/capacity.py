@@ -17,8 +17,8 @@ simulation advances in 1 s ticks:
 - cold start: a new pod serves ``cold_start_s`` after it is asked for; requests that arrive
   while no pod is ready wait in the activator for the first one. By default it is what
   ``bench/coldstart.py`` measured (``--cold-start``): the slower container's longest time to
-  ready, since a replica's transformer and predictor start at once in pods of their own. Add
-  your cluster's scheduling and image pull with ``--cold-start-s``.
+  ready, since a replica's transformer and predictor start at once in pods of their own.
+  ``--cold-start-s`` sets it outright, e.g. with your cluster's scheduling and image pull added.
 
 This is a model of the autoscaler, not the autoscaler: what it prints is the picture the
 measured figures imply beyond one machine, to size ``minReplicas``, ``maxReplicas`` and
