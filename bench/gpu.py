@@ -76,14 +76,20 @@ def _rebuild(model_dir: Path) -> Any:
     import tensorflow as tf
 
     from serving.contract import read_labels
+    from training.config import TrainConfig
     from training.models import build_model
     from transformer.frontend import FeatureSpec
 
     keras.utils.clear_session()  # layer names restart, so that they match the saved variables'
     spec = FeatureSpec.read(model_dir)
-    arch = json.loads((model_dir / "training.json").read_text())["config"]["arch"]
+    config = json.loads((model_dir / "training.json").read_text())["config"]
     placeholder = np.zeros((2, *spec.feature_shape), np.float32)
-    model = build_model(arch=arch, train_features=placeholder, n_classes=len(read_labels(model_dir)))
+    model = build_model(
+        arch=config["arch"],
+        train_features=placeholder,
+        n_classes=len(read_labels(model_dir)),
+        cnn_filters=tuple(config.get("cnn_filters", TrainConfig.cnn_filters)),
+    )
     saved = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(model_dir)).variables}
     for weight in model.weights:
         weight.assign(saved[weight.path].numpy())

@@ -10,13 +10,13 @@ import keras
 import numpy as np
 
 from serving.contract import INPUT_NAME
-from training.config import Arch
+from training.config import Arch, TrainConfig
 
 __all__ = ["build_model"]
 
 
 def build_model(
-    *, arch: Arch, train_features: np.ndarray, n_classes: int, cnn_filters: tuple[int, ...] = (32, 64, 128, 128)
+    *, arch: Arch, train_features: np.ndarray, n_classes: int, cnn_filters: tuple[int, ...] = TrainConfig.cnn_filters
 ) -> keras.Model:
     """A compiled-ready model for ``train_features`` float32 ``[N, frames, bins]``."""
     frames, bins = train_features.shape[1:]
