@@ -8,6 +8,9 @@ MODEL ?= models/digits
 # The digit models' `unknown`: other words, background noise and environmental sounds (`UNKNOWN=` for
 # none, e.g. make evaluate MODEL=models/sounds DATA_DIR=../shared/data/esc10 UNKNOWN=).
 UNKNOWN := --unknown $(SHARED_DATA)/speech-commands --unknown $(SHARED_DATA)/esc10 --unknown-per-class 50
+# The digits CNN: half the filters in the first three stages and batches of 128 train it about
+# 3x faster on 2 cores than the default CNN, at the same test figures (see its model card).
+DIGITS_CNN := --arch cnn --cnn-filters 16,32,64,128 --batch-size 128 --learning-rate 0.003 --epochs 15
 
 CHECKOV := .venv-checkov/bin/checkov
 
@@ -92,7 +95,7 @@ test-slow: $(BIN)/audio-maas system-deps
 
 # The bundled models; the training time of each is in its model card.
 train-digits: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas train --arch cnn --data-dir $(DATA_DIR) $(UNKNOWN) --out models/digits
+	$(BIN)/audio-maas train $(DIGITS_CNN) --data-dir $(DATA_DIR) $(UNKNOWN) --out models/digits
 
 train-digits-lstm: $(BIN)/audio-maas system-deps
 	$(BIN)/audio-maas train --arch lstm --data-dir $(DATA_DIR) $(UNKNOWN) --epochs 25 --out models/digits-lstm
@@ -103,7 +106,7 @@ train-sounds: $(BIN)/audio-maas
 
 # Cross-validation, recorded in the model card: one FSDD speaker, or one ESC-10 fold, held out at a time.
 cross-validate-digits: $(BIN)/audio-maas system-deps
-	$(BIN)/audio-maas cross-validate --arch cnn --data-dir $(DATA_DIR) $(UNKNOWN) --model models/digits
+	$(BIN)/audio-maas cross-validate $(DIGITS_CNN) --data-dir $(DATA_DIR) $(UNKNOWN) --model models/digits
 
 cross-validate-sounds: $(BIN)/audio-maas
 	$(BIN)/audio-maas cross-validate --arch cnn --data-dir $(SHARED_DATA)/esc10 --epochs 30 --batch-size 32 \
