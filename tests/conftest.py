@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -34,6 +34,24 @@ def fsdd_dir() -> Path:
     if not (FSDD_DIR / "recordings").is_dir():
         pytest.fail(f"FSDD not found at {FSDD_DIR}; set AUDIO_MAAS_DATA_DIR")
     return FSDD_DIR
+
+
+@pytest.fixture(scope="session")
+def test_split(fsdd_dir: Path) -> list[Any]:
+    """FSDD's official test split (index 0-4 of every speaker): 300 ``Utterance``s."""
+    from training.dataset import load_fsdd, select_split
+
+    return select_split(load_fsdd(fsdd_dir), "test")
+
+
+@pytest.fixture(scope="session")
+def offline_probabilities(test_split: list[Any]) -> np.ndarray:
+    """What the exported bundled model answers for each file of ``test_split``, computed in process:
+    float32 ``[300, classes]``, the reference every served answer is held to."""
+    from training.dataset import featurize
+    from training.evaluate import predict
+
+    return predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
 
 
 @pytest.fixture(scope="session")

@@ -21,14 +21,8 @@ from tritonclient.utils import InferenceServerException
 from cli import main
 from serving.settings import ServiceSettings
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, tone
-from training.dataset import Utterance, featurize, load_fsdd, select_split
-from training.evaluate import predict
+from training.dataset import Utterance
 from transformer.frontend import FeatureSpec
-
-
-@pytest.fixture(scope="module")
-def test_split(fsdd_dir: Path) -> list[Utterance]:
-    return select_split(load_fsdd(fsdd_dir), "test")
 
 
 def _infer_files(url: str, files: list[bytes]) -> tuple[list[str], np.ndarray]:
@@ -41,7 +35,7 @@ def _infer_files(url: str, files: list[bytes]) -> tuple[list[str], np.ndarray]:
 
 
 def test_whole_test_split_through_the_service_scores_what_evaluate_scores(
-    service: ServiceSettings, test_split: list[Utterance]
+    service: ServiceSettings, test_split: list[Utterance], offline_probabilities: np.ndarray
 ) -> None:
     """300 files in 30 concurrent requests of 10: every answer equals the exported model's own."""
     batches = [test_split[i : i + 10] for i in range(0, len(test_split), 10)]
@@ -50,9 +44,8 @@ def test_whole_test_split_through_the_service_scores_what_evaluate_scores(
     served_labels = [label for labels, _ in answers for label in labels]
     served_probabilities = np.concatenate([probabilities for _, probabilities in answers])
 
-    offline = predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
-    assert served_labels == [BUNDLED_LABELS[i] for i in offline.argmax(axis=1)]
-    np.testing.assert_allclose(served_probabilities, offline, atol=1e-5)
+    assert served_labels == [BUNDLED_LABELS[i] for i in offline_probabilities.argmax(axis=1)]
+    np.testing.assert_allclose(served_probabilities, offline_probabilities, atol=1e-5)
     accuracy = np.mean([label == u.label for label, u in zip(served_labels, test_split, strict=True)])
     recorded = json.loads((BUNDLED_MODEL / "metrics.json").read_text())
     assert accuracy == recorded.get("accuracy_named_classes", recorded["accuracy"])  # FSDD's split: the digits alone

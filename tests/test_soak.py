@@ -6,30 +6,24 @@ The short form (20 s) runs in ``make test``; the 5-minute form with ``make test-
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.soak import server_rss_mib, soak
-from serving.contract import read_labels
 from serving.settings import ServiceSettings
-from tests.conftest import BUNDLED_MODEL
-from training.dataset import featurize, load_fsdd, select_split
-from training.evaluate import predict
-from transformer.frontend import FeatureSpec
+from tests.conftest import BUNDLED_LABELS
+from training.dataset import Utterance
 
 
 @pytest.mark.parametrize("seconds", [20, pytest.param(300, marks=pytest.mark.slow)])
 def test_every_answer_under_load_matches_its_request_and_memory_holds(
-    service: ServiceSettings, fsdd_dir: Path, seconds: int
+    service: ServiceSettings, test_split: list[Utterance], offline_probabilities: np.ndarray, seconds: int
 ) -> None:
-    test_split = select_split(load_fsdd(fsdd_dir), "test")
     files = [u.data for u in test_split]
-    # What the exported model answers for each file, computed here in process: under load, every
-    # answer must be its own request's (not the true label: the model misses one of the 300).
-    labels = read_labels(BUNDLED_MODEL)
-    offline = predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
-    expected = [labels[i] for i in offline.argmax(axis=1)]
+    # Under load every answer must be its own request's: what the exported model answers for that
+    # file, not the true label (the model misses one of the 300).
+    expected = [BUNDLED_LABELS[i] for i in offline_probabilities.argmax(axis=1)]
     url = service.url.removeprefix("http://")
     warm = asyncio.run(soak(url, files, expected, concurrency=32, seconds=3))
     before = {name: server_rss_mib(name, port) for name, port in
