@@ -76,7 +76,7 @@ def _rebuild(model_dir: Path) -> Any:
     import tensorflow as tf
 
     from serving.contract import read_labels
-    from training.config import TrainConfig
+    from training.config import recorded_cnn_filters
     from training.models import build_model
     from transformer.frontend import FeatureSpec
 
@@ -88,7 +88,7 @@ def _rebuild(model_dir: Path) -> Any:
         arch=config["arch"],
         train_features=placeholder,
         n_classes=len(read_labels(model_dir)),
-        cnn_filters=tuple(config.get("cnn_filters", TrainConfig.cnn_filters)),
+        cnn_filters=recorded_cnn_filters(config),
     )
     saved = {v.name.removesuffix(":0"): v for v in tf.saved_model.load(str(model_dir)).variables}
     for weight in model.weights:

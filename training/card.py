@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.contract import INPUT_NAME, METRICS_FILE, MODEL_CARD_FILE, OUTPUT_NAME, TRAINING_FILE, read_labels
-from training.config import TrainConfig
+from training.config import recorded_cnn_filters
 from training.dataset import UNKNOWN_LABEL
 from transformer.frontend import FeatureSpec
 
@@ -160,8 +160,7 @@ def _credits(dataset: dict[str, Any]) -> list[str]:
 def _architecture(config: dict[str, Any]) -> str:
     if config["arch"] != "cnn":
         return f"The {config['arch'].upper()} of `training/models.py`"
-    # Models trained before the filters were a setting used the default.
-    filters = config.get("cnn_filters", TrainConfig.cnn_filters)
+    filters = recorded_cnn_filters(config)
     return f"CNN of {len(filters)} conv stages with {', '.join(map(str, filters))} filters"
 
 

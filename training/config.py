@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from training.augment import AugmentSettings
 from transformer.frontend import FeatureSpec
 
-__all__ = ["Arch", "TrainConfig"]
+__all__ = ["Arch", "TrainConfig", "recorded_cnn_filters"]
 
 Arch = Literal["cnn", "lstm"]
 
@@ -32,3 +32,9 @@ class TrainConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     spec: FeatureSpec = field(default_factory=FeatureSpec)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+
+def recorded_cnn_filters(config: dict[str, Any]) -> tuple[int, ...]:
+    """The CNN filters a ``training.json`` config records; models trained before they were a
+    setting used the default."""
+    return tuple(config.get("cnn_filters", TrainConfig.cnn_filters))
