@@ -201,7 +201,7 @@ def decode(*, data: bytes, max_duration_s: float = MAX_DURATION_S) -> tuple[np.n
 class FrontEnd:
     """Conditions waveforms and computes features for one :class:`FeatureSpec`.
 
-    Filters and the mel filterbank are built once here, not per clip.
+    Filters, the STFT window and the mel filterbank are built once here, not per clip.
     """
 
     def __init__(self, spec: FeatureSpec) -> None:
@@ -209,6 +209,8 @@ class FrontEnd:
         self._mel_basis = librosa.filters.mel(
             sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
         )  # float32 [n_mels, 1 + n_fft // 2]
+        # librosa.stft builds the window anew on every call: 26% of its time for a 1 s clip.
+        self._window = librosa.filters.get_window("hann", spec.n_fft, fftbins=True)
         self._band_pass = (
             None
             if spec.band_pass_hz is None
@@ -291,7 +293,9 @@ class FrontEnd:
 
     def power_spectrogram(self, clip: np.ndarray) -> np.ndarray:
         """float32 clip ``[spec.clip_samples]`` -> power spectrogram float32 ``[1 + n_fft/2, n_frames]``."""
-        stft = librosa.stft(clip, n_fft=self.spec.n_fft, hop_length=self.spec.hop_length, window="hann", center=True)
+        stft = librosa.stft(
+            clip, n_fft=self.spec.n_fft, hop_length=self.spec.hop_length, window=self._window, center=True
+        )
         return np.abs(stft) ** 2
 
     def features_from_power(self, power: np.ndarray) -> np.ndarray:
