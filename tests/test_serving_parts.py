@@ -1,21 +1,28 @@
-"""The serving parts on their own: dynamic batching and V2 binary request decoding."""
+"""The serving parts on their own: dynamic batching, V2 binary request decoding, where the
+transformer featurises."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import threading
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from kserve.protocol.infer_type import InferInput
+from kserve.protocol.infer_type import InferInput, InferRequest
 
 from predictor.settings import PredictorSettings
 from serving.batching import DynamicBatcher
-from serving.codec import bytes_elements, parse_rest_request
-from serving.contract import AUTH_TOKEN_ENV
+from serving.codec import bytes_elements, parse_rest_request, to_numpy
+from serving.contract import AUDIO_INPUT, AUTH_TOKEN_ENV
 from serving.errors import BadRequest
 from serving.settings import parse_flags
+from tests.conftest import BUNDLED_MODEL
+from transformer.model import AudioTransformer
+from transformer.settings import TransformerSettings
 
 
 def _binary_request(inputs: list[tuple[dict, bytes]]) -> tuple[bytes, int]:
@@ -230,3 +237,38 @@ def test_binary_request_headers_of_the_wrong_type_are_bad_requests(header: dict,
     body = json.dumps(header).encode()
     with pytest.raises(BadRequest, match=re.escape(message)):
         parse_rest_request(body, json_length=len(body), model_name="m")
+
+
+@pytest.mark.parametrize(("inline_max_bytes", "on_the_loop"), [(32 * 1024, True), (1000, False), (0, False)])
+def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_feature_threads(
+    fsdd_dir: Path, inline_max_bytes: int, on_the_loop: bool
+) -> None:
+    """The transformer's preprocess alone (no predictor): where one FSDD file (about 5 KB) is
+    featurised follows ``inline_features_max_bytes``, and the features do not depend on where."""
+    data = sorted((fsdd_dir / "recordings").glob("*.wav"))[0].read_bytes()
+    assert 1000 < len(data) <= 32 * 1024
+    settings = TransformerSettings(model_dir=BUNDLED_MODEL, inline_features_max_bytes=inline_max_bytes)
+    transformer = AudioTransformer("digits", settings)
+    transformer.load()
+    assert transformer.front_end is not None
+    threads: list[threading.Thread] = []
+    featurise = transformer._from_waveform
+
+    def recording_thread(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return featurise(*args)
+
+    transformer._from_waveform = recording_thread  # type: ignore[method-assign]
+    audio = InferInput(name=AUDIO_INPUT, shape=[1], datatype="BYTES", data=[data])
+
+    async def preprocess() -> np.ndarray:
+        request = await transformer.preprocess(InferRequest(model_name="digits", infer_inputs=[audio]))
+        return to_numpy(request.inputs[0])
+
+    try:
+        features = asyncio.run(preprocess())
+    finally:
+        transformer.stop()
+    assert (threads[0] is threading.main_thread()) == on_the_loop
+    expected = transformer.front_end.from_bytes(data=data)
+    np.testing.assert_array_equal(features, expected[np.newaxis])

@@ -184,11 +184,14 @@ class AudioTransformer(Model):
         if not isinstance(payload, InferRequest):
             raise BadRequest("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
         mode = self._mode(payload)
-        jobs = self._jobs(payload, mode)
+        jobs, audio_bytes = self._jobs(payload, mode)
         log.debug("request %s: %d %s element(s)", payload.id, len(jobs), payload.inputs[0].name)
         _CLIENT_REQUEST.set(payload)
-        loop = asyncio.get_running_loop()
-        results = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
+        if audio_bytes <= self.settings.inline_features_max_bytes:  # see that setting for why
+            results = [job() for job in jobs]
+        else:
+            loop = asyncio.get_running_loop()
+            results = await asyncio.gather(*(loop.run_in_executor(self._pool, job) for job in jobs))
         _FRAME_TIMES.set(None)  # set for every request: what postprocess reads is this request's
         _SEGMENT_SPANS.set(None)
         if mode is None:
@@ -332,8 +335,9 @@ class AudioTransformer(Model):
             (SEGMENTS_OUTPUT, "BYTES", np.array(tables, dtype=object)),
         ]
 
-    def _jobs(self, payload: InferRequest, mode: _Mode) -> list[Any]:
-        """One featurising callable per element of the request's single input."""
+    def _jobs(self, payload: InferRequest, mode: _Mode) -> tuple[list[Any], int]:
+        """One featurising callable per element of the request's single input, and the bytes of
+        audio they read."""
         names = [infer_input.name for infer_input in payload.inputs]
         if len(names) != 1 or names[0] not in (AUDIO_INPUT, WAVEFORM_INPUT):
             raise BadRequest(f"expected one input, '{AUDIO_INPUT}' (BYTES) or '{WAVEFORM_INPUT}' (FP32), got {names}")
@@ -352,12 +356,13 @@ class AudioTransformer(Model):
             )
         if infer_input.name == AUDIO_INPUT:
             files = bytes_elements(infer_input)
-            return [lambda index=i, data=data: self._from_bytes(index, data, mode) for i, data in enumerate(files)]
+            jobs = [lambda index=i, data=data: self._from_bytes(index, data, mode) for i, data in enumerate(files)]
+            return jobs, sum(len(data) for data in files)
         return self._waveform_jobs(payload, infer_input, shape, mode)
 
     def _waveform_jobs(
         self, payload: InferRequest, infer_input: InferInput, shape: list[int], mode: _Mode
-    ) -> list[Any]:
+    ) -> tuple[list[Any], int]:
         if infer_input.datatype != "FP32":
             raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
         sample_rate = request_parameter(payload, SAMPLE_RATE_PARAMETER)
@@ -375,7 +380,8 @@ class AudioTransformer(Model):
             raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
         waveforms = to_numpy(infer_input)
         rate = int(sample_rate)
-        return [lambda index=i, row=row: self._from_waveform(index, row, rate, mode) for i, row in enumerate(waveforms)]
+        jobs = [lambda index=i, row=row: self._from_waveform(index, row, rate, mode) for i, row in enumerate(waveforms)]
+        return jobs, waveforms.nbytes
 
     def _from_bytes(self, index: int, data: bytes, mode: _Mode) -> _Featurised:
         started = time.perf_counter()
