@@ -9,6 +9,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 
 from tests.conftest import encode, tone
 from transformer.frontend import (
@@ -81,6 +82,19 @@ def test_silence_gives_finite_features_at_the_floor(front_end: FrontEnd) -> None
     features = front_end.from_waveform(waveform=np.zeros(8000, np.float32), sample_rate=8000)
     assert np.isfinite(features).all()
     assert np.ptp(features) == 0  # nothing but the floor
+
+
+def test_the_band_pass_guard_against_subnormals_leaves_the_audio_as_it_was(front_end: FrontEnd) -> None:
+    """A tone followed by digital silence (where the filter's state would decay into subnormals):
+    the guarded filter answers what the plain filter does, to float32 precision, tail included."""
+    burst = tone(frequency_hz=440, seconds=0.25, sample_rate=8000)
+    audio = np.concatenate([burst, np.zeros(16000, np.float32)])
+    assert front_end._band_pass is not None
+    plain = scipy.signal.sosfilt(front_end._band_pass, audio).astype(np.float32)
+    guarded = front_end.band_pass(audio)
+    assert guarded.dtype == np.float32
+    np.testing.assert_allclose(guarded, plain, rtol=0, atol=1e-12)
+    assert np.abs(guarded[-8000:]).max() < 1e-12  # the silence stays silence
 
 
 def test_white_noise_spreads_energy_over_all_bands(spec: FeatureSpec) -> None:

@@ -49,6 +49,9 @@ MAX_SAMPLE_RATE = 768_000
 
 _MAX_CHANNELS = 64
 
+_SUBNORMAL_GUARD = np.float32(1e-30)
+"""Added before the band-pass filter (see :meth:`FrontEnd.band_pass`)."""
+
 
 class InvalidAudioError(ValueError):
     """The input is not audio we can use: empty, undecodable, non-finite or malformed."""
@@ -258,7 +261,11 @@ class FrontEnd:
         """``waveform`` at ``spec.sample_rate`` through the spec's band-pass filter, if it has one."""
         if self._band_pass is None:
             return waveform
-        return scipy.signal.sosfilt(self._band_pass, waveform).astype(np.float32)
+        # Digital silence (exact zeros, as in padded clips) decays the filter's state into subnormal
+        # numbers, which this CPU computes many times slower: 18 ms instead of 1.1 ms for a 5 s
+        # ESC-10 clip with 4.5 s of zeros. A constant at -600 dBFS, which the filter's high-pass
+        # removes, keeps the state normal.
+        return scipy.signal.sosfilt(self._band_pass, waveform + _SUBNORMAL_GUARD).astype(np.float32)
 
     def clip_from_mono(self, waveform: np.ndarray) -> np.ndarray:
         """The rest of :meth:`condition`: mono float32 at ``spec.sample_rate`` (from :meth:`to_model_rate`)
