@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import soundfile
 
-from transformer.frontend import FeatureSpec, FrontEnd
+from transformer.frontend import FeatureSpec, FrontEnd, one_blas_thread
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -351,8 +351,10 @@ def map_chunks(function: Callable[..., T], items: list[Any], *args: Any, workers
     """``function(chunk, *args)`` over contiguous chunks of ``items`` in worker processes, in order.
 
     Workers are spawned, not forked: forking a process that has started TensorFlow can deadlock.
+    Each runs one BLAS thread, as the transformer does (``one_blas_thread``).
     """
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread) as pool:
         return list(pool.map(function, chunks, *([arg] * len(chunks) for arg in args)))

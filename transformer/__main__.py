@@ -8,21 +8,17 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
-    from threadpoolctl import threadpool_limits
-
     from serving.logs import configure_logs
     from serving.repository import ModelRepository, run_load
     from serving.server import start_server
     from serving.settings import parse_flags
+    from transformer.frontend import one_blas_thread
     from transformer.model import AudioTransformer, ask_predictor
     from transformer.settings import TransformerSettings
 
     args, settings = parse_flags(TransformerSettings, description=__doc__, argv=argv)
     configure_logs(args)
-    # One BLAS thread. The mel filterbank's matrix product is the front end's only BLAS call, and
-    # OpenBLAS's own threads spin after it, burning the core that the predictor or the next request
-    # needs: a 5 s ESC-10 clip cost 25 ms of CPU for 13 ms of work with two, 12 ms with one.
-    threadpool_limits(limits=1, user_api="blas")
+    one_blas_thread()
 
     def build(name: str, model_dir: Path) -> AudioTransformer:
         return AudioTransformer(name, settings.model_copy(update={"model_dir": model_dir}))
