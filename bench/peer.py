@@ -3,6 +3,7 @@
     python bench/peer.py predictor --model_name digits --model_dir models/digits --http_port P
     python bench/peer.py transformer --model_name digits --predictor_host 127.0.0.1:P \
         --predictor_protocol v2 --http_port Q
+    python bench/peer.py floor --model_name digits --http_port R
 
 A transformer and a predictor written as KServe's documentation writes them (its custom
 transformer and custom predictor examples), on the KServe pinned in pyproject.toml: the
@@ -11,6 +12,9 @@ then KServe forwards them to the predictor as a JSON V2 tensor (``--predictor_pr
 KServe's own REST client); the predictor's ``predict`` runs the SavedModel once per request, no
 batching; KServe's defaults otherwise. Same model, same front end code (``transformer.frontend``),
 so that only the serving pattern differs from ``audio-maas serve``.
+
+``floor`` is KServe's own cost per request: a model that answers one label at once, reading
+nothing, behind the same server; no service on it can answer more requests per core.
 """
 
 from __future__ import annotations
@@ -76,6 +80,18 @@ class SamplePredictor(Model):
         return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
 
 
+class Floor(Model):
+    """Answers one label at once: what KServe's REST server costs per request on its own."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.ready = True
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> InferResponse:
+        label = InferOutput(name="label", shape=[1], datatype="BYTES", data=["0"])
+        return InferResponse(model_name=self.name, infer_outputs=[label], response_id=payload.id or "0")
+
+
 def main() -> None:
     role = sys.argv.pop(1)
     parser = argparse.ArgumentParser(parents=[model_server.parser])
@@ -84,6 +100,8 @@ def main() -> None:
     if role == "predictor":
         model: Model = SamplePredictor(args.model_name, args.model_dir)
         model.load()
+    elif role == "floor":
+        model = Floor(args.model_name)
     else:
         model = SampleTransformer(args.model_name, args.model_dir)
     ModelServer().start([model])

@@ -6,12 +6,15 @@
 and 32. The limit is what the machine's cores could do if they ran nothing else: cores /
 (decode + features + model per clip at batch 32). One clip in process is decode + features +
 model at batch 1.
-(b) the in-process ceiling: decode + features + model in one process for several batch sizes.
+(b) the in-process ceiling: decode + features + model in one process per core, all at once, for
+several batch sizes; their clips/s summed.
 (c) ``audio-maas serve`` on loopback, driven by ``hey`` (a compiled load generator: a Python
 client on the same two cores would be the bottleneck), one FSDD file per request, at concurrency
 1, 8 and 32, with the binary tensor extension and with JSON (base64); CPU seconds each server
 spent per clip, and resident memory.
 (d) the same JSON requests to the plain KServe sample pattern (``bench/peer.py``, a baseline).
+(e) KServe's floor: the same JSON requests at concurrency 32 to a KServe model that answers at
+once (``bench/peer.py floor``): what one KServe REST process can answer at most, here.
 Prints clips/s, p50 and p99, and the ratios the targets are judged by, in every run; with
 ``--runs N``, each target's value in every run and in how many it held.
 """
@@ -62,8 +65,9 @@ def stage_costs(files: list[bytes]) -> dict[str, float]:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from predictor.savedmodel import load_serving_function
-    from transformer.frontend import FeatureSpec, FrontEnd, decode
+    from transformer.frontend import FeatureSpec, FrontEnd, decode, one_blas_thread
 
+    one_blas_thread()  # as the transformer runs
     front_end = FrontEnd(FeatureSpec.read(MODEL))
     serve = load_serving_function(MODEL)
     for data in files[:20]:  # first calls compile librosa's JIT kernels: warm, as a served process is
@@ -88,10 +92,16 @@ def stage_costs(files: list[bytes]) -> dict[str, float]:
 
 
 def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
-    """clips/s and median seconds per batch for decode + features + model, single process."""
-    from predictor.savedmodel import load_serving_function
-    from transformer.frontend import FeatureSpec, FrontEnd
+    """clips/s and median seconds per batch for decode + features + model, in this process on
+    one core's worth of threads, as the servers run them."""
+    import tensorflow as tf
 
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from predictor.savedmodel import load_serving_function
+    from transformer.frontend import FeatureSpec, FrontEnd, one_blas_thread
+
+    one_blas_thread()
     front_end = FrontEnd(FeatureSpec.read(MODEL))
     serve = load_serving_function(MODEL)
     serve(features=np.stack([front_end.from_bytes(data=data) for data in files[:batch_size]]))  # warm up both
@@ -107,8 +117,13 @@ def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
 
 
 def _in_child(function, *args):  # type: ignore[no-untyped-def]
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(function, *args).result()
+    return _in_children(1, function, *args)[0]
+
+
+def _in_children(count, function, *args):  # type: ignore[no-untyped-def]
+    """``function(*args)`` in ``count`` fresh processes at once; their answers."""
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as children:
+        return [future.result() for future in [children.submit(function, *args) for _ in range(count)]]
 
 
 def binary_body(data: bytes, path: Path, **request: Any) -> tuple[Path, list[str]]:
@@ -209,6 +224,21 @@ def start_peer(transformer_port: int, predictor_port: int) -> dict[str, subproce
     return processes
 
 
+def start_peer_floor(port: int) -> subprocess.Popen[bytes]:
+    """``bench/peer.py floor``, ready: KServe's REST server with a model that answers at once."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "peer.py"), "floor", "--model_name", MODEL_NAME,
+         "--http_port", str(port), "--grpc_port", str(port + 1)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit("bench/peer.py floor did not start")
+        time.sleep(0.2)
+    return process
+
+
 def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, Any]:
     """Every figure of one run: stage costs and the limit, the ceiling, ours, and the peer."""
     costs = _in_child(stage_costs, test_split)
@@ -224,10 +254,12 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
         f"    limit: {cores} cores / {per_clip * 1000:.2f} ms = {limit:.0f} clips/s; "
         f"one clip in process {one_clip * 1000:.2f} ms"
     )
-    print(f"(b) in-process ceiling, {len(test_split)} clips, one process")
+    print(f"(b) in-process ceiling: {cores} processes at once, one per core, each {len(test_split)} clips")
     ceiling = 0.0
     for batch_size in (1, 8, 32):
-        rate, median = _in_child(in_process, test_split, batch_size)
+        answers = _in_children(cores, in_process, test_split, batch_size)
+        rate = sum(clips_per_s for clips_per_s, _ in answers)
+        median = float(np.median([median for _, median in answers]))
         print(f"    batch {batch_size:>2}: {rate:7.1f} clips/s   median {median * 1000:7.1f} ms per batch")
         ceiling = max(ceiling, rate)
 
@@ -260,6 +292,19 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
             for process in peer.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
+        floor = start_peer_floor(18097)
+        try:
+            count = requests - requests % 32
+            before = cpu_seconds(floor.pid)
+            floor_c32 = hey("http://127.0.0.1:18097" + url, *bodies["json"], requests=count, concurrency=32)
+            floor_c32["cpu_ms_per_request"] = (cpu_seconds(floor.pid) - before) * 1000 / count
+        finally:
+            floor.send_signal(signal.SIGTERM)
+            floor.wait(timeout=30)
+    print(
+        f"(e) KServe's floor (bench/peer.py floor: answers at once, reads nothing), the same JSON body, c=32: "
+        f"{floor_c32['clips_per_s']:.1f} requests/s, {floor_c32['cpu_ms_per_request']:.2f} ms CPU per request"
+    )
     print(f"    resident memory: ours transformer {rss['transformer']:.0f} MiB, predictor {rss['predictor']:.0f} MiB; "
           f"peer {peer_rss['transformer']:.0f} and {peer_rss['predictor']:.0f} MiB")  # fmt: skip
     ratios = {
@@ -280,6 +325,7 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
         "peer_json": theirs,
         "rss_mib": rss,
         "peer_rss_mib": peer_rss,
+        "kserve_floor_json_c32": floor_c32,
         "ratios": ratios,
     }
 
@@ -311,7 +357,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    """clips/s and p99 against concurrency: ours (binary, JSON), the peer, the limit; medians over runs."""
+    """clips/s and p99 against concurrency: ours (binary, JSON), the peer, the limit and KServe's
+    floor; medians over runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,6 +373,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         p99_axis.plot(CONCURRENCY, p99s, marker="o", label=label)
     limit = float(np.median([run["limit_clips_per_s"] for run in runs]))
     rate_axis.axhline(limit, color="grey", linestyle="--", label=f"limit ({limit:.0f} clips/s)")
+    floor = float(np.median([run["kserve_floor_json_c32"]["clips_per_s"] for run in runs]))
+    rate_axis.axhline(floor, color="grey", linestyle=":", label=f"KServe's floor, JSON c=32 ({floor:.0f}/s)")
     ticks = {"xscale": "log", "xticks": CONCURRENCY, "xticklabels": CONCURRENCY, "xlabel": "requests in flight"}
     rate_axis.set(ylabel="clips/s", **ticks)
     p99_axis.set(ylabel="p99 latency (ms)", yscale="log", **ticks)
