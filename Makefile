@@ -44,7 +44,7 @@ evaluate: $(BIN)/audio-maas
 
 # hey: a compiled load generator, so that the client does not take the servers' cores. The targets
 # are judged run by run: BENCH_RUNS=5 for the five the README reports. Figures and plot go to
-# bench/last-run.*; `audio-maas plan` reads bench/results-2core.json, replaced by hand.
+# bench/last-run.*; `audio-maas plan` reads bench/results-5runs-2026-11-28.json, replaced by hand.
 BENCH_RUNS ?= 1
 bench: $(BIN)/audio-maas hey
 	$(BIN)/python bench/serving.py --data-dir $(DATA_DIR) --runs $(BENCH_RUNS) \

@@ -48,7 +48,7 @@ __all__ = [
     "synthetic_trace",
 ]
 
-DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "bench" / "results-2core.json"
+DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "bench" / "results-5runs-2026-11-28.json"
 DEFAULT_COLD_START = Path(__file__).resolve().parent.parent / "bench" / "results-coldstart-2026-11-28.json"
 
 
