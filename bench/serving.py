@@ -12,8 +12,10 @@ several batch sizes; their clips/s summed.
 client on the same two cores would be the bottleneck), one FSDD file per request, at concurrency
 1, 8 and 32, with the binary tensor extension and with JSON (base64); CPU seconds each server
 spent per clip, and resident memory.
-(d) the same JSON requests to the plain KServe sample pattern (``bench/peer.py``, a baseline).
-(e) KServe's floor: the same JSON requests at concurrency 32 to a KServe model that answers at
+(d) a second transformer process beside the first, sharing its predictor, binary requests at 16
+in flight at each: how more transformers per predictor use the cores.
+(e) the same JSON requests to the plain KServe sample pattern (``bench/peer.py``, a baseline).
+(f) KServe's floor: the same JSON requests at concurrency 32 to a KServe model that answers at
 once (``bench/peer.py floor``): what one KServe REST process can answer at most, here.
 Prints clips/s, p50 and p99, and the ratios the targets are judged by, in every run; with
 ``--runs N``, each target's value in every run and in how many it held.
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,46 @@ def start_peer(transformer_port: int, predictor_port: int) -> dict[str, subproce
     return processes
 
 
+def two_transformers(
+    service: ServiceSettings, path: str, body: tuple[Path, list[str]], *, requests: int
+) -> dict[str, float]:
+    """A second transformer beside ``service``'s, calling the same predictor, and ``hey`` at 16
+    requests in flight at each at once: how far more transformer processes per predictor use the
+    cores, since one transformer process holds one (the GIL). clips/s of both together, CPU ms per
+    clip of the transformers and the predictor."""
+    port = service.http_port + 100
+    second = subprocess.Popen(
+        [sys.executable, "-m", "transformer", "--model_name", MODEL_NAME, "--model_dir", str(MODEL),
+         "--http_port", str(port), "--grpc_port", str(port + 1),
+         "--predictor_host", f"127.0.0.1:{service.predictor_grpc_port}", "--predictor_protocol", "grpc-v2"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
+            if time.monotonic() > deadline or second.poll() is not None:
+                raise SystemExit("the second transformer did not start")
+            time.sleep(0.2)
+        urls = [service.url + path, f"http://127.0.0.1:{port}{path}"]
+        hey(urls[1], *body, requests=320, concurrency=32)  # warm it as the first one was
+        pids = [server_pid("transformer", service.http_port), second.pid]
+        predictor = server_pid("predictor", service.predictor_http_port)
+        count = (requests - requests % 32) // 2
+        before = [cpu_seconds(pid) for pid in [*pids, predictor]]
+        with ThreadPoolExecutor(2) as pool:
+            both = list(pool.map(lambda url: hey(url, *body, requests=count, concurrency=16), urls))
+        spent = [cpu_seconds(pid) - start for pid, start in zip([*pids, predictor], before, strict=True)]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    return {
+        "clips_per_s": sum(figures["clips_per_s"] for figures in both),
+        "p50_s": max(figures["p50_s"] for figures in both),
+        "transformers_cpu_ms_per_clip": sum(spent[:2]) * 1000 / (2 * count),
+        "predictor_cpu_ms_per_clip": spent[2] * 1000 / (2 * count),
+    }
+
+
 def start_peer_floor(port: int) -> subprocess.Popen[bytes]:
     """``bench/peer.py floor``, ready: KServe's REST server with a model that answers at once."""
     process = subprocess.Popen(
@@ -278,13 +320,20 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
             print(f"(c) audio-maas serve (ready in {ready_s:.1f} s), one file per request, driven by hey")
             ours = drive(service.url + url, bodies, pids, requests=requests, label="ours")
             rss = {name: rss_mib(pid) for name, pid in pids.items()}
+            two = two_transformers(service, url, bodies["binary"], requests=requests)
+            print(
+                f"(d) two transformers sharing the predictor, binary, 16 requests in flight at each: "
+                f"{two['clips_per_s']:.1f} clips/s (one: {ours['binary'][-1]['clips_per_s']:.1f} at 32), "
+                f"CPU per clip: transformers {two['transformers_cpu_ms_per_clip']:.2f} ms, "
+                f"predictor {two['predictor_cpu_ms_per_clip']:.2f} ms"
+            )
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=30)
         peer = start_peer(18090, 18095)
         try:
             peer_pids = {name: process.pid for name, process in peer.items()}
-            print("(d) the KServe sample pattern (bench/peer.py: JSON tensors, one model call per request)")
+            print("(e) the KServe sample pattern (bench/peer.py: JSON tensors, one model call per request)")
             theirs = drive("http://127.0.0.1:18090" + url, {"json": bodies["json"]}, peer_pids,
                            requests=requests, label="peer")["json"]  # fmt: skip
             peer_rss = {name: rss_mib(pid) for name, pid in peer_pids.items()}
@@ -302,7 +351,7 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
             floor.send_signal(signal.SIGTERM)
             floor.wait(timeout=30)
     print(
-        f"(e) KServe's floor (bench/peer.py floor: answers at once, reads nothing), the same JSON body, c=32: "
+        f"(f) KServe's floor (bench/peer.py floor: answers at once, reads nothing), the same JSON body, c=32: "
         f"{floor_c32['clips_per_s']:.1f} requests/s, {floor_c32['cpu_ms_per_request']:.2f} ms CPU per request"
     )
     print(f"    resident memory: ours transformer {rss['transformer']:.0f} MiB, predictor {rss['predictor']:.0f} MiB; "
@@ -326,6 +375,7 @@ def one_run(test_split: list[bytes], *, requests: int, cores: int) -> dict[str, 
         "rss_mib": rss,
         "peer_rss_mib": peer_rss,
         "kserve_floor_json_c32": floor_c32,
+        "two_transformers_binary_c32": two,
         "ratios": ratios,
     }
 
@@ -357,8 +407,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plot(runs: list[dict[str, Any]], path: Path) -> None:
-    """clips/s and p99 against concurrency: ours (binary, JSON), the peer, the limit and KServe's
-    floor; medians over runs."""
+    """clips/s and p99 against concurrency: ours (binary, JSON; binary with two transformers at 32),
+    the peer, the limit and KServe's floor; medians over runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,6 +423,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         p99_axis.plot(CONCURRENCY, p99s, marker="o", label=label)
     limit = float(np.median([run["limit_clips_per_s"] for run in runs]))
     rate_axis.axhline(limit, color="grey", linestyle="--", label=f"limit ({limit:.0f} clips/s)")
+    two = float(np.median([run["two_transformers_binary_c32"]["clips_per_s"] for run in runs]))
+    rate_axis.scatter([CONCURRENCY[-1]], [two], marker="^", color="C0", label="ours, binary, two transformers")
     floor = float(np.median([run["kserve_floor_json_c32"]["clips_per_s"] for run in runs]))
     rate_axis.axhline(floor, color="grey", linestyle=":", label=f"KServe's floor, JSON c=32 ({floor:.0f}/s)")
     ticks = {"xscale": "log", "xticks": CONCURRENCY, "xticklabels": CONCURRENCY, "xlabel": "requests in flight"}
