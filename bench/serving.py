@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.soak import rss_mib, server_pid, start_service  # noqa: E402
+from cli.local import LocalService  # noqa: E402
 from serving.codec import encode_bytes_tensor  # noqa: E402
 from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from serving.settings import ServiceSettings  # noqa: E402
@@ -217,13 +218,21 @@ def start_peer(transformer_port: int, predictor_port: int) -> dict[str, subproce
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ),
     }  # fmt: skip
-    deadline = time.monotonic() + 120
-    for port in (predictor_port, transformer_port):
-        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes.values()):
-                raise SystemExit("the KServe sample pattern (bench/peer.py) did not start")
-            time.sleep(0.2)
+    wait_ready(
+        [predictor_port, transformer_port], list(processes.values()), "the KServe sample pattern (bench/peer.py)"
+    )
     return processes
+
+
+def wait_ready(ports: list[int], processes: list[subprocess.Popen[bytes]], what: str, timeout_s: float = 120) -> None:
+    """Until the model answers ready on each of ``ports`` in turn; SystemExit naming ``what`` if one
+    of ``processes`` ends first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    for port in ports:
+        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
+            if time.monotonic() > deadline or any(process.poll() is not None for process in processes):
+                raise SystemExit(f"{what} did not start")
+            time.sleep(0.2)
 
 
 def two_transformers(
@@ -234,18 +243,11 @@ def two_transformers(
     cores, since one transformer process holds one (the GIL). clips/s of both together, CPU ms per
     clip of the transformers and the predictor."""
     port = service.http_port + 100
-    second = subprocess.Popen(
-        [sys.executable, "-m", "transformer", "--model_name", MODEL_NAME, "--model_dir", str(MODEL),
-         "--http_port", str(port), "--grpc_port", str(port + 1),
-         "--predictor_host", f"127.0.0.1:{service.predictor_grpc_port}", "--predictor_protocol", "grpc-v2"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    beside = service.model_copy(update={"http_port": port})  # the same predictor
+    command = LocalService(models={MODEL_NAME: MODEL}, settings=beside).commands()["transformer"]
+    second = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
-            if time.monotonic() > deadline or second.poll() is not None:
-                raise SystemExit("the second transformer did not start")
-            time.sleep(0.2)
+        wait_ready([port], [second], "the second transformer", timeout_s=60)
         urls = [service.url + path, f"http://127.0.0.1:{port}{path}"]
         hey(urls[1], *body, requests=320, concurrency=32)  # warm it as the first one was
         pids = [server_pid("transformer", service.http_port), second.pid]
@@ -273,11 +275,7 @@ def start_peer_floor(port: int) -> subprocess.Popen[bytes]:
          "--http_port", str(port), "--grpc_port", str(port + 1)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit("bench/peer.py floor did not start")
-        time.sleep(0.2)
+    wait_ready([port], [process], "bench/peer.py floor", timeout_s=60)
     return process
 
 
