@@ -25,6 +25,7 @@ class TransformerSettings(ServerSettings):
     """Requests whose audio is at most this many bytes are decoded and featurised on the event loop
     itself; larger ones go to the feature threads, so that a long recording holds up no one else's
     I/O. The GIL runs one thread at a time anyway, and handing a short clip to a thread costs more
-    than its features: one FSDD clip per request used 40% less CPU inline. 32 KiB is 1 s of 16 kHz
-    WAV (about 1 ms of work), but a low-bitrate Ogg of that size can hold several seconds of 44.1 kHz
-    audio (5 s of ESC-10 is 13 KiB and 23 ms of work). 0 sends every request to the threads."""
+    than its features: one FSDD clip per request used 42-48% less CPU inline. 32 KiB is 1 s of 16
+    kHz WAV (about 1 ms of work), but a low-bitrate Ogg of that size can hold several seconds of
+    44.1 kHz audio (5 s of ESC-10 is 13 KiB and about 12 ms of work). 0 sends every request to the
+    threads."""
