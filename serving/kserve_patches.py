@@ -14,14 +14,20 @@ What each one fixes, seen from a client of the V2 protocol:
   repository (``serving.repository``), so that KServe's load and unload routes use it.
 - :func:`finish_app`: KServe registers its REST error handlers and its TimingMiddleware as the
   server starts, after our own; this replaces them once the app has started.
+- :func:`slim_kserve`, run on the installed files when the serving images are built (not at
+  run time): ``import kserve`` no longer imports KServe's control-plane client (the Kubernetes
+  client and some 150 generated API classes) nor pandas (for two DataFrame helpers that only
+  KServe's sklearn-style servers call), so that the images can leave both out.
 
 ``tests/test_kserve_patches.py`` fails when an upgrade moves what these rely on.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,7 +53,15 @@ from serving.errors import BadRequest, ErrorStatusInterceptor, ModelNotFound
 from serving.metrics import RequestMetricsInterceptor
 from serving.repository import ModelRepository, RepositoryExtension
 
-__all__ = ["KSERVE_VERSION", "DataPlane", "GRPCServer", "InferenceServicer", "ModelServer", "finish_app"]
+__all__ = [
+    "KSERVE_VERSION",
+    "DataPlane",
+    "GRPCServer",
+    "InferenceServicer",
+    "ModelServer",
+    "finish_app",
+    "slim_kserve",
+]
 
 KSERVE_VERSION = "0.21.0"
 """The KServe release these patches were written against; the pin in pyproject.toml."""
@@ -222,3 +236,61 @@ def finish_app(app: FastAPI, *, keep_timing: bool) -> None:
     if not keep_timing:
         app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not TimingMiddleware]
     app.middleware_stack = None
+
+
+_CONTROL_PLANE_FROM = "from .api.kserve_client import KServeClient\n"
+"""The first line of ``kserve/__init__.py``'s control-plane half, which runs to the end of the file."""
+
+_LAZY_CONTROL_PLANE = """
+def __getattr__(name):
+    # Written by audio-maas's image build (serving.kserve_patches.slim_kserve): the control-plane
+    # client is imported on first use, so that serving needs neither it nor the Kubernetes client.
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(__name__ + "._control_plane"), name)
+"""
+
+_OPTIONAL_PANDAS = """try:
+    import pandas as pd
+except ImportError:  # audio-maas's serving images leave pandas out: only the DataFrame helpers use it
+    pd = None
+"""
+
+
+def slim_kserve(package: Path | None = None) -> None:
+    """Rewrite the installed KServe (``package``: its directory; the importable one by default)
+    so that importing it needs neither the Kubernetes client nor pandas. For the serving images'
+    build only; ``kserve`` keeps every name, the control-plane ones imported on first use.
+
+    - ``kserve/__init__.py`` imports ``KServeClient``, the API client and the generated V1beta1
+      classes; that half moves to ``kserve/_control_plane.py``, read by a module ``__getattr__``.
+    - ``kserve/protocol/infer_type.py`` and ``kserve/utils/utils.py`` import pandas for
+      ``InferRequest.as_dataframe`` and two helpers for sklearn-style servers; they name
+      ``pd.DataFrame`` in annotations only, which ``from __future__ import annotations`` leaves
+      unevaluated, so pandas becomes optional there.
+
+    Raises ``RuntimeError`` naming the file when it does not read as KServe ``KSERVE_VERSION``'s.
+    """
+    if package is None:
+        spec = importlib.util.find_spec("kserve")
+        assert spec is not None and spec.origin is not None, "kserve is not installed"
+        package = Path(spec.origin).parent
+
+    def rewrite(relative: str, old: str, new: str) -> str:
+        path = package / relative
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise RuntimeError(
+                f"{path}: expected one {old.strip()!r}, as in KServe {KSERVE_VERSION}; found {text.count(old)}"
+            )
+        return text.replace(old, new)
+
+    init = rewrite("__init__.py", _CONTROL_PLANE_FROM, _CONTROL_PLANE_FROM)
+    cut = init.index(_CONTROL_PLANE_FROM)
+    (package / "_control_plane.py").write_text(init[cut:])
+    (package / "__init__.py").write_text(init[:cut] + _LAZY_CONTROL_PLANE)
+    for relative in ("protocol/infer_type.py", "utils/utils.py"):
+        text = rewrite(relative, "import pandas as pd\n", _OPTIONAL_PANDAS)
+        (package / relative).write_text("from __future__ import annotations\n" + text)

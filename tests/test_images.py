@@ -8,16 +8,20 @@ with a read-only root filesystem, no capabilities and the model mounted read-onl
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, free_port_pair, wait_ready
-from tests.test_service import _infer_files
+from tests.test_service import GRPC_CLIENT, _infer_files
 from training.dataset import Utterance
 from transformer.client import check_deployment
 
@@ -72,6 +76,15 @@ def test_images_run_as_non_root() -> None:
         assert podman("image", "inspect", "--format", "{{.Config.User}}", image) == "10001"
 
 
+def test_images_leave_out_the_kubernetes_client_and_pandas() -> None:
+    """KServe imports neither in the images (``serving.kserve_patches.slim_kserve``), so neither is there."""
+    look = "import importlib.util as u; print([n for n in ('kubernetes', 'pandas') if u.find_spec(n)])"
+    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+    for image in IMAGES.values():
+        found = podman("run", "--rm", *flags, "--entrypoint", "python", image, "-c", look)
+        assert found == "[]", image
+
+
 def test_containers_answer_the_whole_test_split_as_the_exported_model_does(
     transformer_url: str, test_split: list[Utterance], offline_probabilities: np.ndarray
 ) -> None:
@@ -88,3 +101,21 @@ def test_containers_answer_the_whole_test_split_as_the_exported_model_does(
 
 def test_helm_test_check_passes_against_the_containers(transformer_url: str) -> None:
     assert check_deployment(url=transformer_url, model_name="digits", timeout_s=10) in BUNDLED_LABELS
+
+
+def test_containers_answer_over_grpc_as_over_rest(
+    transformer_url: str, test_split: list[Utterance], fsdd_dir: Path
+) -> None:
+    """The transformer container's gRPC port (REST's + 1), with tritonclient in its own process."""
+    grpc_address = f"127.0.0.1:{urlsplit(transformer_url).port + 1}"  # type: ignore[operator]
+    paths = [str(fsdd_dir / "recordings" / u.name) for u in test_split[:8]]
+    completed = subprocess.run(
+        [sys.executable, "-c", GRPC_CLIENT, grpc_address, *paths],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rest_labels, rest_probabilities = _infer_files(transformer_url, [u.data for u in test_split[:8]])
+    assert json.loads(completed.stdout)["label"] == rest_labels
+    np.testing.assert_allclose(np.array(json.loads(completed.stdout)["probabilities"]), rest_probabilities, atol=1e-6)

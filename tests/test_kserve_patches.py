@@ -9,9 +9,16 @@ serving KServe's behaviour again.
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import version
+from pathlib import Path
 
+import kserve
+import pytest
 from kserve import InferInput, model_server
 from kserve import ModelServer as KServeModelServer
 from kserve.protocol.dataplane import DataPlane as KServeDataPlane
@@ -20,7 +27,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer as KServeInferenceSe
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 
-from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer
+from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer, slim_kserve
 from tests.conftest import REPO
 
 
@@ -70,3 +77,79 @@ def test_what_the_patches_read_is_still_there() -> None:
     assert "self.model_repository_extension" in start
     servicer = inspect.getsource(KServeInferenceServicer.RepositoryModelLoad)
     assert 'response["name"]' in servicer and 'response["load"]' in servicer
+
+
+_WITHOUT_KUBERNETES_AND_PANDAS = """
+import sys
+
+class LeftOut:  # as in the serving images, where neither is installed
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("kubernetes", "pandas"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, LeftOut())
+"""
+
+
+def _python(code: str, *, kserve_in: Path) -> str:
+    """Run ``code`` in a fresh interpreter that imports KServe from ``kserve_in``; its stdout."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(kserve_in), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the installed KServe, slimmed as the image build slims it."""
+    root = tmp_path_factory.mktemp("slim")
+    shutil.copytree(Path(kserve.__file__).parent, root / "kserve", ignore=shutil.ignore_patterns("__pycache__"))
+    slim_kserve(root / "kserve")
+    return root
+
+
+def test_slim_kserve_serves_without_kubernetes_or_pandas(slim_copy: Path) -> None:
+    """Both servers' modules import with neither installed, and a request goes through KServe's codec."""
+    out = _python(
+        _WITHOUT_KUBERNETES_AND_PANDAS
+        + """
+import kserve, serving.server, serving.repository, transformer.model, kserve.model_server
+from kserve import InferRequest, InferInput
+print(kserve.__file__)
+print(sorted({m.partition(".")[0] for m in sys.modules} & {"kubernetes", "pandas"}))
+request = InferRequest(model_name="m", infer_inputs=[InferInput("x", [2], "FP32", data=[1.0, 2.0])])
+print(request.inputs[0].as_numpy().tolist())
+try:
+    kserve.KServeClient
+except ModuleNotFoundError as error:
+    print("KServeClient:", error)
+""",
+        kserve_in=slim_copy,
+    )
+    assert out.splitlines() == [
+        str(slim_copy / "kserve" / "__init__.py"),
+        "[]",
+        "[1.0, 2.0]",
+        "KServeClient: No module named 'kubernetes'",
+    ]
+
+
+def test_slim_kserve_keeps_every_name_where_both_are_installed(slim_copy: Path) -> None:
+    out = _python(
+        """
+import kserve, sys
+from kserve import InferRequest, InferInput
+print(kserve.KServeClient.__module__, kserve.V1beta1InferenceService.__name__, kserve.ApiException.__name__)
+request = InferRequest(model_name="m", infer_inputs=[InferInput("x", [2], "FP32", data=[1.0, 2.0])])
+print(request.as_dataframe()["x"].tolist())
+""",
+        kserve_in=slim_copy,
+    )
+    assert out.splitlines() == ["kserve.api.kserve_client V1beta1InferenceService ApiException", "[1.0, 2.0]"]
+
+
+def test_slim_kserve_refuses_files_it_was_not_written_for(slim_copy: Path, tmp_path: Path) -> None:
+    """Slimming twice finds the control-plane line gone: the build stops, naming the file."""
+    shutil.copytree(slim_copy / "kserve", tmp_path / "kserve")
+    with pytest.raises(RuntimeError, match=r"kserve/__init__.py: expected one 'from .api.kserve_client import"):
+        slim_kserve(tmp_path / "kserve")
