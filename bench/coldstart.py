@@ -1,7 +1,7 @@
 """Cold start of the two images: to live, to ready and to the first answer, image sizes, and where
 start-up time goes.
 
-    .venv/bin/python bench/coldstart.py [--runs 5] [--tag 0.1.0] [--json FILE]
+    .venv/bin/python bench/coldstart.py [--runs 5] [--tag 0.1.0] [--baseline TAG] [--json FILE]
 
 Builds nothing: it needs the images that ``k8s/images/build.sh`` builds (``make test-images``
 does). Each container is started ``--runs`` times as the chart runs it and as ``make
@@ -9,7 +9,9 @@ test-images`` does: non-root, read-only root with ``/tmp`` on tmpfs, no capabili
 ``digits`` at ``/mnt/models`` read-only, host network, ``PODMAN_RUN_FLAGS`` added. Times count
 from just before ``podman run``: to ``/v2/health/live``, to the model's ``ready``, and to the
 first answered request after ready. First the predictor alone; then the transformer with a
-predictor already up, whose first request is compared with the p50 of 50 that follow.
+predictor already up, whose first request is compared with the p50 of 50 that follow. With
+``--baseline TAG``, the images so tagged are started in turn with ``--tag``'s, run by run, and
+each figure is reported for both.
 
 Where the time goes, from separate ``podman run``s of each image's own Python: the interpreter
 alone, then importing the server module (and, for the predictor, TensorFlow alone), each
@@ -90,28 +92,35 @@ def first_answers(server: str) -> tuple[float, float, float]:
     return answered_at[0], times[0], statistics.median(times[1:])
 
 
-def start_up(server: str, image: str, runs: int) -> dict[str, Any]:
-    figures: dict[str, list[float]] = {"live_s": [], "ready_s": [], "first_answer_s": [], "first_request_s": []}
-    warm_p50 = []
+def start_up(server: str, images: dict[str, str], runs: int) -> dict[str, dict[str, Any]]:
+    """``runs`` starts of each of ``images`` (label: image), taking turns, so that a machine whose
+    speed drifts (this one's does, by tens of percent within an hour) weighs on each alike."""
+    figures = {label: {"live_s": [], "ready_s": [], "first_answer_s": [], "first_request_s": []} for label in images}
+    warm_p50: dict[str, list[float]] = {label: [] for label in images}
     name = f"audio-maas-coldstart-{server}"
     port = PORTS[server]
     for _ in range(runs):
-        started = time.perf_counter()
-        run_container(name, image, *server_args(server))
-        try:
-            figures["live_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/health/live", started))
-            figures["ready_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/models/digits/ready", started))
-            answered_at, first, warm = first_answers(server)
-            figures["first_answer_s"].append(answered_at - started)
-            figures["first_request_s"].append(first)
-            warm_p50.append(warm)
-        finally:
-            subprocess.run([PODMAN, "rm", "--force", name], capture_output=True)
-    summary: dict[str, Any] = {
-        key: {"median": statistics.median(values), "max": max(values), "all": values} for key, values in figures.items()
-    }
-    summary["warm_p50_s"] = statistics.median(warm_p50)
-    return summary
+        for label, image in images.items():
+            started = time.perf_counter()
+            run_container(name, image, *server_args(server))
+            try:
+                figures[label]["live_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/health/live", started))
+                figures[label]["ready_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/models/digits/ready", started))
+                answered_at, first, warm = first_answers(server)
+                figures[label]["first_answer_s"].append(answered_at - started)
+                figures[label]["first_request_s"].append(first)
+                warm_p50[label].append(warm)
+            finally:
+                subprocess.run([PODMAN, "rm", "--force", name], capture_output=True)
+    summaries = {}
+    for label in images:
+        summary: dict[str, Any] = {
+            key: {"median": statistics.median(values), "max": max(values), "all": values}
+            for key, values in figures[label].items()
+        }
+        summary["warm_p50_s"] = statistics.median(warm_p50[label])
+        summaries[label] = summary
+    return summaries
 
 
 def import_times(server: str, image: str) -> dict[str, float]:
@@ -130,27 +139,7 @@ def import_times(server: str, image: str) -> dict[str, float]:
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--tag", default="0.1.0")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    report: dict[str, Any] = {}
-    predictor_up = None
-    try:
-        for server in ("predictor", "transformer"):
-            image = f"ghcr.io/audio-maas/{server}:{args.tag}"
-            size_mb = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
-            report[server] = {"image_mb": size_mb, **start_up(server, image, args.runs)}
-            report[server]["where"] = import_times(server, image)
-            if server == "predictor":  # the transformer's runs need one up
-                predictor_up = "audio-maas-coldstart-predictor-up"
-                run_container(predictor_up, image, *server_args("predictor"))
-                wait_for(f"http://127.0.0.1:{PORTS['predictor']}/v2/models/digits/ready", time.perf_counter())
-    finally:
-        if predictor_up:
-            subprocess.run([PODMAN, "rm", "--force", predictor_up], capture_output=True)
+def print_table(report: dict[str, Any]) -> None:
     print(
         f"{'container':12s} {'image':>8s} {'live':>13s} {'ready':>13s} {'1st answer':>13s} {'1st req / warm p50':>20s}"
     )
@@ -164,8 +153,44 @@ def main() -> None:
             f"{first_ms:7.1f} / {warm_ms:5.1f} ms ({first_ms / warm_ms:.1f}x)"
         )
         print("    " + ", ".join(f"{label} {seconds:.2f} s" for label, seconds in figures["where"].items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tag", default="0.1.0")
+    parser.add_argument("--baseline", metavar="TAG", help="images to compare with, started in turn with --tag's")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    tags = {"measured": args.tag, **({"baseline": args.baseline} if args.baseline else {})}
+    reports: dict[str, dict[str, Any]] = {label: {} for label in tags}
+    predictor_up = None
+    try:
+        for server in ("predictor", "transformer"):
+            images = {label: f"ghcr.io/audio-maas/{server}:{tag}" for label, tag in tags.items()}
+            started = start_up(server, images, args.runs)
+            for label, image in images.items():
+                size_mb = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
+                reports[label][server] = {"image_mb": size_mb, **started[label], "where": import_times(server, image)}
+            if server == "predictor":  # the transformer's runs need one up: --tag's
+                predictor_up = "audio-maas-coldstart-predictor-up"
+                run_container(predictor_up, images["measured"], *server_args("predictor"))
+                wait_for(f"http://127.0.0.1:{PORTS['predictor']}/v2/models/digits/ready", time.perf_counter())
+    finally:
+        if predictor_up:
+            subprocess.run([PODMAN, "rm", "--force", predictor_up], capture_output=True)
+    for label, tag in tags.items():
+        print(f"{label}: images tagged {tag}")
+        print_table(reports[label])
+    if args.baseline:
+        for server in reports["measured"]:
+            ratio = reports["measured"][server]["ready_s"]["median"] / reports["baseline"][server]["ready_s"]["median"]
+            print(f"{server}: ready, median, {ratio:.2f}x the baseline's")
     print("seconds from podman run: median (max) of the runs; 'where': podman run of one statement each")
     if args.json:
+        report = reports["measured"]
+        if args.baseline:
+            report[f"baseline, started in turn: images tagged {args.baseline}"] = reports["baseline"]
         args.json.write_text(json.dumps(report, indent=2))
 
 
