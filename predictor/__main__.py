@@ -6,6 +6,9 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
+    import gc
+
+    gc.disable()  # until serving.server.start_server freezes what start-up built: see there why
     from pathlib import Path
 
     from predictor.model import SavedModelPredictor
