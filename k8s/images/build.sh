@@ -16,13 +16,17 @@ BASE=${BASE:-docker.io/library/python:3.11-slim-bookworm}
 read -r -a FLAGS <<< "${PODMAN_RUN_FLAGS:-}"
 
 if [[ $BASE == debootstrap ]]; then
-  BASE=localhost/audio-maas-base:bookworm
+  BASE=localhost/audio-maas-base:bookworm-slim
   if ! $PODMAN image exists "$BASE" 2>/dev/null; then
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" \
       http://deb.debian.org/debian >/dev/null
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    # As Debian's slim images (python:3.11-slim's base): no documentation, manual pages or
+    # translations, about 50 MB; the copyright notices stay.
+    find "$rootfs"/usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
     tar -C "$rootfs" -c . | $PODMAN import - "$BASE" >/dev/null
   fi
 fi
