@@ -76,9 +76,10 @@ def test_images_run_as_non_root() -> None:
         assert podman("image", "inspect", "--format", "{{.Config.User}}", image) == "10001"
 
 
-def test_images_leave_out_the_kubernetes_client_and_pandas() -> None:
-    """KServe imports neither in the images (``serving.kserve_patches.slim_kserve``), so neither is there."""
-    look = "import importlib.util as u; print([n for n in ('kubernetes', 'pandas') if u.find_spec(n)])"
+def test_images_leave_out_what_serving_does_not_import() -> None:
+    """KServe imports neither the Kubernetes client nor pandas in the images
+    (``serving.kserve_patches.slim_kserve``), and TensorFlow goes on without Keras."""
+    look = "import importlib.util as u; print([n for n in ('kubernetes', 'pandas', 'keras') if u.find_spec(n)])"
     flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     for image in IMAGES.values():
         found = podman("run", "--rm", *flags, "--entrypoint", "python", image, "-c", look)
