@@ -87,8 +87,9 @@ test-images: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m container
 
 # Cold start of the built images (make test-images builds them): to live, ready and first answer.
+# BASELINE=TAG starts the images so tagged in turn with these, for a comparison in the same run.
 bench-coldstart: $(BIN)/audio-maas
-	$(BIN)/python bench/coldstart.py --runs 5
+	$(BIN)/python bench/coldstart.py --runs 5 $(if $(BASELINE),--baseline $(BASELINE))
 
 test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
