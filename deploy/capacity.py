@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent.parent / "bench" / "results-5runs-2026-11-28.json"
-DEFAULT_COLD_START = Path(__file__).resolve().parent.parent / "bench" / "results-coldstart-2026-11-28.json"
+DEFAULT_COLD_START = Path(__file__).resolve().parent.parent / "bench" / "results-coldstart-2026-11-28-slim.json"
 
 
 def measured_cold_start_s(path: Path) -> float:
