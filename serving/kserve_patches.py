@@ -16,7 +16,7 @@ What each one fixes, seen from a client of the V2 protocol:
   server starts, after our own; this replaces them once the app has started.
 - :func:`slim_kserve`, run on the installed files when the serving images are built (not at
   run time): ``import kserve`` no longer imports KServe's control-plane client (the Kubernetes
-  client and some 150 generated API classes) nor pandas (for two DataFrame helpers that only
+  client and about 140 generated API classes) nor pandas (for two DataFrame helpers that only
   KServe's sklearn-style servers call), so that the images can leave both out.
 
 ``tests/test_kserve_patches.py`` fails when an upgrade moves what these rely on.
