@@ -137,7 +137,7 @@ except ModuleNotFoundError as error:
 def test_slim_kserve_keeps_every_name_where_both_are_installed(slim_copy: Path) -> None:
     out = _python(
         """
-import kserve, sys
+import kserve
 from kserve import InferRequest, InferInput
 print(kserve.KServeClient.__module__, kserve.V1beta1InferenceService.__name__, kserve.ApiException.__name__)
 request = InferRequest(model_name="m", infer_inputs=[InferInput("x", [2], "FP32", data=[1.0, 2.0])])
