@@ -178,10 +178,10 @@ def main() -> None:
     try:
         for server in ("predictor", "transformer"):
             images = {label: f"ghcr.io/audio-maas/{server}:{tag}" for label, tag in tags.items()}
-            started = start_up(server, images, args.runs)
+            summaries = start_up(server, images, args.runs)
             for label, image in images.items():
                 size_mb = int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
-                reports[label][server] = {"image_mb": size_mb, **started[label], "where": import_times(server, image)}
+                reports[label][server] = {"image_mb": size_mb, **summaries[label], "where": import_times(server, image)}
             if server == "predictor":  # the transformer's runs need one up: --tag's
                 predictor_up = "audio-maas-coldstart-predictor-up"
                 run_container(predictor_up, images["measured"], *server_args("predictor"))

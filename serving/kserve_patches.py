@@ -252,6 +252,8 @@ def __getattr__(name):
     return getattr(importlib.import_module(__name__ + "._control_plane"), name)
 """
 
+_PANDAS_IMPORT = "import pandas as pd\n"
+
 _OPTIONAL_PANDAS = """try:
     import pandas as pd
 except ImportError:  # audio-maas's serving images leave pandas out: only the DataFrame helpers use it
@@ -278,19 +280,21 @@ def slim_kserve(package: Path | None = None) -> None:
         assert spec is not None and spec.origin is not None, "kserve is not installed"
         package = Path(spec.origin).parent
 
-    def rewrite(relative: str, old: str, new: str) -> str:
+    def checked(relative: str, expected: str) -> str:
+        """The file's text, once ``expected`` is found in it exactly once."""
         path = package / relative
         text = path.read_text()
-        if text.count(old) != 1:
+        found = text.count(expected)
+        if found != 1:
             raise RuntimeError(
-                f"{path}: expected one {old.strip()!r}, as in KServe {KSERVE_VERSION}; found {text.count(old)}"
+                f"{path}: expected one {expected.strip()!r}, as in KServe {KSERVE_VERSION}; found {found}"
             )
-        return text.replace(old, new)
+        return text
 
-    init = rewrite("__init__.py", _CONTROL_PLANE_FROM, _CONTROL_PLANE_FROM)
+    init = checked("__init__.py", _CONTROL_PLANE_FROM)
     cut = init.index(_CONTROL_PLANE_FROM)
     (package / "_control_plane.py").write_text(init[cut:])
     (package / "__init__.py").write_text(init[:cut] + _LAZY_CONTROL_PLANE)
     for relative in ("protocol/infer_type.py", "utils/utils.py"):
-        text = rewrite(relative, "import pandas as pd\n", _OPTIONAL_PANDAS)
+        text = checked(relative, _PANDAS_IMPORT).replace(_PANDAS_IMPORT, _OPTIONAL_PANDAS)
         (package / relative).write_text("from __future__ import annotations\n" + text)

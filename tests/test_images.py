@@ -117,6 +117,7 @@ def test_containers_answer_over_grpc_as_over_rest(
         timeout=60,
         check=True,
     )
+    result = json.loads(completed.stdout)
     rest_labels, rest_probabilities = _infer_files(transformer_url, [u.data for u in test_split[:8]])
-    assert json.loads(completed.stdout)["label"] == rest_labels
-    np.testing.assert_allclose(np.array(json.loads(completed.stdout)["probabilities"]), rest_probabilities, atol=1e-6)
+    assert result["label"] == rest_labels
+    np.testing.assert_allclose(np.array(result["probabilities"]), rest_probabilities, atol=1e-6)

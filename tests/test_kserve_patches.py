@@ -93,7 +93,8 @@ sys.meta_path.insert(0, LeftOut())
 
 def _python(code: str, *, kserve_in: Path) -> str:
     """Run ``code`` in a fresh interpreter that imports KServe from ``kserve_in``; its stdout."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(kserve_in), os.environ.get("PYTHONPATH", "")])}
+    search_path = [str(kserve_in), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
