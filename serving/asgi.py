@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "ModelVersions",
     "V2Errors",
     "framework_error_response",
+    "malformed_request",
     "send_error",
 ]
 
@@ -68,14 +69,17 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+def malformed_request(errors: Iterable[Mapping[str, Any]]) -> str:
+    """The message for a body that fails its schema, from pydantic's list of errors."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    return f"malformed request: {problems}"
+
+
 async def framework_error_response(_: Request, error: Exception) -> Response:
     """FastAPI's own errors in V2's form: a body that fails its schema is 422 ``{"detail"}``
     there and 400 here; an unparsable body or an unknown route keeps its status."""
     if isinstance(error, RequestValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')}" for d in error.errors()
-        )
-        return Response(_error_body(f"malformed request: {problems}"), HTTPStatus.BAD_REQUEST, media_type=_JSON)
+        return Response(_error_body(malformed_request(error.errors())), HTTPStatus.BAD_REQUEST, media_type=_JSON)
     assert isinstance(error, StarletteHTTPException), "registered for these two classes only"
     return Response(_error_body(str(error.detail)), error.status_code, headers=error.headers, media_type=_JSON)
 

@@ -26,6 +26,7 @@ from kserve.protocol.grpc.server import GRPCServer as KServeGRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer as KServeInferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer, slim_kserve
 from tests.conftest import REPO
@@ -71,6 +72,9 @@ def test_what_the_patches_read_is_still_there() -> None:
     create = inspect.getsource(RESTServer.create_application)
     assert create.index("_add_middlewares") < create.index("_add_exception_handlers")
     assert "TimingMiddleware" in inspect.getsource(RESTServer._add_middlewares)
+    # _infer_route calls KServe's endpoint as FastAPI did, positionally.
+    infer = list(inspect.signature(V2Endpoints.infer).parameters)
+    assert infer[:5] == ["self", "raw_request", "raw_response", "model_name", "request_body"]
     # Our repository extension is set after ModelServer.__init__ and read by start(); KServe's
     # gRPC servicer reads load and unload answers as dicts.
     start = inspect.getsource(KServeModelServer.start)

@@ -201,13 +201,23 @@ def test_versioned_paths_answer_for_the_served_version_and_404_for_others(
     ("method", "path", "body", "status", "error"),
     [
         ("GET", "/v2/no/such/route", None, 404, "Not Found"),
-        ("POST", "/v2/models/digits/infer", b"\x80", 400, "There was an error parsing the body"),
+        ("GET", "/v2/models/digits/infer", None, 405, "Method Not Allowed"),
+        (
+            "POST",
+            "/v2/models/digits/infer",
+            b"\x80",
+            400,
+            "malformed request: body: Invalid JSON: expected value at line 1 column 1",
+        ),
+        ("POST", "/v2/models/digits/infer", b"{}", 400, "malformed request: body.inputs: Field required"),
     ],
 )
 def test_framework_errors_answer_the_v2_error_body(
     service: ServiceSettings, method: str, path: str, body: bytes | None, status: int, error: str
 ) -> None:
-    """FastAPI's own answers ({"detail": ...}) become V2's {"error": ...}."""
+    """FastAPI's own answers ({"detail": ...}) become V2's {"error": ...}, and the infer route's
+    (KServe's endpoint on a plain route, ``serving.kserve_patches.finish_app``) say what is
+    wrong with a JSON body."""
     response = requests.request(
         method, f"{service.url}{path}", data=body, headers={"content-type": "application/json"}, timeout=5
     )
