@@ -105,6 +105,12 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--augment-copies", type=int, default=defaults.augment_copies)
     parser.add_argument(
+        "--unknown-bias",
+        type=float,
+        default=defaults.unknown_bias,
+        help="added to the 'unknown' class's logit before export: below 0 it answers 'unknown' only when surer",
+    )
+    parser.add_argument(
         "--synthetic-takes",
         type=int,
         default=defaults.synthetic_takes,
@@ -141,6 +147,7 @@ def _config(args: argparse.Namespace, dataset: Any) -> Any:
         seed=args.seed,
         augment_copies=args.augment_copies,
         synthetic_takes=args.synthetic_takes,
+        unknown_bias=args.unknown_bias,
     )
 
 

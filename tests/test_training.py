@@ -12,8 +12,11 @@ import tensorflow as tf
 from cli import main
 from serving.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
 from tests.conftest import SHARED_DATA
+from training.config import TrainConfig
 from training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
 from training.evaluate import compute_metrics, predict
+from training.models import build_model, shift_logit
+from training.train import train
 from transformer.frontend import FeatureSpec
 
 SPEAKERS = ("george", "jackson")
@@ -35,13 +38,15 @@ def small_fsdd(fsdd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module", params=["cnn", "lstm+unknown"])
 def trained(request: pytest.FixtureRequest, small_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CNN on digits; the LSTM on digits and ``unknown`` (three of each Speech Commands folder)."""
+    """The CNN on digits; the LSTM on digits and ``unknown`` (three of each Speech Commands folder),
+    with a bias against ``unknown``."""
     arch, _, unknown = request.param.partition("+")
     model_dir = tmp_path_factory.mktemp(arch) / "model"
     argv = ["train", "--arch", arch, "--data-dir", str(small_fsdd), "--out", str(model_dir)]
     argv += ["--epochs", "3", "--augment-copies", "1", "--synthetic-takes", "1"]
     if unknown:
         argv += ["--unknown", str(SHARED_DATA / "speech-commands"), "--unknown-per-class", "3"]
+        argv += ["--unknown-bias", "-1.5"]
     assert main(argv) == 0
     return model_dir
 
@@ -105,6 +110,7 @@ def test_card_reports_the_measured_figures(trained: Path) -> None:
         assert f"| unknown | {unknown['precision']:.4f} | {unknown['recall']:.4f} |" in card
         assert "Speech Commands v0.02 by Pete Warden" in card and "CC BY 4.0" in card
         assert "10 clips of digital silence or faint hiss" in card
+        assert "-1.5 was added to `unknown`'s logit" in card and "0.223 times" in card
 
 
 def test_evaluate_command_reproduces_the_figures_of_training(
@@ -139,6 +145,21 @@ def test_metrics_match_hand_computed_values() -> None:
     assert result["recall_macro"] == pytest.approx((0.5 + 1 + 1) / 3)
     assert result["roc_auc"]["c"] == pytest.approx(1.0)
     assert result["per_class"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "n": 2}
+
+
+def test_unknown_bias_scales_the_odds_of_one_class_and_keeps_the_others() -> None:
+    features = np.random.default_rng(0).normal(size=(16, 101, 40)).astype(np.float32)
+    model = build_model(arch="cnn", train_features=features, n_classes=3, cnn_filters=(4,))
+    before = model.predict(features, verbose=0)
+    shift_logit(model, 2, -1.5)
+    after = model.predict(features, verbose=0)
+    np.testing.assert_allclose(after[:, 2] / after[:, 0], before[:, 2] / before[:, 0] * np.exp(-1.5), rtol=1e-4)
+    np.testing.assert_allclose(after[:, 1] / after[:, 0], before[:, 1] / before[:, 0], rtol=1e-4)
+
+
+def test_unknown_bias_needs_an_unknown_class(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--unknown DIR"):
+        train(TrainConfig(unknown_bias=-1.0), train_set=[], validation_set=[], model_dir=tmp_path)
 
 
 def test_evaluate_refuses_labels_the_model_does_not_know(trained: Path, small_fsdd: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,18 @@ def _unknown_data(dataset: dict[str, Any], training: dict[str, Any]) -> list[str
         + ", ".join(f"`{root}`" for root in dataset["unknown_from"])
         + ", each keeping its own folder's split (by fold or speaker); and "
         f"{training['examples'].get('silences', 0)} clips of digital silence or faint hiss, so that a recording "
-        "of nothing is `unknown` too."
+        "of nothing is `unknown` too.",
+        *_unknown_bias(training["config"].get("unknown_bias", 0.0)),
+    ]
+
+
+def _unknown_bias(bias: float) -> list[str]:
+    if not bias:
+        return []
+    return [
+        f"- Once trained, {bias:+g} was added to `unknown`'s logit (`--unknown-bias`): the odds of `unknown` "
+        f"against each other class are {math.exp(bias):.3g} times what the trained network gives, so that it "
+        "takes fewer recordings of the other classes for `unknown`. Every figure here is the exported model's."
     ]
 
 

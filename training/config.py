@@ -29,6 +29,11 @@ class TrainConfig:
     """Augmented copies of each training utterance, besides the clean one."""
     synthetic_takes: int = 1
     """espeak-ng utterances per digit, accent and training voice variant; 0 leaves them out."""
+    unknown_bias: float = 0.0
+    """Added to the ``unknown`` class's logit once trained, before export: every answer's odds of
+    ``unknown`` against each other class scale by ``exp(unknown_bias)``. Below 0, the model says
+    ``unknown`` only when surer, and loses fewer recordings of its named classes to it; 0 leaves
+    the trained model as it is."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     spec: FeatureSpec = field(default_factory=FeatureSpec)
     augment: AugmentSettings = field(default_factory=AugmentSettings)

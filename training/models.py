@@ -12,7 +12,7 @@ import numpy as np
 from serving.contract import INPUT_NAME
 from training.config import Arch, TrainConfig
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "shift_logit"]
 
 
 def build_model(
@@ -54,3 +54,13 @@ def _lstm_body(x: keras.KerasTensor) -> keras.KerasTensor:
     x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True))(x)
     x = keras.layers.Bidirectional(keras.layers.LSTM(64))(x)
     return keras.layers.Dropout(0.3)(x)
+
+
+def shift_logit(model: keras.Model, class_index: int, shift: float) -> None:
+    """Add ``shift`` to one class's logit in ``model`` (as :func:`build_model` makes it): each
+    answer's odds of that class against every other scale by ``exp(shift)``, and the ranking of
+    the other classes stays as it was."""
+    dense = model.get_layer("probabilities")
+    bias = dense.bias.numpy()
+    bias[class_index] += shift
+    dense.bias.assign(bias)

@@ -30,7 +30,7 @@ from training.dataset import (
 )
 from training.evaluate import evaluate
 from training.export import export_model
-from training.models import build_model
+from training.models import build_model, shift_logit
 from training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, silences, synthetic_digits
 
 __all__ = ["cross_validate", "train", "train_and_report"]
@@ -51,6 +51,8 @@ def train(
 
     Returns what ``training.json`` records: config, data counts, history and seconds taken.
     """
+    if config.unknown_bias and UNKNOWN_LABEL not in labels:
+        raise ValueError(f"an unknown bias needs the class {UNKNOWN_LABEL!r}: train with --unknown DIR")
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     synthetic = (
@@ -102,6 +104,8 @@ def train(
         shuffle=True,
         verbose=2,
     )
+    if config.unknown_bias:
+        shift_logit(model, labels.index(UNKNOWN_LABEL), config.unknown_bias)
     model_dir.mkdir(parents=True, exist_ok=True)
     export_model(
         model=model,
