@@ -222,7 +222,7 @@ class ModelServer(KServeModelServer):
         super().start(models)
 
 
-def finish_app(app: FastAPI, *, endpoints: V2Endpoints, keep_timing: bool) -> None:
+def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
     """Undo what KServe adds to ``app`` as its server starts, and route inference past FastAPI;
     call from a startup event.
 
@@ -231,8 +231,8 @@ def finish_app(app: FastAPI, *, endpoints: V2Endpoints, keep_timing: bool) -> No
     - Its TimingMiddleware, unless ``keep_timing``: it only logs two timing lines per request,
       off unless latency logging is asked for, yet routes every request a second time to name
       it: 8% of clips/s at concurrency 32 here.
-    - ``POST /v2/models/NAME/infer`` goes to ``endpoints.infer`` (KServe's V2 endpoint, on our data
-      plane) through :func:`_infer_route`, ahead of the FastAPI route KServe registers for it.
+    - ``POST /v2/models/NAME/infer`` goes to KServe's V2 endpoint, on ``server``'s data plane and
+      repository, through :func:`_infer_route`, ahead of the FastAPI route KServe registers for it.
 
     Starlette builds its middleware stack at the first call (the startup event itself), and
     builds it again, from what is set here, at the next.
@@ -244,6 +244,7 @@ def finish_app(app: FastAPI, *, endpoints: V2Endpoints, keep_timing: bool) -> No
     if not keep_timing:
         app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not TimingMiddleware]
     app.middleware_stack = None
+    endpoints = V2Endpoints(server.dataplane, server.model_repository_extension)
     app.router.routes.insert(0, _infer_route(endpoints))
 
 

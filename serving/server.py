@@ -8,7 +8,6 @@ import logging
 
 from fastapi import FastAPI
 from kserve import Model, model_server
-from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from serving.asgi import BodyLimit, InferContentType, ModelVersions, V2Errors
 from serving.auth import BearerToken
@@ -45,8 +44,7 @@ def start_server(
     MODEL_READY.watch(repository)
 
     async def on_startup() -> None:
-        endpoints = V2Endpoints(server.dataplane, server.model_repository_extension)
-        finish_app(app, endpoints=endpoints, keep_timing=args.enable_latency_logging)
+        finish_app(app, server=server, keep_timing=args.enable_latency_logging)
 
     app.router.add_event_handler("startup", on_startup)
     # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:
