@@ -12,25 +12,29 @@ COPY pyproject.toml README.md ${PIP_CERT} /src/
 COPY serving /src/serving
 COPY predictor /src/predictor
 # KServe is slimmed (serving.kserve_patches.slim_kserve) so that importing it needs neither the
-# Kubernetes client nor pandas, and out go the installed packages serving never imports (found by
-# serving every path with PYTHONPROFILEIMPORTTIME, which logs lazy imports too). Keras is one:
-# TensorFlow imports it when it is there (0.15-0.2 s of each start) and goes on without it, and
-# tf.saved_model.load needs none of it; without Keras, nothing imports pillow either. Then
-# bytecode for exactly the modules serving imports, written here by importing them, not at every
-# start on a read-only root (compiling every module would add hundreds of MB); those imports fail
-# the build if serving still needed a package that went. Last, TensorFlow's C++ headers (287 MB)
-# and the symbol tables of its libraries (over 200 MB), which only debuggers and linkers read.
+# Kubernetes client nor pandas, and TensorFlow (predictor.tensorflow_patches.slim_tensorflow) so
+# that importing it leaves the public API's submodules until first use. Out go the installed
+# packages serving never imports (found by serving every path with PYTHONPROFILEIMPORTTIME, which
+# logs lazy imports too). Keras is one: TensorFlow imports it when it is there (0.15-0.2 s of each
+# start) and goes on without it, and tf.saved_model.load needs none of it; without Keras, nothing
+# imports pillow either. Then bytecode for exactly the modules serving imports, written here by
+# importing them and running the predictor's calls, not at every start on a read-only root
+# (compiling every module would add hundreds of MB); those imports fail the build if serving
+# still needed a package that went. Last, TensorFlow's C++ headers (287 MB) and the symbol tables
+# of its libraries (over 200 MB), which only debuggers and linkers read.
 # `make test-images` checks that the image still answers as the model does.
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[${EXTRA}]" \
- && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve()" \
+ && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve(); \
+from predictor.tensorflow_patches import slim_tensorflow; slim_tensorflow()" \
  && /opt/venv/bin/pip uninstall --yes --quiet kubernetes durationpy oauthlib requests-oauthlib websocket-client \
       pandas pytz tzdata keras namex optree rich markdown-it-py mdurl pygments pillow libclang google-pasta \
       cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict propcache \
       yarl wheel pip \
  && /opt/venv/bin/python -c "import tempfile, tensorflow as tf; \
 import predictor.model, serving.server, serving.repository, kserve.model_server; \
+tf.config.threading.get_intra_op_parallelism_threads(); tf.config.experimental.list_physical_devices(); \
 m = tf.Module(); m.f = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None], tf.float32)]); \
 d = tempfile.mkdtemp(); tf.saved_model.save(m, d); tf.saved_model.load(d).f(tf.zeros([1]))" \
  && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include \
