@@ -78,12 +78,25 @@ def test_images_run_as_non_root() -> None:
 
 def test_images_leave_out_what_serving_does_not_import() -> None:
     """KServe imports neither the Kubernetes client nor pandas in the images
-    (``serving.kserve_patches.slim_kserve``), and TensorFlow goes on without Keras."""
-    look = "import importlib.util as u; print([n for n in ('kubernetes', 'pandas', 'keras') if u.find_spec(n)])"
+    (``serving.kserve_patches.slim_kserve``), librosa's effects no scikit-learn
+    (``transformer.librosa_patches.slim_librosa``), and TensorFlow goes on without Keras."""
+    left_out = ("kubernetes", "pandas", "keras", "sklearn")
+    look = f"import importlib.util as u; print([n for n in {left_out} if u.find_spec(n)])"
     flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     for image in IMAGES.values():
         found = podman("run", "--rm", *flags, "--entrypoint", "python", image, "-c", look)
         assert found == "[]", image
+
+
+def test_predictor_image_imports_tensorflow_api_on_first_use() -> None:
+    """TensorFlow is slimmed in the image (``predictor.tensorflow_patches.slim_tensorflow``)."""
+    look = (
+        "import sys, tensorflow as tf; api = 'tensorflow._api.v2.'; before = api + '__internal__' in sys.modules;"
+        " tf.__internal__; print(before, api + '__internal__' in sys.modules)"
+    )
+    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+    found = podman("run", "--rm", *flags, "--entrypoint", "python", IMAGES["predictor"], "-c", look)
+    assert found.splitlines()[-1] == "False True"
 
 
 def test_containers_answer_the_whole_test_split_as_the_exported_model_does(

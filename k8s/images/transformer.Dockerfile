@@ -13,18 +13,20 @@ COPY transformer /src/transformer
 # of them would add 200 MB), and compiles librosa's numba kernels. numba reads a cache only from
 # a directory it can write, so each start copies it to /tmp.
 # Before that, KServe is slimmed (serving.kserve_patches.slim_kserve) so that importing it needs
-# neither the Kubernetes client nor pandas, and out go the installed packages serving never imports
-# (found by serving every path, REST and gRPC, with PYTHONPROFILEIMPORTTIME, which logs lazy
-# imports too); the imports below then fail the build if serving still needed one. Last, the
-# symbol tables of the largest native library go. `make test-images` checks that the image still
+# neither the Kubernetes client nor pandas, and librosa (transformer.librosa_patches.slim_librosa)
+# so that librosa.effects needs no scikit-learn; out go those and the installed packages serving
+# never imports (found by serving every path, REST and gRPC, with PYTHONPROFILEIMPORTTIME, which
+# logs lazy imports too); the imports below then fail the build if serving still needed one.
+# Last, the symbol tables of the largest native library go. `make test-images` checks that the image still
 # answers as the model does.
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[transformer]" \
- && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve()" \
+ && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve(); \
+from transformer.librosa_patches import slim_librosa; slim_librosa()" \
  && /opt/venv/bin/pip uninstall --yes --quiet kubernetes durationpy oauthlib requests-oauthlib websocket-client \
       pandas pytz tzdata pillow cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs \
-      aiosignal frozenlist multidict propcache yarl pip \
+      aiosignal frozenlist multidict propcache yarl scikit-learn pip \
  && NUMBA_CACHE_DIR=/opt/numba-cache /opt/venv/bin/python -c "import numpy as np; \
 from transformer.frontend import FeatureSpec, FrontEnd; \
 [FrontEnd(FeatureSpec(feature=f)).from_waveform(waveform=np.random.rand(44100).astype(np.float32) - 0.5, sample_rate=44100) \
