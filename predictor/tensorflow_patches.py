@@ -3,8 +3,8 @@
 - :func:`slim_tensorflow`, run on the installed files when the predictor image is built (not at
   run time): ``import tensorflow`` no longer imports every submodule of the public API
   (``tf.__internal__``, ``tf.compat``, ``tf.distribute``, ``tf.lite``...) before returning, only
-  those a caller touches; serving touches few of them. In the image that is a third of TensorFlow's
-  import, and half of the modules it loaded.
+  those a caller touches; serving touches few of them. That is about 30% of TensorFlow's import
+  (1.41 s to 0.97 s in the image), and half of the modules it loaded.
 
 ``tests/test_tensorflow_patches.py`` fails when an upgrade moves what this relies on.
 """
