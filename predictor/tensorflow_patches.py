@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
+
+from serving.patching import installed_package
 
 __all__ = ["TENSORFLOW_VERSION", "slim_tensorflow"]
 
@@ -64,11 +65,7 @@ def slim_tensorflow(package: Path | None = None) -> None:
 
     Raises ``RuntimeError`` naming the file when it does not read as TensorFlow ``TENSORFLOW_VERSION``'s.
     """
-    if package is None:
-        spec = importlib.util.find_spec("tensorflow")
-        assert spec is not None and spec.origin is not None, "tensorflow is not installed"
-        package = Path(spec.origin).parent
-    init = package / "__init__.py"
+    init = (package or installed_package("tensorflow")) / "__init__.py"
     text = init.read_text()
     names = _API_IMPORT.findall(text)
     if _EAGER not in names or len(names) < 2 or text.count(_BEFORE_ALL) != 1:

@@ -4,6 +4,7 @@
 (one table: error -> HTTP status and gRPC code), ``codec`` (V2 tensors <-> numpy, checked),
 ``auth``, ``asgi`` (middleware and the V2 error body), ``settings``, ``logs``, ``batching``,
 ``repository`` (the V2 repository extension), ``kserve_patches`` (every change to KServe's
-internals) and ``server`` (the wiring).
+internals), ``patching`` (what the image builds' rewrites of installed packages share) and
+``server`` (the wiring).
 ``transformer/`` and ``predictor/`` import this package and never each other.
 """

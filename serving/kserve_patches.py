@@ -26,7 +26,6 @@ What each one fixes, seen from a client of the V2 protocol:
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from concurrent import futures
 from pathlib import Path
@@ -56,6 +55,7 @@ from serving.auth import BearerTokenInterceptor
 from serving.codec import check_request, dtype_of, parse_rest_request
 from serving.errors import BadRequest, ErrorStatusInterceptor, ModelNotFound
 from serving.metrics import RequestMetricsInterceptor
+from serving.patching import installed_package, text_with_one
 from serving.repository import ModelRepository, RepositoryExtension
 
 __all__ = [
@@ -325,26 +325,13 @@ def slim_kserve(package: Path | None = None) -> None:
 
     Raises ``RuntimeError`` naming the file when it does not read as KServe ``KSERVE_VERSION``'s.
     """
-    if package is None:
-        spec = importlib.util.find_spec("kserve")
-        assert spec is not None and spec.origin is not None, "kserve is not installed"
-        package = Path(spec.origin).parent
-
-    def checked(relative: str, expected: str) -> str:
-        """The file's text, once ``expected`` is found in it exactly once."""
-        path = package / relative
-        text = path.read_text()
-        found = text.count(expected)
-        if found != 1:
-            raise RuntimeError(
-                f"{path}: expected one {expected.strip()!r}, as in KServe {KSERVE_VERSION}; found {found}"
-            )
-        return text
-
-    init = checked("__init__.py", _CONTROL_PLANE_FROM)
+    package = package or installed_package("kserve")
+    release = f"KServe {KSERVE_VERSION}"
+    init = text_with_one(package / "__init__.py", _CONTROL_PLANE_FROM, release=release)
     cut = init.index(_CONTROL_PLANE_FROM)
     (package / "_control_plane.py").write_text(init[cut:])
     (package / "__init__.py").write_text(init[:cut] + _LAZY_CONTROL_PLANE)
     for relative in ("protocol/infer_type.py", "utils/utils.py"):
-        text = checked(relative, _PANDAS_IMPORT).replace(_PANDAS_IMPORT, _OPTIONAL_PANDAS)
+        text = text_with_one(package / relative, _PANDAS_IMPORT, release=release)
+        text = text.replace(_PANDAS_IMPORT, _OPTIONAL_PANDAS)
         (package / relative).write_text("from __future__ import annotations\n" + text)

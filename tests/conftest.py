@@ -81,6 +81,24 @@ _HANDED_OUT: set[int] = set()
 """Ports given to earlier callers: free now, but about to be taken by the servers they start."""
 
 
+def run_python(code: str, *args: str, first_on_path: Path | None = None, **environment: str) -> str:
+    """The stdout of ``code`` run with ``args`` in a fresh interpreter from the repository, importing
+    from ``first_on_path`` (a patched copy of a package, say) before anything installed; ``environment``
+    is added to this process's. Fails the test with the interpreter's stderr when it fails."""
+    search_path = [str(first_on_path)] if first_on_path else []
+    search_path += [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env={**os.environ, **environment, "PYTHONPATH": os.pathsep.join(search_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def free_port_pair() -> int:
     """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
     Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""

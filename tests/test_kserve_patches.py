@@ -9,10 +9,7 @@ serving KServe's behaviour again.
 from __future__ import annotations
 
 import inspect
-import os
 import shutil
-import subprocess
-import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -29,7 +26,7 @@ from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer, slim_kserve
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 
 
 def test_the_installed_kserve_is_the_one_the_patches_were_written_against() -> None:
@@ -95,15 +92,6 @@ sys.meta_path.insert(0, LeftOut())
 """
 
 
-def _python(code: str, *, kserve_in: Path) -> str:
-    """Run ``code`` in a fresh interpreter that imports KServe from ``kserve_in``; its stdout."""
-    search_path = [str(kserve_in), *filter(None, [os.environ.get("PYTHONPATH")])]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
-    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the installed KServe, slimmed as the image build slims it."""
@@ -115,7 +103,7 @@ def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_slim_kserve_serves_without_kubernetes_or_pandas(slim_copy: Path) -> None:
     """Both servers' modules import with neither installed, and a request goes through KServe's codec."""
-    out = _python(
+    out = run_python(
         _WITHOUT_KUBERNETES_AND_PANDAS
         + """
 import kserve, serving.server, serving.repository, transformer.model, kserve.model_server
@@ -129,7 +117,7 @@ try:
 except ModuleNotFoundError as error:
     print("KServeClient:", error)
 """,
-        kserve_in=slim_copy,
+        first_on_path=slim_copy,
     )
     assert out.splitlines() == [
         str(slim_copy / "kserve" / "__init__.py"),
@@ -140,7 +128,7 @@ except ModuleNotFoundError as error:
 
 
 def test_slim_kserve_keeps_every_name_where_both_are_installed(slim_copy: Path) -> None:
-    out = _python(
+    out = run_python(
         """
 import kserve
 from kserve import InferRequest, InferInput
@@ -148,7 +136,7 @@ print(kserve.KServeClient.__module__, kserve.V1beta1InferenceService.__name__, k
 request = InferRequest(model_name="m", infer_inputs=[InferInput("x", [2], "FP32", data=[1.0, 2.0])])
 print(request.as_dataframe()["x"].tolist())
 """,
-        kserve_in=slim_copy,
+        first_on_path=slim_copy,
     )
     assert out.splitlines() == ["kserve.api.kserve_client V1beta1InferenceService ApiException", "[1.0, 2.0]"]
 

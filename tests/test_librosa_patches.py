@@ -7,18 +7,16 @@ The image build slims librosa in place; here a copy is slimmed and imported in f
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
 import pytest
 
-from tests.conftest import FSDD_DIR, REPO
+from tests.conftest import FSDD_DIR, run_python
 from transformer.librosa_patches import LIBROSA_VERSION, slim_librosa
 
 
@@ -62,21 +60,11 @@ print(json.dumps({"file": librosa.__file__, "sklearn": "sklearn" in sys.modules,
 """
 
 
-def _python(code: str, *, librosa_in: Path | None) -> dict[str, object]:
-    """Run ``code`` in a fresh interpreter that imports librosa from ``librosa_in`` (the installed one
-    by default), with FSDD's recordings as its argument; its last line of stdout, as JSON."""
-    search_path = [str(librosa_in)] if librosa_in else []
-    search_path += [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(FSDD_DIR / "recordings")],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(search_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    answer: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+def _python(code: str, *, librosa_in: Path | None) -> dict[str, Any]:
+    """Run ``code`` with librosa from ``librosa_in`` (the installed one by default) and FSDD's
+    recordings as its argument; its last line of stdout, as JSON."""
+    out = run_python(code, str(FSDD_DIR / "recordings"), first_on_path=librosa_in)
+    answer: dict[str, Any] = json.loads(out.splitlines()[-1])
     return answer
 
 
@@ -87,7 +75,7 @@ def test_slim_librosa_gives_the_front_ends_features_without_sklearn(slim_copy: P
     assert stock["file"] != slim["file"]
     assert slim["sklearn"] is False and stock["sklearn"] is True
     assert slim["clips"] == stock["clips"] == 10
-    assert sorted(slim["features"]) == ["digits", "digits-lstm", "sounds"]  # type: ignore[call-overload]
+    assert sorted(slim["features"]) == ["digits", "digits-lstm", "sounds"]
     assert slim["features"] == stock["features"]
 
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from predictor.tensorflow_patches import TENSORFLOW_VERSION, slim_tensorflow
-from tests.conftest import REPO
+from tests.conftest import REPO, run_python
 
 
 def test_the_installed_tensorflow_is_the_one_the_patches_were_written_against() -> None:
@@ -71,21 +69,10 @@ print(json.dumps({
 """
 
 
-def _serve(*, tensorflow_in: Path | None) -> dict[str, object]:
+def _serve(*, tensorflow_in: Path | None) -> dict[str, Any]:
     """Run the bundled models through ``tensorflow_in``'s TensorFlow (the installed one by default)."""
-    search_path = [str(tensorflow_in)] if tensorflow_in else []
-    search_path += [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run(
-        [sys.executable, "-c", _SERVE_THE_BUNDLED_MODELS],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    answer: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    out = run_python(_SERVE_THE_BUNDLED_MODELS, first_on_path=tensorflow_in, TF_CPP_MIN_LOG_LEVEL="3")
+    answer: dict[str, Any] = json.loads(out.splitlines()[-1])
     return answer
 
 
@@ -96,7 +83,7 @@ def test_slim_tensorflow_imports_the_api_on_first_use_and_serves_as_the_stock_on
     assert slim["imported_at_start"] == []
     assert stock["imported_at_start"] == ["__internal__", "compat", "distribute", "lite"]
     assert slim["outputs"] == stock["outputs"]
-    assert sorted(slim["outputs"]) == ["digits", "digits-lstm", "sounds"]  # type: ignore[call-overload]
+    assert sorted(slim["outputs"]) == ["digits", "digits-lstm", "sounds"]
     assert slim["all"] == stock["all"]
     assert slim["names"] == stock["names"] == ["Session", "tensorflow._api.v2.__internal__", "Interpreter", "relu"]
 

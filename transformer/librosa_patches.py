@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from serving.patching import installed_package, text_with_one
 
 __all__ = ["LIBROSA_VERSION", "slim_librosa"]
 
@@ -49,15 +50,6 @@ def slim_librosa(package: Path | None = None) -> None:
 
     Raises ``RuntimeError`` naming the file when it does not read as librosa ``LIBROSA_VERSION``'s.
     """
-    if package is None:
-        spec = importlib.util.find_spec("librosa")
-        assert spec is not None and spec.origin is not None, "librosa is not installed"
-        package = Path(spec.origin).parent
-    effects = package / "effects.py"
-    text = effects.read_text()
-    found = text.count(_EAGER_DECOMPOSE)
-    if found != 1:
-        raise RuntimeError(
-            f"{effects}: expected one {_EAGER_DECOMPOSE.strip()!r}, as in librosa {LIBROSA_VERSION}; found {found}"
-        )
+    effects = (package or installed_package("librosa")) / "effects.py"
+    text = text_with_one(effects, _EAGER_DECOMPOSE, release=f"librosa {LIBROSA_VERSION}")
     effects.write_text(text.replace(_EAGER_DECOMPOSE, _LAZY_DECOMPOSE))
