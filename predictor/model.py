@@ -78,9 +78,12 @@ class SavedModelPredictor(Model):
         self._signature = signature
         self._input_shape = [-1 if d is None else d for d in inputs[INPUT_NAME].shape.as_list()]
         self._output_shape = [-1 if d is None else d for d in outputs[OUTPUT_NAME].shape.as_list()]
-        warm = np.zeros([1, *self._input_shape[1:]], np.float32)
-        self._run(warm)  # first call traces and allocates: pay for it before we say ready
-        self._run(np.zeros([self.settings.max_batch_size, *self._input_shape[1:]], np.float32))
+        # The first calls trace and allocate: pay for them before we say ready, on the thread that
+        # will serve (TensorFlow keeps state per thread), the largest batch first and one row last,
+        # the shape of a lone request.
+        for rows in (self.settings.max_batch_size, 1):
+            warm = np.zeros([rows, *self._input_shape[1:]], np.float32)
+            self._model_thread.submit(self._run, warm).result()
         self._batcher = DynamicBatcher(
             self._run_off_loop,
             max_batch_size=self.settings.max_batch_size,
