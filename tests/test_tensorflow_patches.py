@@ -7,7 +7,6 @@ to the rest of the installed package, and both are imported in fresh interpreter
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import tomllib
 from importlib.metadata import version
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from predictor.tensorflow_patches import TENSORFLOW_VERSION, slim_tensorflow
+from serving.patching import installed_package
 from tests.conftest import REPO, run_python
 
 
@@ -29,9 +29,7 @@ def test_the_installed_tensorflow_is_the_one_the_patches_were_written_against() 
 @pytest.fixture(scope="module")
 def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The installed TensorFlow with its ``__init__.py`` slimmed as the image build slims it."""
-    spec = importlib.util.find_spec("tensorflow")
-    assert spec is not None and spec.origin is not None
-    installed = Path(spec.origin).parent
+    installed = installed_package("tensorflow")
     package = tmp_path_factory.mktemp("slim") / "tensorflow"
     package.mkdir()
     for entry in installed.iterdir():

@@ -17,8 +17,8 @@ COPY transformer /src/transformer
 # so that librosa.effects needs no scikit-learn; out go those and the installed packages serving
 # never imports (found by serving every path, REST and gRPC, with PYTHONPROFILEIMPORTTIME, which
 # logs lazy imports too); the imports below then fail the build if serving still needed one.
-# Last, the symbol tables of the largest native library go. `make test-images` checks that the image still
-# answers as the model does.
+# Last, the symbol tables of the largest native library go. `make test-images` checks that the
+# image still answers as the model does.
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[transformer]" \
