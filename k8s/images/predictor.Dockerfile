@@ -17,11 +17,12 @@ COPY predictor /src/predictor
 # packages serving never imports (found by serving every path with PYTHONPROFILEIMPORTTIME, which
 # logs lazy imports too). Keras is one: TensorFlow imports it when it is there (0.15-0.2 s of each
 # start) and goes on without it, and tf.saved_model.load needs none of it; without Keras, nothing
-# imports pillow either. Then bytecode for exactly the modules serving imports, written here by
-# importing them and running the predictor's calls, not at every start on a read-only root
-# (compiling every module would add hundreds of MB); those imports fail the build if serving
-# still needed a package that went. Last, TensorFlow's C++ headers (287 MB) and the symbol tables
-# of its libraries (over 200 MB), which only debuggers and linkers read.
+# imports pillow either. The packages' own test suites (`tests` folders, 10 MB) go too. Then
+# bytecode for exactly the modules serving imports, written here by importing them and running the
+# predictor's calls, not at every start on a read-only root (compiling every module would add
+# hundreds of MB); those imports fail the build if serving still needed a package that went. Last,
+# TensorFlow's C++ headers (287 MB) and the symbol tables of its libraries (over 200 MB), which only
+# debuggers and linkers read.
 # `make test-images` checks that the image still answers as the model does.
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
@@ -32,6 +33,7 @@ from predictor.tensorflow_patches import slim_tensorflow; slim_tensorflow()" \
       pandas pytz tzdata keras namex optree rich markdown-it-py mdurl pygments pillow libclang google-pasta \
       cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict propcache \
       yarl wheel pip \
+ && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && /opt/venv/bin/python -c "import tempfile, tensorflow as tf; \
 import predictor.model, serving.server, serving.repository, kserve.model_server; \
 tf.config.threading.get_intra_op_parallelism_threads(); tf.config.experimental.list_physical_devices(); \

@@ -16,9 +16,9 @@ COPY transformer /src/transformer
 # neither the Kubernetes client nor pandas, and librosa (transformer.librosa_patches.slim_librosa)
 # so that librosa.effects needs no scikit-learn; out go those and the installed packages serving
 # never imports (found by serving every path, REST and gRPC, with PYTHONPROFILEIMPORTTIME, which
-# logs lazy imports too); the imports below then fail the build if serving still needed one.
-# Last, the symbol tables of the largest native library go. `make test-images` checks that the
-# image still answers as the model does.
+# logs lazy imports too), and the packages' own test suites (`tests` folders, 32 MB); the imports
+# below then fail the build if serving still needed one. Last, the symbol tables of the largest
+# native library go. `make test-images` checks that the image still answers as the model does.
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[transformer]" \
@@ -27,6 +27,7 @@ from transformer.librosa_patches import slim_librosa; slim_librosa()" \
  && /opt/venv/bin/pip uninstall --yes --quiet kubernetes durationpy oauthlib requests-oauthlib websocket-client \
       pandas pytz tzdata pillow cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs \
       aiosignal frozenlist multidict propcache yarl scikit-learn pip \
+ && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && NUMBA_CACHE_DIR=/opt/numba-cache /opt/venv/bin/python -c "import numpy as np; \
 from transformer.frontend import FeatureSpec, FrontEnd; \
 [FrontEnd(FeatureSpec(feature=f)).from_waveform(waveform=np.random.rand(44100).astype(np.float32) - 0.5, sample_rate=44100) \
