@@ -26,8 +26,6 @@ import argparse
 import base64
 import functools
 import json
-import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.test_images import PODMAN, podman, run_container  # noqa: E402
+from tests.test_images import PODMAN, podman, run_container, run_flags  # noqa: E402
 from transformer.client import is_ready  # noqa: E402
 
 MODEL = REPO / "models" / "digits"
@@ -136,13 +134,12 @@ def start_up(server: str, images: dict[str, str], runs: int) -> dict[str, dict[s
 def import_times(server: str, image: str) -> dict[str, float]:
     """Seconds of ``podman run IMAGE python -c STATEMENT`` for each statement, median of 3: the
     interpreter alone (``pass``) is the floor that the others include."""
-    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     times = {}
     for label, statement in IMPORTS[server].items():
         samples = []
         for _ in range(3):
             started = time.perf_counter()
-            podman("run", "--rm", *flags, "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c",
+            podman("run", "--rm", *run_flags(), "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image, "-c",
                    AS_SERVED + statement)  # fmt: skip
             samples.append(time.perf_counter() - started)
         times[label] = statistics.median(samples)

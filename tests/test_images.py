@@ -36,11 +36,24 @@ def podman(*args: str) -> str:
     return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def run_flags() -> list[str]:
+    """``podman run``'s flags: ``PODMAN_RUN_FLAGS`` (what a sandboxed podman needs), and the host's
+    network, on which the tests and the bench reach the containers. The network is named once:
+    podman refuses two, and a sandbox's build needs ``--network host`` in the same variable."""
+    flags, given = [], shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
+    while given:
+        flag = given.pop(0)
+        if flag == "--network" and given:
+            given.pop(0)
+        elif not flag.startswith("--network="):
+            flags.append(flag)
+    return [*flags, "--network", "host"]
+
+
 def run_container(name: str, image: str, *args: str) -> None:
     """``image`` as the chart runs it (bench/coldstart.py times it so too)."""
-    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     podman(
-        "run", "--detach", "--name", name, *flags, "--network", "host",
+        "run", "--detach", "--name", name, *run_flags(),
         "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--volume", f"{BUNDLED_MODEL}:/mnt/models:ro", image, *args,
     )  # fmt: skip
@@ -82,9 +95,8 @@ def test_images_leave_out_what_serving_does_not_import() -> None:
     (``transformer.librosa_patches.slim_librosa``), and TensorFlow goes on without Keras."""
     left_out = ("kubernetes", "pandas", "keras", "sklearn")
     look = f"import importlib.util as u; print([n for n in {left_out} if u.find_spec(n)])"
-    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
     for image in IMAGES.values():
-        found = podman("run", "--rm", *flags, "--entrypoint", "python", image, "-c", look)
+        found = podman("run", "--rm", *run_flags(), "--entrypoint", "python", image, "-c", look)
         assert found == "[]", image
 
 
@@ -94,8 +106,7 @@ def test_predictor_image_imports_tensorflow_api_on_first_use() -> None:
         "import sys, tensorflow as tf; api = 'tensorflow._api.v2.'; before = api + '__internal__' in sys.modules;"
         " tf.__internal__; print(before, api + '__internal__' in sys.modules)"
     )
-    flags = shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
-    found = podman("run", "--rm", *flags, "--entrypoint", "python", IMAGES["predictor"], "-c", look)
+    found = podman("run", "--rm", *run_flags(), "--entrypoint", "python", IMAGES["predictor"], "-c", look)
     assert found.splitlines()[-1] == "False True"
 
 
