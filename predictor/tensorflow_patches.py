@@ -4,7 +4,7 @@
   run time): ``import tensorflow`` no longer imports every submodule of the public API
   (``tf.__internal__``, ``tf.compat``, ``tf.distribute``, ``tf.lite``...) before returning, only
   those a caller touches; serving touches few of them. That is about 30% of TensorFlow's import
-  (about 1.45 s to 1.0 s in the image), and half of the modules it loaded.
+  (about 1.4 s to 1.0 s in the image), and half of the modules it loaded.
 
 ``tests/test_tensorflow_patches.py`` fails when an upgrade moves what this relies on.
 """
