@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +19,7 @@ import soundfile
 
 from cli.local import LocalService
 from serving.contract import read_labels
+from serving.patching import installed_package
 from serving.settings import ServiceSettings
 from transformer.frontend import FeatureSpec, FrontEnd
 
@@ -79,6 +81,14 @@ def encode(waveform: np.ndarray, *, sample_rate: int, format: str, subtype: str 
 
 _HANDED_OUT: set[int] = set()
 """Ports given to earlier callers: free now, but about to be taken by the servers they start."""
+
+
+def patched_copy(root: Path, package: str, patch: Callable[[Path], None]) -> Path:
+    """``root``, now holding a copy of the installed ``package`` with ``patch`` applied as an image
+    build applies it to the installed one: pass it to :func:`run_python` as ``first_on_path``."""
+    shutil.copytree(installed_package(package), root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    patch(root / package)
+    return root
 
 
 def run_python(code: str, *args: str, first_on_path: Path | None = None, **environment: str) -> str:

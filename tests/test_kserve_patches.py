@@ -14,7 +14,6 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-import kserve
 import pytest
 from kserve import InferInput, model_server
 from kserve import ModelServer as KServeModelServer
@@ -26,7 +25,7 @@ from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer, slim_kserve
-from tests.conftest import REPO, run_python
+from tests.conftest import REPO, patched_copy, run_python
 
 
 def test_the_installed_kserve_is_the_one_the_patches_were_written_against() -> None:
@@ -95,10 +94,7 @@ sys.meta_path.insert(0, LeftOut())
 @pytest.fixture(scope="module")
 def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the installed KServe, slimmed as the image build slims it."""
-    root = tmp_path_factory.mktemp("slim")
-    shutil.copytree(Path(kserve.__file__).parent, root / "kserve", ignore=shutil.ignore_patterns("__pycache__"))
-    slim_kserve(root / "kserve")
-    return root
+    return patched_copy(tmp_path_factory.mktemp("slim"), "kserve", slim_kserve)
 
 
 def test_slim_kserve_serves_without_kubernetes_or_pandas(slim_copy: Path) -> None:

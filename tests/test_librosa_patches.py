@@ -12,11 +12,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
 import pytest
 
-from tests.conftest import FSDD_DIR, run_python
+from tests.conftest import FSDD_DIR, patched_copy, run_python
 from transformer.librosa_patches import LIBROSA_VERSION, slim_librosa
 
 
@@ -27,10 +26,7 @@ def test_the_installed_librosa_is_the_one_the_patches_were_written_against() -> 
 @pytest.fixture(scope="module")
 def slim_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the installed librosa, slimmed as the image build slims it."""
-    root = tmp_path_factory.mktemp("slim")
-    shutil.copytree(Path(librosa.__file__).parent, root / "librosa", ignore=shutil.ignore_patterns("__pycache__"))
-    slim_librosa(root / "librosa")
-    return root
+    return patched_copy(tmp_path_factory.mktemp("slim"), "librosa", slim_librosa)
 
 
 _WITHOUT_SKLEARN = """
