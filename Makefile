@@ -26,12 +26,16 @@ $(BIN)/audio-maas: pyproject.toml
 	touch $@
 
 # Debian packages the tests and training use: espeak-ng speaks the synthetic voices; prometheus
-# (with promtool) checks the chart's alerts and scrapes the service in the tests.
+# (with promtool) checks the chart's alerts and scrapes the service in the tests;
+# asterisk-core-sounds-en-wav holds a woman's recordings of the digits, a real voice outside FSDD
+# that the digit models are scored on (training/outside_voices.py).
+SYSTEM_PACKAGES := espeak-ng prometheus asterisk-core-sounds-en-wav
 system-deps:
-	@command -v espeak-ng >/dev/null && command -v promtool >/dev/null || { \
+	@command -v espeak-ng >/dev/null && command -v promtool >/dev/null && \
+	  dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng prometheus >/dev/null; \
-	  else echo "install espeak-ng and prometheus (Debian/Ubuntu: sudo apt-get install espeak-ng prometheus)" >&2; exit 1; fi; }
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "install $(SYSTEM_PACKAGES) (Debian/Ubuntu: sudo apt-get install ...)" >&2; exit 1; fi; }
 
 # checkov pins old versions of packages the tests use (packaging<24), so it gets a venv of its own.
 $(CHECKOV):

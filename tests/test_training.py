@@ -16,6 +16,7 @@ from training.config import TrainConfig
 from training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
 from training.evaluate import compute_metrics, predict
 from training.models import build_model, shift_logit
+from training.outside_voices import ALLISON_CREDIT
 from training.train import train
 from transformer.frontend import FeatureSpec
 
@@ -91,6 +92,7 @@ def test_training_learns_beyond_chance_and_records_its_history(trained: Path) ->
     assert training["history"]["accuracy"][-1] > 0.5
     metrics = json.loads((trained / "metrics.json").read_text())
     assert "synthetic_held_out_voices_accuracy" in metrics  # scored on voices training never heard
+    assert "outside_voice_accuracy" in metrics  # and on a real one (make system-deps installs it)
     if UNKNOWN_LABEL not in read_labels(trained):
         assert metrics["n"] == 40
         return
@@ -105,6 +107,8 @@ def test_card_reports_the_measured_figures(trained: Path) -> None:
     assert f"| accuracy | {metrics['accuracy']:.4f} |" in card
     assert f"| F1 (macro) | {metrics['f1_macro']:.4f} |" in card
     assert "CC BY-SA 4.0" in card
+    assert f"| accuracy on a real voice outside FSDD (Limits) | {metrics['outside_voice_accuracy']:.4f} |" in card
+    assert f"were measured: {metrics['outside_voice_accuracy']:.0%} right" in card and ALLISON_CREDIT in card
     if UNKNOWN_LABEL in read_labels(trained):
         unknown = metrics["per_class"][UNKNOWN_LABEL]
         assert f"| unknown | {unknown['precision']:.4f} | {unknown['recall']:.4f} |" in card
