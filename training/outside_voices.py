@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.dataset import DIGIT_LABELS, Utterance
-from training.evaluate import evaluate
 
-__all__ = ["ALLISON_CREDIT", "ALLISON_DIGITS", "allison_digits", "outside_voice_metrics"]
+__all__ = ["ALLISON_CREDIT", "ALLISON_DIGITS", "allison_digits"]
 
 ALLISON_DIGITS = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 """Where the Debian package puts them: ``0.wav`` ... ``9.wav`` among other prompts."""
@@ -26,7 +25,8 @@ ALLISON_CREDIT = (
 
 
 def allison_digits(root: Path = ALLISON_DIGITS) -> list[Utterance]:
-    """The ten recordings, labelled; empty when the package is not installed."""
+    """The ten recordings, labelled; empty when the package is not installed (a model's card then
+    says that no real voice outside FSDD was measured)."""
     paths = [root / f"{digit}.wav" for digit in DIGIT_LABELS]
     if not all(path.is_file() for path in paths):
         return []
@@ -34,10 +34,3 @@ def allison_digits(root: Path = ALLISON_DIGITS) -> list[Utterance]:
         Utterance(name=str(path), label=digit, speaker="allison", index=-1, data=path.read_bytes())
         for digit, path in zip(DIGIT_LABELS, paths, strict=True)
     ]
-
-
-def outside_voice_metrics(model_dir: Path) -> dict[str, float]:
-    """``{"outside_voice_accuracy": ...}`` of a digits model on the ten recordings, or nothing
-    when they are not installed (the card then says the voice was not measured)."""
-    voice = allison_digits()
-    return {"outside_voice_accuracy": evaluate(model_dir, voice)["accuracy"]} if voice else {}
