@@ -35,7 +35,7 @@ system-deps:
 	  dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-	  else echo "install $(SYSTEM_PACKAGES) (Debian/Ubuntu: sudo apt-get install ...)" >&2; exit 1; fi; }
+	  else echo "install $(SYSTEM_PACKAGES) (Debian/Ubuntu: sudo apt-get install $(SYSTEM_PACKAGES))" >&2; exit 1; fi; }
 
 # checkov pins old versions of packages the tests use (packaging<24), so it gets a venv of its own.
 $(CHECKOV):
