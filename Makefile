@@ -16,7 +16,7 @@ DIGITS_CNN := --arch cnn --cnn-filters 16,32,64,128 --batch-size 128 --learning-
 
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: serve evaluate bench bench-models bench-insight bench-coldstart hey test test-slow test-images lint system-deps manifests \
+.PHONY: serve docs evaluate bench bench-models bench-insight bench-coldstart hey test test-slow test-images lint system-deps manifests \
 	train-digits train-digits-lstm train-sounds cross-validate-digits cross-validate-sounds clean
 
 $(BIN)/audio-maas: pyproject.toml
@@ -78,12 +78,16 @@ lint: $(BIN)/audio-maas
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(BIN)/audio-maas $(CHECKOV) system-deps lint
+# The documentation (docs/, mkdocs.yml) as a site in site/; --strict fails on a broken link or page.
+docs: $(BIN)/audio-maas
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: $(BIN)/audio-maas $(CHECKOV) system-deps lint docs
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) AUDIO_MAAS_CHECKOV=$(CHECKOV) $(BIN)/pytest -m "not slow and not container"
 
 # k8s/ is the chart rendered with its defaults; a test fails when the two drift apart.
 manifests: $(BIN)/audio-maas
-	$(BIN)/python -m deploy.chart --write-k8s
+	$(BIN)/python -m audio_maas.deploy.chart --write-k8s
 
 # Builds both images with podman and runs them on loopback (about 4 minutes here). In a sandbox
 # without a registry: BASE=debootstrap EXTRA_CA=/etc/ssl/certs/ca-certificates.crt
@@ -120,4 +124,4 @@ cross-validate-sounds: $(BIN)/audio-maas
 	  --augment-copies 4 --model models/sounds
 
 clean:
-	rm -rf $(VENV) .venv-checkov report build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov report build site .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -37,18 +37,22 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from audio_maas.client.v2 import is_ready  # noqa: E402
 from tests.test_images import PODMAN, podman, run_container, run_flags  # noqa: E402
-from transformer.client import is_ready  # noqa: E402
 
 MODEL = REPO / "models" / "digits"
 CLIP = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_theo_0.wav"
 PORTS = {"predictor": 18585, "transformer": 18580}
 IMPORTS = {
-    "predictor": {"interpreter": "pass", "tensorflow": "import tensorflow", "server module": "import predictor.model"},
-    "transformer": {"interpreter": "pass", "server module": "import transformer.model"},
+    "predictor": {
+        "interpreter": "pass",
+        "tensorflow": "import tensorflow",
+        "server module": "import audio_maas.predictor.model",
+    },
+    "transformer": {"interpreter": "pass", "server module": "import audio_maas.transformer.model"},
 }
 AS_SERVED = "import gc; gc.disable(); "
-"""Each server imports with the garbage collector off (see ``serving.server``); so do the timings."""
+"""Each server imports with the garbage collector off (see ``audio_maas.kserve.server``); so do the timings."""
 
 
 def server_args(server: str) -> list[str]:
@@ -75,10 +79,10 @@ def request_body(server: str) -> bytes:
         data = base64.b64encode(CLIP.read_bytes()).decode()
         body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [data]}]}
     else:
-        from serving.contract import INPUT_NAME
-        from transformer.frontend import FeatureSpec, FrontEnd
+        from audio_maas.features.frontend import FeatureSpec, FrontEnd
+        from audio_maas.protocol.contract import INPUT_NAME
 
-        features = FrontEnd(FeatureSpec.read(MODEL)).from_bytes(data=CLIP.read_bytes())
+        features = FrontEnd(FeatureSpec.read(MODEL)).from_bytes(data=CLIP.read_bytes(), max_duration_s=60)
         body = {"inputs": [{"name": INPUT_NAME, "shape": [1, *features.shape], "datatype": "FP32",
                             "data": features.ravel().tolist()}]}  # fmt: skip
     return json.dumps(body).encode()

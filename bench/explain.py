@@ -9,7 +9,7 @@ the predicted class's probability is averaged along the way: the area under that
 when the method found what the answer rests on. Random order is the floor to beat. Also the cost
 per clip of each method, on this machine, with TensorFlow's default threads.
 
-Methods: integrated gradients (``predictor.explain``, what the service answers, 8 steps; 16 for
+Methods: integrated gradients (``audio_maas.savedmodel.explain``, what the service answers, 8 steps; 16 for
 comparison), gradient x input, and occlusion (5-frame windows set to silence, one batched call).
 Grad-CAM needs a convolution layer's activations, which a SavedModel's serving signature does not
 expose; it is left out, as is anything else that would not work for every exported model.
@@ -30,10 +30,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from predictor.explain import explainer  # noqa: E402
-from predictor.savedmodel import load_serving_function  # noqa: E402
-from training.dataset import load_dataset, load_fsdd, select_split  # noqa: E402
-from transformer.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.features.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.savedmodel.explain import explainer  # noqa: E402
+from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
+from audio_maas.training.dataset import load_dataset, load_fsdd, select_split  # noqa: E402
 
 DELETION_STEPS = 20
 OCCLUSION_FRAMES = 5
@@ -45,7 +45,7 @@ def real_features(model: str, data_dir: Path, clips: int) -> np.ndarray:
         recordings = [u for u in load_dataset(data_dir / "esc10").utterances if u.speaker.startswith("fold1")]
     else:
         recordings = select_split(load_fsdd(data_dir / "fsdd"), "test")[::3]
-    return np.stack([front_end.from_bytes(data=u.data) for u in recordings[:clips]])
+    return np.stack([front_end.from_bytes(data=u.data, max_duration_s=60) for u in recordings[:clips]])
 
 
 def methods(signature: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:

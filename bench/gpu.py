@@ -59,26 +59,26 @@ def _throughput(call: Any, features: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 def _real_features(name: str, data_dir: Path) -> np.ndarray:
-    from training.dataset import load_dataset, load_fsdd, select_split
-    from transformer.frontend import FeatureSpec, FrontEnd
+    from audio_maas.features.frontend import FeatureSpec, FrontEnd
+    from audio_maas.training.dataset import load_dataset, load_fsdd, select_split
 
     if name == "sounds":
         clips = [u for u in load_dataset(data_dir / "esc10").utterances if u.speaker.startswith("fold1")]
     else:
         clips = select_split(load_fsdd(data_dir / "fsdd"), "test")
     front_end = FrontEnd(FeatureSpec.read(REPO / "models" / name))
-    return np.stack([front_end.from_bytes(data=u.data) for u in clips[:CLIPS]])
+    return np.stack([front_end.from_bytes(data=u.data, max_duration_s=60) for u in clips[:CLIPS]])
 
 
 def _rebuild(model_dir: Path) -> Any:
-    """The Keras model of ``training.models`` with the SavedModel's variables, matched by name."""
+    """The Keras model of ``audio_maas.training.models`` with the SavedModel's variables, matched by name."""
     import keras
     import tensorflow as tf
 
-    from serving.contract import read_labels
-    from training.config import recorded_cnn_filters
-    from training.models import build_model
-    from transformer.frontend import FeatureSpec
+    from audio_maas.features.frontend import FeatureSpec
+    from audio_maas.protocol.contract import read_labels
+    from audio_maas.training.config import recorded_cnn_filters
+    from audio_maas.training.models import build_model
 
     keras.utils.clear_session()  # layer names restart, so that they match the saved variables'
     spec = FeatureSpec.read(model_dir)
@@ -100,8 +100,8 @@ def _rebuild(model_dir: Path) -> Any:
 def prepare(out: Path, data_dir: Path) -> None:
     import tensorflow as tf
 
-    from predictor.savedmodel import load_serving_function
-    from serving.contract import INPUT_NAME, OUTPUT_NAME
+    from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME
+    from audio_maas.savedmodel.load import load_serving_function
 
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"machine": "CPU where prepare ran", "threads": "TensorFlow's defaults", "models": {}}

@@ -24,12 +24,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
+from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 from bench.segments import RATE, build_sequences  # noqa: E402
 from bench.serving import binary_body, cpu_seconds, hey  # noqa: E402
 from bench.soak import server_pid, start_service  # noqa: E402
-from serving.settings import ServiceSettings  # noqa: E402
 from tests.conftest import encode  # noqa: E402
-from training.dataset import load_fsdd, select_split  # noqa: E402
 
 
 def main() -> None:

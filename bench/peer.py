@@ -10,7 +10,7 @@ transformer and custom predictor examples), on the KServe pinned in pyproject.to
 transformer's ``preprocess`` decodes the JSON request's base64 audio and computes the features,
 then KServe forwards them to the predictor as a JSON V2 tensor (``--predictor_protocol v2``,
 KServe's own REST client); the predictor's ``predict`` runs the SavedModel once per request, no
-batching; KServe's defaults otherwise. Same model, same front end code (``transformer.frontend``),
+batching; KServe's defaults otherwise. Same model, same front end code (``audio_maas.features.frontend``),
 so that only the serving pattern differs from ``audio-maas serve``.
 
 ``floor`` is KServe's own cost per request: a model that answers one label at once, reading
@@ -31,8 +31,8 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model, 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from serving.contract import read_labels  # noqa: E402
-from transformer.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.features.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.protocol.contract import read_labels  # noqa: E402
 
 
 class SampleTransformer(Model):
@@ -46,7 +46,9 @@ class SampleTransformer(Model):
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> InferRequest:
         audio = [base64.b64decode(element) for element in payload.inputs[0].data]
-        features = np.stack([self.front_end.from_bytes(data=data) for data in audio]).astype(np.float32)
+        features = np.stack([self.front_end.from_bytes(data=data, max_duration_s=60) for data in audio]).astype(
+            np.float32
+        )
         infer_input = InferInput(name="features", shape=list(features.shape), datatype="FP32")
         infer_input.set_data_from_numpy(features, binary_data=False)  # the docs' JSON tensors
         return InferRequest(model_name=self.name, infer_inputs=[infer_input], request_id=payload.id)

@@ -6,7 +6,7 @@ Builds sequences of 4 to 7 digits, each from one FSDD speaker's recordings of th
 takes 0-4 of every speaker, which no bundled model trained on; ``train`` to tune on), with pauses
 of 0.15-0.6 s and 0.2-0.5 s of silence at either end. Half are mixed with real background noise
 (Speech Commands' ``_silence_`` clips, looped) at 10-20 dB SNR. Each goes through the
-transformer's own segmentation (``transformer.segment.segment_features``, default options) and the
+transformer's own segmentation (``audio_maas.features.segment.segment_features``, default options) and the
 model's SavedModel, as the service runs them. Prints the exact-sequence rate and the digit error
 rate (edit distance / digits), clean and in noise, and the cost per recording.
 
@@ -29,11 +29,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from predictor.savedmodel import load_serving_function  # noqa: E402
-from serving.contract import INPUT_NAME, OUTPUT_NAME, read_labels  # noqa: E402
-from training.dataset import UNKNOWN_LABEL, load_fsdd, select_split  # noqa: E402
-from transformer.frontend import FeatureSpec, FrontEnd, decode  # noqa: E402
-from transformer.segment import SegmentOptions, segment_features  # noqa: E402
+from audio_maas.features.frontend import FeatureSpec, FrontEnd, decode  # noqa: E402
+from audio_maas.features.segment import SegmentOptions, segment_features  # noqa: E402
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, read_labels  # noqa: E402
+from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
+from audio_maas.training.dataset import UNKNOWN_LABEL, load_fsdd, select_split  # noqa: E402
 
 RATE = 8000  # FSDD's
 
@@ -46,7 +46,7 @@ def build_sequences(data_dir: Path, *, split: str, count: int, seed: int, pauses
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, dict[str, list[np.ndarray]]] = {}
     for u in select_split(load_fsdd(data_dir / "fsdd"), split):  # type: ignore[arg-type]
-        waveform, rate = decode(data=u.data)
+        waveform, rate = decode(data=u.data, max_duration_s=60)
         mono = waveform.mean(axis=1)
         if not pauses:
             mono = librosa.effects.trim(mono, top_db=30, frame_length=256, hop_length=80)[0]
@@ -54,7 +54,7 @@ def build_sequences(data_dir: Path, *, split: str, count: int, seed: int, pauses
         assert rate == RATE
     noises = []
     for path in sorted((data_dir / "speech-commands" / "_silence_").glob("*.flac"))[:40]:
-        waveform, rate = decode(data=path.read_bytes())
+        waveform, rate = decode(data=path.read_bytes(), max_duration_s=60)
         noises.append(librosa.resample(waveform.mean(axis=1), orig_sr=rate, target_sr=RATE))
     speakers = sorted(by_speaker)
     sequences = []

@@ -44,13 +44,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from audio_maas.cli.local import LocalService  # noqa: E402
+from audio_maas.client.v2 import wait_ready as client_wait_ready  # noqa: E402
+from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
+from audio_maas.protocol.codec import encode_bytes_tensor  # noqa: E402
+from audio_maas.protocol.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 from bench.soak import rss_mib, server_pid, start_service  # noqa: E402
-from cli.local import LocalService  # noqa: E402
-from serving.codec import encode_bytes_tensor  # noqa: E402
-from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
-from serving.settings import ServiceSettings  # noqa: E402
-from training.dataset import load_fsdd, select_split  # noqa: E402
-from transformer.client import is_ready  # noqa: E402
 
 MODEL_NAME = ServiceSettings().model_name
 
@@ -67,16 +67,16 @@ def stage_costs(files: list[bytes]) -> dict[str, float]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from predictor.savedmodel import load_serving_function
-    from transformer.frontend import FeatureSpec, FrontEnd, decode, one_blas_thread
+    from audio_maas.features.frontend import FeatureSpec, FrontEnd, decode, one_blas_thread
+    from audio_maas.savedmodel.load import load_serving_function
 
     one_blas_thread()  # as the transformer runs
     front_end = FrontEnd(FeatureSpec.read(MODEL))
     serve = load_serving_function(MODEL)
     for data in files[:20]:  # first calls compile librosa's JIT kernels: warm, as a served process is
-        front_end.from_bytes(data=data)
+        front_end.from_bytes(data=data, max_duration_s=60)
     started = time.perf_counter()
-    decoded = [decode(data=data) for data in files]
+    decoded = [decode(data=data, max_duration_s=60) for data in files]
     decode_s = (time.perf_counter() - started) / len(files)
     started = time.perf_counter()
     features = np.stack([front_end.from_waveform(waveform=w, sample_rate=r) for w, r in decoded])
@@ -101,18 +101,20 @@ def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from predictor.savedmodel import load_serving_function
-    from transformer.frontend import FeatureSpec, FrontEnd, one_blas_thread
+    from audio_maas.features.frontend import FeatureSpec, FrontEnd, one_blas_thread
+    from audio_maas.savedmodel.load import load_serving_function
 
     one_blas_thread()
     front_end = FrontEnd(FeatureSpec.read(MODEL))
     serve = load_serving_function(MODEL)
-    serve(features=np.stack([front_end.from_bytes(data=data) for data in files[:batch_size]]))  # warm up both
+    serve(
+        features=np.stack([front_end.from_bytes(data=data, max_duration_s=60) for data in files[:batch_size]])
+    )  # warm up both
     times = []
     started = time.perf_counter()
     for i in range(0, len(files) - batch_size + 1, batch_size):
         t = time.perf_counter()
-        features = np.stack([front_end.from_bytes(data=data) for data in files[i : i + batch_size]])
+        features = np.stack([front_end.from_bytes(data=data, max_duration_s=60) for data in files[i : i + batch_size]])
         serve(features=features)["probabilities"].numpy()
         times.append(time.perf_counter() - t)
     done = len(times) * batch_size
@@ -225,14 +227,11 @@ def start_peer(transformer_port: int, predictor_port: int) -> dict[str, subproce
 
 
 def wait_ready(ports: list[int], processes: list[subprocess.Popen[bytes]], what: str, timeout_s: float = 120) -> None:
-    """Until the model answers ready on each of ``ports`` in turn; SystemExit naming ``what`` if one
-    of ``processes`` ends first or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    for port in ports:
-        while not is_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"):
-            if time.monotonic() > deadline or any(process.poll() is not None for process in processes):
-                raise SystemExit(f"{what} did not start")
-            time.sleep(0.2)
+    """Until the model answers ready on each of ``ports``; SystemExit naming ``what`` if one of
+    ``processes`` ends first or ``timeout_s`` passes."""
+    urls = [f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready" for port in ports]
+    if client_wait_ready(urls, timeout_s=timeout_s, stop=lambda: any(p.poll() is not None for p in processes)):
+        raise SystemExit(f"{what} did not start")
 
 
 def two_transformers(

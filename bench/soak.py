@@ -25,10 +25,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from serving.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
-from serving.settings import ServiceSettings  # noqa: E402
-from training.dataset import load_fsdd, select_split  # noqa: E402
-from transformer.client import is_ready  # noqa: E402
+from audio_maas.client.v2 import wait_ready  # noqa: E402
+from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
+from audio_maas.protocol.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 
 __all__ = ["SoakResult", "rss_mib", "server_pid", "server_rss_mib", "soak", "start_service"]
 
@@ -57,17 +57,14 @@ def start_service(
     say every model is ready; SystemExit if it dies or takes longer than ``timeout_s``. The code
     served is ``checkout``'s (another checkout of this repo, for an A/B)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", *model_flags,
+        [sys.executable, "-m", "audio_maas.cli", "serve", *model_flags,
          "--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)],
         cwd=checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + timeout_s
-    for port in (settings.http_port, settings.predictor_http_port):
-        while not is_ready(f"http://127.0.0.1:{port}/v2/health/ready"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit("the service did not start")
-            time.sleep(0.2)
+    urls = [f"http://127.0.0.1:{port}/v2/health/ready" for port in (settings.http_port, settings.predictor_http_port)]
+    if wait_ready(urls, timeout_s=timeout_s, stop=lambda: process.poll() is not None):
+        process.kill()
+        raise SystemExit("the service did not start")
     return process
 
 
@@ -162,7 +159,7 @@ def main() -> None:
     files = [u.data for u in select_split(load_fsdd(args.data_dir), "test")]
     port, predictor_port = 19080, 19085
     serve = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve",
+        [sys.executable, "-m", "audio_maas.cli", "serve",
          "--http-port", str(port), "--predictor-port", str(predictor_port)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

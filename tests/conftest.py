@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from cli.local import LocalService
-from serving.contract import read_labels
-from serving.patching import installed_package
-from serving.settings import ServiceSettings
-from transformer.frontend import FeatureSpec, FrontEnd
+from audio_maas.cli.local import LocalService
+from audio_maas.client.v2 import wait_ready as client_wait_ready
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.images.patching import installed_package
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.protocol.contract import read_labels
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()
@@ -41,7 +42,7 @@ def fsdd_dir() -> Path:
 @pytest.fixture(scope="session")
 def test_split(fsdd_dir: Path) -> list[Any]:
     """FSDD's official test split (index 0-4 of every speaker): 300 ``Utterance``s."""
-    from training.dataset import load_fsdd, select_split
+    from audio_maas.training.dataset import load_fsdd, select_split
 
     return select_split(load_fsdd(fsdd_dir), "test")
 
@@ -50,8 +51,8 @@ def test_split(fsdd_dir: Path) -> list[Any]:
 def offline_probabilities(test_split: list[Any]) -> np.ndarray:
     """What the exported bundled model answers for each file of ``test_split``, computed in process:
     float32 ``[300, classes]``, the reference every served answer is held to."""
-    from training.dataset import featurize
-    from training.evaluate import predict
+    from audio_maas.training.dataset import featurize
+    from audio_maas.training.evaluate import predict
 
     return predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
 
@@ -130,21 +131,12 @@ def free_port_pair() -> int:
 
 
 def wait_ready(url: str, *, process: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+    """Until ``url`` answers 200: RuntimeError if ``process`` exits first, TimeoutError after ``timeout_s``."""
+    pending = client_wait_ready([url], timeout_s=timeout_s, stop=lambda: process.poll() is not None)
+    if process.poll() is not None:
+        raise RuntimeError(f"server exited with {process.returncode} before it was ready")
+    if pending:
+        raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
 def loopback_settings(**fields: object) -> ServiceSettings:
@@ -163,7 +155,7 @@ def running_service(
     """``audio-maas serve`` of ``models`` (its model flags; default: the bundled model) as
     ``settings`` say, with ``extra`` flags, until both servers report every model ready; SIGTERM
     when the block ends."""
-    command = [sys.executable, "-m", "cli", "serve", *models]
+    command = [sys.executable, "-m", "audio_maas.cli", "serve", *models]
     command += ["--http-port", str(settings.http_port), "--predictor-port", str(settings.predictor_http_port)]
     command += ["--predictor-protocol", settings.predictor_protocol, *extra]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

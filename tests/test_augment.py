@@ -8,10 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.training.augment import (
+    Augmenter,
+    AugmentSettings,
+    augmented_features,
+    make_noise_bank,
+    mix_at_snr,
+    vtlp,
+)
+from audio_maas.training.dataset import load_fsdd
 from tests.conftest import encode, tone
-from training.augment import Augmenter, AugmentSettings, augmented_features, make_noise_bank, mix_at_snr, vtlp
-from training.dataset import load_fsdd
-from transformer.frontend import FeatureSpec, FrontEnd
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +66,7 @@ def test_augmented_features_are_finite_varied_and_reproducible(front_end: FrontE
     first = augmenter.features(data=speech[0], rng=np.random.default_rng(7))
     again = augmenter.features(data=speech[0], rng=np.random.default_rng(7))
     other = augmenter.features(data=speech[0], rng=np.random.default_rng(8))
-    clean = front_end.from_bytes(data=speech[0])
+    clean = front_end.from_bytes(data=speech[0], max_duration_s=60)
     assert first.shape == clean.shape and np.isfinite(first).all()
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).mean() > 1 and np.abs(first - clean).mean() > 1

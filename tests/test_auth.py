@@ -22,8 +22,8 @@ import requests
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from serving.contract import AUTH_TOKEN_ENV
-from serving.settings import ServiceSettings
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.protocol.contract import AUTH_TOKEN_ENV
 from tests.conftest import loopback_settings, running_service
 
 TOKEN = "s3cret-token-for-tests"
@@ -124,7 +124,7 @@ def test_startup_logs_name_the_device_and_each_not_ready_reason_once_without_tra
     guarded: GuardedService,
 ) -> None:
     log = guarded.log.read_text(errors="replace")
-    assert "predictor.model INFO" in log and " on CPU (1 intra-op, 1 inter-op threads)" in log
+    assert "audio_maas.predictor.model INFO" in log and " on CPU (1 intra-op, 1 inter-op threads)" in log
     assert "Traceback" not in log  # KServe logs one per readiness probe and per refused predictor call
     reasons = [line.split("not ready:")[1] for line in log.splitlines() if "WARNING" in line and "not ready:" in line]
     assert len(reasons) == len(set(reasons))  # probes repeat every 0.2 s while the predictor loads
@@ -201,7 +201,7 @@ def test_grpc_calls_need_the_token_on_both_servers_but_health_checks_do_not(
 
 
 def test_audio_maas_predict_sends_the_token_from_the_environment(guarded: GuardedService, fsdd_dir: Path) -> None:
-    command = [sys.executable, "-m", "cli", "predict", "--url", guarded.local.url]
+    command = [sys.executable, "-m", "audio_maas.cli", "predict", "--url", guarded.local.url]
     command.append(str(_recording_path(fsdd_dir)))
     without = subprocess.run(command, capture_output=True, text=True, env={**os.environ, AUTH_TOKEN_ENV: ""})
     assert without.returncode != 0 and "bearer token is missing" in without.stderr

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving.contract import model_directories, read_labels
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.protocol.contract import model_directories, read_labels
+from audio_maas.training.dataset import UNKNOWN_LABEL, Utterance, load_dataset, select_split, with_unknown
+from audio_maas.training.evaluate import evaluate, predict
+from audio_maas.training.outside_voices import ALLISON_DIGITS, allison_digits
 from tests.conftest import REPO, SHARED_DATA
-from training.dataset import UNKNOWN_LABEL, Utterance, load_dataset, select_split, with_unknown
-from training.evaluate import evaluate, predict
-from training.outside_voices import ALLISON_DIGITS, allison_digits
-from transformer.frontend import FeatureSpec, FrontEnd
 
 BUNDLED = model_directories(REPO / "models")
 DIGITS_TARGET = {"digits": 0.99, "digits-lstm": 0.97}
@@ -86,7 +86,7 @@ def test_digits_answer_unknown_for_silence() -> None:
 
 def test_digits_name_a_real_voice_outside_fsdd() -> None:
     """FSDD's six speakers are men; these are a woman's studio recordings of the ten digits,
-    never trained on (``training.outside_voices``). One voice: a check, not an estimate."""
+    never trained on (``audio_maas.training.outside_voices``). One voice: a check, not an estimate."""
     voice = allison_digits()
     if not voice:
         pytest.fail(f"no recordings at {ALLISON_DIGITS}: make system-deps installs asterisk-core-sounds-en-wav")

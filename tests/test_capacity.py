@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
-from deploy.capacity import (
+from audio_maas.cli import main
+from audio_maas.deploy.capacity import (
     DEFAULT_COLD_START,
     AutoscalerSettings,
     ReplicaProfile,

@@ -26,7 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.chart import CHART_DIR, K8S_MANIFEST, REPO, render, render_text
+from audio_maas.deploy.chart import CHART_DIR, K8S_MANIFEST, REPO, render, render_text
 from tests import knative_rules
 
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
@@ -505,9 +505,9 @@ def test_helm_test_calls_the_inference_services_own_address() -> None:
 def test_container_args_are_flags_the_servers_read_as_the_values_say() -> None:
     """Parsed by the servers' own flag parser: a misspelt flag would leave its setting at its
     default, which the values below are not."""
-    from predictor.settings import PredictorSettings
-    from serving.settings import parse_flags
-    from transformer.settings import TransformerSettings
+    from audio_maas.kserve.settings import parse_flags
+    from audio_maas.predictor.settings import PredictorSettings
+    from audio_maas.transformer.settings import TransformerSettings
 
     values = {
         "transformer": {"maxDurationSeconds": 12, "maxBatchSize": 8, "predictorProtocol": "grpc-v2"},
@@ -530,9 +530,9 @@ def test_container_args_are_flags_the_servers_read_as_the_values_say() -> None:
 def test_the_charts_defaults_are_the_settings_classes_defaults() -> None:
     """Defaults live in the settings classes; the chart's values.yaml must say the same, so a
     cluster and ``audio-maas serve`` behave alike unless a user chooses otherwise."""
-    from predictor.settings import PredictorSettings
-    from serving.settings import ServiceSettings, parse_flags
-    from transformer.settings import TransformerSettings
+    from audio_maas.kserve.settings import ServiceSettings, parse_flags
+    from audio_maas.predictor.settings import PredictorSettings
+    from audio_maas.transformer.settings import TransformerSettings
 
     service = ServiceSettings()
     for component, settings_class in [("transformer", TransformerSettings), ("predictor", PredictorSettings)]:
@@ -618,7 +618,7 @@ def test_every_value_in_the_schema_is_described() -> None:
 
 
 def test_k8s_manifests_are_the_chart_rendered_with_defaults() -> None:
-    """k8s/ is generated; regenerate with `python -m deploy.chart --write-k8s`."""
+    """k8s/ is generated; regenerate with `python -m audio_maas.deploy.chart --write-k8s`."""
     assert K8S_MANIFEST.read_text() == render_text({})
 
 

@@ -1,4 +1,5 @@
-"""``serving.codec``: V2 tensors to numpy and back, round trips for every datatype."""
+"""``audio_maas.protocol.codec``, read through ``audio_maas.kserve.tensors``: V2 tensors to numpy
+and back, round trips for every datatype."""
 
 from __future__ import annotations
 
@@ -14,15 +15,9 @@ from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from serving.codec import (
-    DATATYPES,
-    bytes_elements,
-    decode_bytes_tensor,
-    encode_bytes_tensor,
-    request_parameter,
-    to_numpy,
-)
-from serving.errors import BadRequest
+from audio_maas.kserve.tensors import bytes_elements, request_parameter, to_numpy
+from audio_maas.protocol.codec import DATATYPES, decode_bytes_tensor, encode_bytes_tensor
+from audio_maas.protocol.errors import BadRequest
 
 FIXED_SIZE = [datatype for datatype in DATATYPES if datatype != "BYTES"]
 
@@ -70,7 +65,8 @@ def test_json_values_of_another_type_are_named() -> None:
 
 def test_the_contract_imports_nothing_heavy() -> None:
     """Every image, the client and training import it: TensorFlow, librosa or KServe must not come along."""
-    probe = "import sys, serving.contract; print(sorted({'tensorflow', 'librosa', 'kserve'} & set(sys.modules)))"
+    heavy = "{'tensorflow', 'librosa', 'kserve'}"
+    probe = f"import sys, audio_maas.protocol.contract; print(sorted({heavy} & set(sys.modules)))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
 

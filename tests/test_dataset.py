@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
-from training.dataset import (
+from audio_maas.training.dataset import (
     DIGIT_LABELS,
     UNKNOWN_LABEL,
     class_label,
@@ -19,6 +18,7 @@ from training.dataset import (
     spec_for,
     with_unknown,
 )
+from tests.conftest import SHARED_DATA
 
 
 def test_loader_reads_all_of_fsdd_with_labels_speakers_and_indices(fsdd_dir: Path) -> None:

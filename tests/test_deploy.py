@@ -21,9 +21,9 @@ import jsonschema
 import pytest
 import yaml
 
-from cli import main
-from deploy.chart import manifests
-from deploy.cluster import parse_status
+from audio_maas.cli import main
+from audio_maas.deploy.chart import manifests
+from audio_maas.deploy.cluster import parse_status
 
 DATA = Path(__file__).parent / "data" / "inferenceservices"
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"

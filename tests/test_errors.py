@@ -2,7 +2,7 @@
 
 Each case runs over REST with the binary tensor extension (as tritonclient sends it) and over
 gRPC with ``raw_input_contents``, against the real ``audio-maas serve``: the REST status and the
-gRPC code are the table's (``serving.errors``), the message is the same on both, and it names
+gRPC code are the table's (``audio_maas.protocol.errors``), the message is the same on both, and it names
 the problem. REST requests share one keep-alive connection, which must survive every answer.
 
 gRPC requests are built with KServe's stubs generated from the Open Inference Protocol's proto
@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from serving.codec import encode_bytes_tensor
-from serving.settings import ServiceSettings
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.protocol.codec import encode_bytes_tensor
 from tests.conftest import encode, loopback_settings, running_service, tone
 
 GOOD_WAV = encode(tone(frequency_hz=300, seconds=0.5, sample_rate=8000), sample_rate=8000, format="WAV")

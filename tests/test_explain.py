@@ -17,12 +17,12 @@ import tensorflow as tf
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from predictor.explain import STEPS, explainer
-from predictor.savedmodel import load_serving_function
-from serving.settings import ServiceSettings
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.savedmodel.explain import STEPS, explainer
+from audio_maas.savedmodel.load import load_serving_function
+from audio_maas.training.dataset import load_fsdd, select_split
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, tone
-from training.dataset import load_fsdd, select_split
-from transformer.frontend import FeatureSpec, FrontEnd
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_integrated_gradients_in_one_batched_call_equal_the_step_by_step_sum(
     front_end: FrontEnd, clips: list[bytes]
 ) -> None:
     signature = load_serving_function(BUNDLED_MODEL)
-    features = np.stack([front_end.from_bytes(data=data) for data in clips])
+    features = np.stack([front_end.from_bytes(data=data, max_duration_s=60) for data in clips])
     probabilities, saliency = (t.numpy() for t in explainer(signature)(tf.constant(features)))
     predicted = probabilities.argmax(axis=1)
     baseline = features.min(axis=(1, 2), keepdims=True)
@@ -137,7 +137,7 @@ def test_saliency_with_segment_is_a_400_and_the_service_goes_on(service: Service
 
 def test_the_predictor_explains_features_sent_to_it_directly(service: ServiceSettings, clips: list[bytes]) -> None:
     front_end = FrontEnd(FeatureSpec.read(BUNDLED_MODEL))
-    features = np.stack([front_end.from_bytes(data=data) for data in clips[:2]])
+    features = np.stack([front_end.from_bytes(data=data, max_duration_s=60) for data in clips[:2]])
     client = httpclient.InferenceServerClient(f"127.0.0.1:{service.predictor_http_port}")
     tensor = httpclient.InferInput("features", list(features.shape), "FP32")
     tensor.set_data_from_numpy(features, binary_data=True)
@@ -154,7 +154,7 @@ def test_explain_command_draws_the_answer_and_its_saliency(
 ) -> None:
     from PIL import Image
 
-    from cli import main
+    from audio_maas.cli import main
 
     path, out = fsdd_dir / "recordings" / "7_theo_2.wav", tmp_path / "why.png"
     assert main(["explain", str(path), "--url", service.url, "--out", str(out)]) == 0

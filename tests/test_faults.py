@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from serving.contract import FEATURE_SPEC_FILE, LABELS_FILE
+from audio_maas.protocol.contract import FEATURE_SPEC_FILE, LABELS_FILE
 from tests.conftest import BUNDLED_MODEL, encode, free_port_pair, tone, wait_ready
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -36,7 +36,7 @@ def _audio_request() -> dict:
 
 def _start_predictor(port: int, model_dir: Path = BUNDLED_MODEL, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "predictor", "--model_name", "digits", "--model_dir", str(model_dir),
+        [sys.executable, "-m", "audio_maas.predictor", "--model_name", "digits", "--model_dir", str(model_dir),
          "--http_port", str(port), "--grpc_port", str(port + 1), *extra],
         env=ENV,
     )  # fmt: skip
@@ -47,7 +47,7 @@ def _start_transformer(
 ) -> subprocess.Popen[bytes]:
     """The transformer over REST (``v2``); the service fixture covers ``grpc-v2``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "transformer", "--model_name", "digits", "--model_dir", str(model_dir),
+        [sys.executable, "-m", "audio_maas.transformer", "--model_name", "digits", "--model_dir", str(model_dir),
          "--http_port", str(port), "--grpc_port", str(port + 1),
          "--predictor_host", f"127.0.0.1:{predictor_port}", "--predictor_protocol", "v2"],
         env=ENV, stderr=log,
@@ -169,7 +169,7 @@ def test_transformer_refuses_a_predictor_of_another_model_with_the_same_shapes(t
             wait_ready(f"http://127.0.0.1:{predictor_port}/v2/models/digits/ready", process=predictor)
             response = requests.post(f"{base}/infer", json=_audio_request(), timeout=30)
             assert response.status_code == 503
-            assert "predictor answered 409" in response.json()["error"]
+            assert f"predictor 127.0.0.1:{predictor_port} answered 409" in response.json()["error"]
             assert "transformer and predictor serve different models" in response.json()["error"]
         finally:
             _stop(transformer, predictor)
@@ -179,7 +179,7 @@ def test_serve_is_ready_quickly_and_sigterm_stops_both_servers() -> None:
     http_port, predictor_port = free_port_pair(), free_port_pair()
     started = time.monotonic()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--http-port", str(http_port),
+        [sys.executable, "-m", "audio_maas.cli", "serve", "--http-port", str(http_port),
          "--predictor-port", str(predictor_port)],
         env=ENV,
     )  # fmt: skip
@@ -219,7 +219,7 @@ def test_no_audio_reaches_logs_or_disk_even_at_debug_level(tmp_path: Path) -> No
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--http-port", str(http_port),
+            [sys.executable, "-m", "audio_maas.cli", "serve", "--http-port", str(http_port),
              "--predictor-port", str(predictor_port)],
             env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -278,7 +278,8 @@ def test_timing_log_lines_appear_only_when_latency_logging_is_asked_for(tmp_path
     port, log_path = free_port_pair(), tmp_path / "transformer.log"
     with log_path.open("wb") as log:
         transformer = subprocess.Popen(
-            [sys.executable, "-m", "transformer", "--model_name", "digits", "--model_dir", str(BUNDLED_MODEL),
+            [sys.executable, "-m", "audio_maas.transformer",
+             "--model_name", "digits", "--model_dir", str(BUNDLED_MODEL),
              "--http_port", str(port), "--grpc_port", str(port + 1), "--predictor_host", "127.0.0.1:9",
              "--enable_latency_logging", str(latency_logging).lower()],
             env=ENV, stdout=log, stderr=subprocess.STDOUT,

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import requests
 
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.training.dataset import load_fsdd, select_split
 from bench.soak import server_rss_mib
-from serving.settings import ServiceSettings
 from tests.conftest import encode, tone
 from tests.test_service import _infer_files
-from training.dataset import load_fsdd, select_split
 
 
 def _wav_header(*, channels: int, sample_rate: int, bits: int, data_bytes: int, format_tag: int = 1) -> bytes:

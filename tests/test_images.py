@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
+from audio_maas.client.v2 import check_deployment
+from audio_maas.training.dataset import Utterance
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, free_port_pair, wait_ready
 from tests.test_service import GRPC_CLIENT, _infer_files
-from training.dataset import Utterance
-from transformer.client import check_deployment
 
 pytestmark = pytest.mark.container
 
@@ -91,8 +91,8 @@ def test_images_run_as_non_root() -> None:
 
 def test_images_leave_out_what_serving_does_not_import() -> None:
     """KServe imports neither the Kubernetes client nor pandas in the images
-    (``serving.kserve_patches.slim_kserve``), librosa's effects no scikit-learn
-    (``transformer.librosa_patches.slim_librosa``), and TensorFlow goes on without Keras."""
+    (``audio_maas.images.slim_kserve.slim_kserve``), librosa's effects no scikit-learn
+    (``audio_maas.images.slim_librosa.slim_librosa``), and TensorFlow goes on without Keras."""
     left_out = ("kubernetes", "pandas", "keras", "sklearn")
     look = f"import importlib.util as u; print([n for n in {left_out} if u.find_spec(n)])"
     for image in IMAGES.values():
@@ -101,7 +101,7 @@ def test_images_leave_out_what_serving_does_not_import() -> None:
 
 
 def test_predictor_image_imports_tensorflow_api_on_first_use() -> None:
-    """TensorFlow is slimmed in the image (``predictor.tensorflow_patches.slim_tensorflow``)."""
+    """TensorFlow is slimmed in the image (``audio_maas.images.slim_tensorflow.slim_tensorflow``)."""
     look = (
         "import sys, tensorflow as tf; api = 'tensorflow._api.v2.'; before = api + '__internal__' in sys.modules;"
         " tf.__internal__; print(before, api + '__internal__' in sys.modules)"

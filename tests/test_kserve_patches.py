@@ -1,4 +1,4 @@
-"""``serving.kserve_patches`` stands on KServe internals: these fail when an upgrade moves them.
+"""``audio_maas.kserve.patches`` stands on KServe internals: these fail when an upgrade moves them.
 
 The behaviour each patch gives is tested against the real servers elsewhere (``test_errors``,
 ``test_readiness``, ``test_service``); here, that what the patches override and read is still
@@ -24,7 +24,9 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
-from serving.kserve_patches import KSERVE_VERSION, DataPlane, InferenceServicer, slim_kserve
+from audio_maas.images.slim_kserve import slim_kserve
+from audio_maas.kserve import KSERVE_VERSION
+from audio_maas.kserve.patches import DataPlane, InferenceServicer
 from tests.conftest import REPO, patched_copy, run_python
 
 
@@ -102,7 +104,7 @@ def test_slim_kserve_serves_without_kubernetes_or_pandas(slim_copy: Path) -> Non
     out = run_python(
         _WITHOUT_KUBERNETES_AND_PANDAS
         + """
-import kserve, serving.server, serving.repository, transformer.model, kserve.model_server
+import kserve, audio_maas.kserve.server, audio_maas.kserve.repository, audio_maas.transformer.model, kserve.model_server
 from kserve import InferRequest, InferInput
 print(kserve.__file__)
 print(sorted({m.partition(".")[0] for m in sys.modules} & {"kubernetes", "pandas"}))

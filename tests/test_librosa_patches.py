@@ -1,4 +1,4 @@
-"""``transformer.librosa_patches`` rewrites librosa's installed files: these fail when an upgrade moves
+"""``audio_maas.images.slim_librosa`` rewrites librosa's installed files: these fail when an upgrade moves
 what it relies on, or when the slimmed librosa stops giving the front end's features.
 
 The image build slims librosa in place; here a copy is slimmed and imported in fresh interpreters.
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from audio_maas.images.slim_librosa import LIBROSA_VERSION, slim_librosa
 from tests.conftest import FSDD_DIR, patched_copy, run_python
-from transformer.librosa_patches import LIBROSA_VERSION, slim_librosa
 
 
 def test_the_installed_librosa_is_the_one_the_patches_were_written_against() -> None:
@@ -44,13 +44,13 @@ _FEATURES_OF_EVERY_BUNDLED_MODEL = """
 import json, sys
 from pathlib import Path
 import librosa
-from transformer.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
 
 clips = sorted(Path(sys.argv[1]).glob("?_theo_1.wav"))
 features = {}
 for model in sorted(Path("models").iterdir()):
     front_end = FrontEnd(FeatureSpec.read(model))
-    features[model.name] = [front_end.from_bytes(data=clip.read_bytes()).tolist() for clip in clips]
+    features[model.name] = [front_end.from_bytes(data=clip.read_bytes(), max_duration_s=60).tolist() for clip in clips]
 print(json.dumps({"file": librosa.__file__, "sklearn": "sklearn" in sys.modules, "clips": len(clips),
                   "features": features}))
 """

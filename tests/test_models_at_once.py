@@ -22,9 +22,10 @@ import pytest
 import requests
 import tritonclient.http as httpclient
 
-from cli import main
-from serving.contract import model_directories
-from serving.settings import ServiceSettings
+from audio_maas.cli import main
+from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.protocol.contract import model_directories
 from tests.conftest import (
     BUNDLED_LABELS,
     BUNDLED_MODEL,
@@ -34,7 +35,6 @@ from tests.conftest import (
     tone,
     wait_ready,
 )
-from transformer.frontend import FeatureSpec, FrontEnd
 
 TONE_LABELS = {"low": 300.0, "mid": 1000.0, "high": 2500.0}
 
@@ -42,8 +42,8 @@ TONE_LABELS = {"low": 300.0, "mid": 1000.0, "high": 2500.0}
 @pytest.fixture(scope="module")
 def tones_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An LSTM that tells 300 Hz, 1 kHz and 2.5 kHz apart, exported as any user's model would be."""
-    from training.export import export_model
-    from training.models import build_model
+    from audio_maas.training.export import export_model
+    from audio_maas.training.models import build_model
 
     spec = dataclasses.replace(FeatureSpec(), n_mels=32, clip_s=0.5)
     front_end = FrontEnd(spec)
@@ -392,7 +392,7 @@ print(json.dumps(answers))
 def test_one_serve_answers_every_bundled_model_with_its_own_labels(fsdd_dir: Path) -> None:
     """`audio-maas serve` with no model flags: digits, digits-lstm and sounds through one transformer
     and one predictor, each with its own labels in metadata and answers, over HTTP and gRPC."""
-    from serving.contract import read_labels
+    from audio_maas.protocol.contract import read_labels
 
     esc10 = fsdd_dir.parent / "esc10"
     folders = sorted(folder for folder in esc10.iterdir() if folder.is_dir())

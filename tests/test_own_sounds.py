@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli import main
-from serving.contract import read_labels
-from serving.settings import ServiceSettings
+from audio_maas.cli import main
+from audio_maas.features.frontend import FeatureSpec
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.protocol.contract import read_labels
+from audio_maas.training.dataset import featurize, load_dataset, select_split
+from audio_maas.training.evaluate import predict
 from tests.conftest import SHARED_DATA, loopback_settings, running_service
-from training.dataset import featurize, load_dataset, select_split
-from training.evaluate import predict
-from transformer.frontend import FeatureSpec
 
 WORDS = {"01 - yes": "yes", "02 - no": "no", "03 - _silence_": "_silence_"}
 

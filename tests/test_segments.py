@@ -16,12 +16,12 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from cli import main
-from serving.settings import ServiceSettings
+from audio_maas.cli import main
+from audio_maas.features.frontend import FeatureSpec, FrontEnd, decode
+from audio_maas.features.segment import SegmentOptions, find_segments, segment_features, segment_options
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.training.dataset import load_fsdd, select_split
 from tests.conftest import BUNDLED_LABELS, encode, tone
-from training.dataset import load_fsdd, select_split
-from transformer.frontend import FeatureSpec, FrontEnd, decode
-from transformer.segment import SegmentOptions, find_segments, segment_features, segment_options
 
 RATE = 8000
 DIGITS = ["3", "1", "4", "1", "5"]
@@ -36,7 +36,7 @@ def sequence(fsdd_dir: Path) -> tuple[np.ndarray, list[tuple[float, float]]]:
     takes = {u.label: u for u in select_split(load_fsdd(fsdd_dir), "test") if u.speaker == "jackson" and u.index == 1}
     pieces, spans, at = [], [], 0
     for digit, pause_s in zip(DIGITS, PAUSES_S, strict=True):
-        waveform = decode(data=takes[digit].data)[0][:, 0]
+        waveform = decode(data=takes[digit].data, max_duration_s=60)[0][:, 0]
         pieces += [np.zeros(int(pause_s * RATE), np.float32), waveform]
         at += int(pause_s * RATE)
         spans.append((at / RATE, (at + len(waveform)) / RATE))

@@ -18,11 +18,11 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from cli import main
-from serving.settings import ServiceSettings
+from audio_maas.cli import main
+from audio_maas.features.frontend import FeatureSpec
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.training.dataset import Utterance
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, tone
-from training.dataset import Utterance
-from transformer.frontend import FeatureSpec
 
 
 def _infer_files(url: str, files: list[bytes]) -> tuple[list[str], np.ndarray]:
@@ -216,7 +216,7 @@ def test_framework_errors_answer_the_v2_error_body(
     service: ServiceSettings, method: str, path: str, body: bytes | None, status: int, error: str
 ) -> None:
     """FastAPI's own answers ({"detail": ...}) become V2's {"error": ...}, and the infer route's
-    (KServe's endpoint on a plain route, ``serving.kserve_patches.finish_app``) say what is
+    (KServe's endpoint on a plain route, ``audio_maas.kserve.patches.finish_app``) say what is
     wrong with a JSON body."""
     response = requests.request(
         method, f"{service.url}{path}", data=body, headers={"content-type": "application/json"}, timeout=5
@@ -291,7 +291,7 @@ except InferenceServerException as error:
 def test_predictor_refuses_features_computed_for_another_model(service: ServiceSettings) -> None:
     """Features of the right shape, but computed with another model's spec or labels (the
     transformer says so in a parameter): 409 / FAILED_PRECONDITION naming both fingerprints."""
-    from serving.contract import model_fingerprint
+    from audio_maas.protocol.contract import model_fingerprint
 
     ours = model_fingerprint(BUNDLED_MODEL)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{service.predictor_http_port}")
@@ -312,7 +312,7 @@ def test_predictor_refuses_features_computed_for_another_model(service: ServiceS
 
 
 def test_the_helm_test_check_passes_against_the_service_and_names_what_is_wrong(service: ServiceSettings) -> None:
-    from transformer.client import check_deployment
+    from audio_maas.client.v2 import check_deployment
 
     assert check_deployment(url=service.url, model_name="digits", timeout_s=10) in BUNDLED_LABELS
     with pytest.raises(RuntimeError, match=r"/v2/models/nope/ready did not answer 200 within 1 s"):

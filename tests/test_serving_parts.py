@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from predictor.settings import PredictorSettings
-from serving.batching import DynamicBatcher
-from serving.codec import bytes_elements, parse_rest_request, to_numpy
-from serving.contract import AUDIO_INPUT, AUTH_TOKEN_ENV
-from serving.errors import BadRequest
-from serving.settings import parse_flags
+from audio_maas.kserve.batching import DynamicBatcher
+from audio_maas.kserve.settings import parse_flags
+from audio_maas.kserve.tensors import bytes_elements, parse_rest_request
+from audio_maas.predictor.settings import PredictorSettings
+from audio_maas.protocol.contract import AUDIO_INPUT, AUTH_TOKEN_ENV
+from audio_maas.protocol.errors import BadRequest
+from audio_maas.transformer.model import AudioTransformer
+from audio_maas.transformer.settings import TransformerSettings
+from audio_maas.transformer.upstream import PredictorClient
 from tests.conftest import BUNDLED_MODEL
-from transformer.model import AudioTransformer
-from transformer.settings import TransformerSettings
 
 
 def _binary_request(inputs: list[tuple[dict, bytes]]) -> tuple[bytes, int]:
@@ -248,27 +249,28 @@ def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_f
     data = sorted((fsdd_dir / "recordings").glob("*.wav"))[0].read_bytes()
     assert 1000 < len(data) <= 32 * 1024
     settings = TransformerSettings(model_dir=BUNDLED_MODEL, inline_features_max_bytes=inline_max_bytes)
-    transformer = AudioTransformer("digits", settings)
+    unused = PredictorClient(host="127.0.0.1:9", protocol="grpc-v2", use_ssl=False, timeout_s=1, auth_token=None)
+    transformer = AudioTransformer("digits", settings, predictor=unused)
     transformer.load()
-    assert transformer.front_end is not None
+    assert transformer.reader is not None
     threads: list[threading.Thread] = []
-    featurise = transformer._from_waveform
+    featurise = transformer.reader._from_waveform
 
     def recording_thread(*args: Any) -> Any:
         threads.append(threading.current_thread())
         return featurise(*args)
 
-    transformer._from_waveform = recording_thread  # type: ignore[method-assign]
+    transformer.reader._from_waveform = recording_thread  # type: ignore[method-assign]
     audio = InferInput(name=AUDIO_INPUT, shape=[1], datatype="BYTES", data=[data])
 
     async def preprocess() -> np.ndarray:
-        request = await transformer.preprocess(InferRequest(model_name="digits", infer_inputs=[audio]))
-        return to_numpy(request.inputs[0])
+        featurised = await transformer.preprocess(InferRequest(model_name="digits", infer_inputs=[audio]))
+        return featurised.features
 
     try:
         features = asyncio.run(preprocess())
     finally:
         transformer.stop()
     assert (threads[0] is threading.main_thread()) == on_the_loop
-    expected = transformer.front_end.from_bytes(data=data)
+    expected = transformer.reader.front_end.from_bytes(data=data, max_duration_s=60)
     np.testing.assert_array_equal(features, expected[np.newaxis])

@@ -10,10 +10,10 @@ import asyncio
 import numpy as np
 import pytest
 
+from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.training.dataset import Utterance
 from bench.soak import server_rss_mib, soak
-from serving.settings import ServiceSettings
 from tests.conftest import BUNDLED_LABELS
-from training.dataset import Utterance
 
 
 @pytest.mark.parametrize("seconds", [20, pytest.param(300, marks=pytest.mark.slow)])

@@ -1,4 +1,4 @@
-"""``predictor.tensorflow_patches`` rewrites TensorFlow's installed files: these fail when an upgrade moves
+"""``audio_maas.images.slim_tensorflow`` rewrites TensorFlow's installed files: these fail when an upgrade moves
 what it relies on, or when the slimmed TensorFlow stops serving the bundled models as the stock one does.
 
 The image build slims TensorFlow in place; here a copy of its ``__init__.py`` is slimmed beside links
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from predictor.tensorflow_patches import TENSORFLOW_VERSION, slim_tensorflow
-from serving.patching import installed_package
+from audio_maas.images.patching import installed_package
+from audio_maas.images.slim_tensorflow import TENSORFLOW_VERSION, slim_tensorflow
 from tests.conftest import REPO, run_python
 
 
@@ -46,7 +46,7 @@ sys.modules["keras"] = None  # as in the predictor image, which leaves Keras out
 import numpy as np
 import tensorflow as tf
 from pathlib import Path
-from predictor.savedmodel import load_serving_function
+from audio_maas.savedmodel.load import load_serving_function
 
 api = ("__internal__", "compat", "distribute", "lite")
 before = [name for name in api if f"tensorflow._api.v2.{name}" in sys.modules]

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cli import main
-from serving.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
+from audio_maas.cli import main
+from audio_maas.features.frontend import FeatureSpec
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
+from audio_maas.training.config import TrainConfig
+from audio_maas.training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
+from audio_maas.training.evaluate import compute_metrics, predict
+from audio_maas.training.models import build_model, shift_logit
+from audio_maas.training.outside_voices import ALLISON_CREDIT
+from audio_maas.training.train import train
 from tests.conftest import SHARED_DATA
-from training.config import TrainConfig
-from training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
-from training.evaluate import compute_metrics, predict
-from training.models import build_model, shift_logit
-from training.outside_voices import ALLISON_CREDIT
-from training.train import train
-from transformer.frontend import FeatureSpec
 
 SPEAKERS = ("george", "jackson")
 INDICES = (0, 1, 5, 10, 11, 12, 13, 14, 15, 16)
@@ -169,7 +169,7 @@ def test_unknown_bias_needs_an_unknown_class(tmp_path: Path) -> None:
 def test_evaluate_refuses_labels_the_model_does_not_know(trained: Path, small_fsdd: Path) -> None:
     from dataclasses import replace
 
-    from training.evaluate import evaluate
+    from audio_maas.training.evaluate import evaluate
 
     stranger = replace(select_split(load_fsdd(small_fsdd), "test")[0], label="eleven")
     with pytest.raises(ValueError, match="eleven"):

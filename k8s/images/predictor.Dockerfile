@@ -9,10 +9,15 @@ FROM ${BASE} AS build
 ARG PIP_CERT=
 ARG EXTRA=predictor
 COPY pyproject.toml README.md ${PIP_CERT} /src/
-COPY serving /src/serving
-COPY predictor /src/predictor
-# KServe is slimmed (serving.kserve_patches.slim_kserve) so that importing it needs neither the
-# Kubernetes client nor pandas, and TensorFlow (predictor.tensorflow_patches.slim_tensorflow) so
+# Only the layers the predictor runs on (audio_maas/__init__.py names them).
+COPY audio_maas/__init__.py /src/audio_maas/
+COPY audio_maas/protocol /src/audio_maas/protocol
+COPY audio_maas/savedmodel /src/audio_maas/savedmodel
+COPY audio_maas/kserve /src/audio_maas/kserve
+COPY audio_maas/predictor /src/audio_maas/predictor
+COPY audio_maas/images /src/audio_maas/images
+# KServe is slimmed (audio_maas.images.slim_kserve.slim_kserve) so that importing it needs neither the
+# Kubernetes client nor pandas, and TensorFlow (audio_maas.images.slim_tensorflow.slim_tensorflow) so
 # that importing it leaves the public API's submodules until first use. Out go the installed
 # packages serving never imports (found by serving every path with PYTHONPROFILEIMPORTTIME, which
 # logs lazy imports too). Keras is one: TensorFlow imports it when it is there (0.15-0.2 s of each
@@ -27,15 +32,15 @@ COPY predictor /src/predictor
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[${EXTRA}]" \
- && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve(); \
-from predictor.tensorflow_patches import slim_tensorflow; slim_tensorflow()" \
+ && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from audio_maas.images.slim_kserve import slim_kserve; slim_kserve(); \
+from audio_maas.images.slim_tensorflow import slim_tensorflow; slim_tensorflow()" \
  && /opt/venv/bin/pip uninstall --yes --quiet kubernetes durationpy oauthlib requests-oauthlib websocket-client \
       pandas pytz tzdata keras namex optree rich markdown-it-py mdurl pygments pillow libclang google-pasta \
       cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs aiosignal frozenlist multidict propcache \
       yarl wheel pip \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && /opt/venv/bin/python -c "import tempfile, tensorflow as tf; \
-import predictor.model, serving.server, serving.repository, kserve.model_server; \
+import audio_maas.predictor.model, audio_maas.kserve.server, audio_maas.kserve.repository, kserve.model_server; \
 tf.config.threading.get_intra_op_parallelism_threads(); tf.config.experimental.list_physical_devices(); \
 m = tf.Module(); m.f = tf.function(lambda x: 2 * x, input_signature=[tf.TensorSpec([None], tf.float32)]); \
 d = tempfile.mkdtemp(); tf.saved_model.save(m, d); tf.saved_model.load(d).f(tf.zeros([1]))" \
@@ -48,4 +53,4 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
 USER 10001
 EXPOSE 8080 8081
-ENTRYPOINT ["python", "-m", "predictor"]
+ENTRYPOINT ["python", "-m", "audio_maas.predictor"]

@@ -6,14 +6,21 @@ ARG BASE=docker.io/library/python:3.11-slim-bookworm
 FROM ${BASE} AS build
 ARG PIP_CERT=
 COPY pyproject.toml README.md ${PIP_CERT} /src/
-COPY serving /src/serving
-COPY transformer /src/transformer
+# Only the layers the transformer runs on (audio_maas/__init__.py names them); the client is the
+# deployment check `helm test` runs in this image.
+COPY audio_maas/__init__.py /src/audio_maas/
+COPY audio_maas/protocol /src/audio_maas/protocol
+COPY audio_maas/features /src/audio_maas/features
+COPY audio_maas/kserve /src/audio_maas/kserve
+COPY audio_maas/transformer /src/audio_maas/transformer
+COPY audio_maas/client /src/audio_maas/client
+COPY audio_maas/images /src/audio_maas/images
 # Start-up work done once, here: running the front end's own path (log-mel and MFCC, any rate)
 # and importing the server writes bytecode for exactly the modules serving uses (compiling all
 # of them would add 200 MB), and compiles librosa's numba kernels. numba reads a cache only from
 # a directory it can write, so each start copies it to /tmp.
-# Before that, KServe is slimmed (serving.kserve_patches.slim_kserve) so that importing it needs
-# neither the Kubernetes client nor pandas, and librosa (transformer.librosa_patches.slim_librosa)
+# Before that, KServe is slimmed (audio_maas.images.slim_kserve.slim_kserve) so that importing it needs
+# neither the Kubernetes client nor pandas, and librosa (audio_maas.images.slim_librosa.slim_librosa)
 # so that librosa.effects needs no scikit-learn; out go those and the installed packages serving
 # never imports (found by serving every path, REST and gRPC, with PYTHONPROFILEIMPORTTIME, which
 # logs lazy imports too), and the packages' own test suites (`tests` folders, 32 MB); the imports
@@ -22,16 +29,16 @@ COPY transformer /src/transformer
 RUN apt-get update && apt-get install --yes --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=${PIP_CERT:+/src/$(basename ${PIP_CERT})} /opt/venv/bin/pip install --no-cache-dir --no-compile "/src[transformer]" \
- && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from serving.kserve_patches import slim_kserve; slim_kserve(); \
-from transformer.librosa_patches import slim_librosa; slim_librosa()" \
+ && PYTHONDONTWRITEBYTECODE=1 /opt/venv/bin/python -c "from audio_maas.images.slim_kserve import slim_kserve; slim_kserve(); \
+from audio_maas.images.slim_librosa import slim_librosa; slim_librosa()" \
  && /opt/venv/bin/pip uninstall --yes --quiet kubernetes durationpy oauthlib requests-oauthlib websocket-client \
       pandas pytz tzdata pillow cryptography PyJWT uvloop aiohttp aiohttp-retry aiohappyeyeballs \
       aiosignal frozenlist multidict propcache yarl scikit-learn pip \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && NUMBA_CACHE_DIR=/opt/numba-cache /opt/venv/bin/python -c "import numpy as np; \
-from transformer.frontend import FeatureSpec, FrontEnd; \
+from audio_maas.features.frontend import FeatureSpec, FrontEnd; \
 [FrontEnd(FeatureSpec(feature=f)).from_waveform(waveform=np.random.rand(44100).astype(np.float32) - 0.5, sample_rate=44100) \
- for f in ('log_mel', 'mfcc')]; import transformer.model, serving.server, serving.repository, kserve.model_server" \
+ for f in ('log_mel', 'mfcc')]; import audio_maas.transformer.model, audio_maas.kserve.server, audio_maas.kserve.repository, kserve.model_server" \
  && find /opt/venv -name 'libllvmlite.so' -exec strip --strip-unneeded {} +
 
 FROM ${BASE}
@@ -42,4 +49,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 NUMBA_
 USER 10001
 # KServe's container contract: REST on 8080, gRPC on 8081, the model under /mnt/models.
 EXPOSE 8080 8081
-ENTRYPOINT ["/bin/sh", "-c", "cp -R /opt/numba-cache /tmp/ 2>/dev/null; exec python -m transformer \"$@\"", "transformer"]
+ENTRYPOINT ["/bin/sh", "-c", "cp -R /opt/numba-cache /tmp/ 2>/dev/null; exec python -m audio_maas.transformer \"$@\"", "transformer"]

@@ -1,0 +1,260 @@
+"""``audio-maas serve``, ``predict`` and ``explain``.
+
+``serve`` takes every setting the two servers take: its own flags say where they listen
+(:class:`~audio_maas.kserve.settings.ServiceSettings`), and each field of ``TransformerSettings`` and
+``PredictorSettings`` is a ``--flag`` forwarded to the server that has it, or to both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audio_maas.cli.training import BUNDLED_MODEL_DIR
+from audio_maas.protocol.contract import (
+    AUTH_TOKEN_ENV,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PREDICTOR_HTTP_PORT,
+    DEFAULT_PREDICTOR_PROTOCOL,
+    DEFAULT_URL,
+    LABELS_FILE,
+    MODEL_NAME_PATTERN,
+    model_directories,
+)
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+__all__ = ["add_commands"]
+
+_SET_BY_SERVE = frozenset({"model_dir", "model_repository", "auth_token"})
+"""Server settings that ``serve`` sets itself: the models from ``--model`` or ``--model-repository``,
+the token from the environment."""
+
+BUNDLED_REPOSITORY = BUNDLED_MODEL_DIR.parent
+"""``models/``: every bundled model, each under its folder's name."""
+
+
+def add_commands(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help=f"run transformer and predictor on this machine (requests need ${AUTH_TOKEN_ENV} when set)"
+    )
+    serve.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="a model directory, served under its folder's name (repeatable; default: every bundled model)",
+    )
+    serve.add_argument(
+        "--model-repository", type=Path, help="a directory of model directories, each served under its own name"
+    )
+    serve.add_argument("--model-name", help="the name of the one --model, instead of its folder's")
+    serve.add_argument(
+        "--http-port", type=int, default=DEFAULT_HTTP_PORT, help="transformer REST port (gRPC: the next)"
+    )
+    serve.add_argument(
+        "--predictor-port", type=int, default=DEFAULT_PREDICTOR_HTTP_PORT, help="predictor REST port (gRPC: the next)"
+    )
+    serve.add_argument(
+        "--predictor-protocol",
+        choices=["grpc-v2", "v2"],
+        default=DEFAULT_PREDICTOR_PROTOCOL,
+        help="transformer to predictor hop",
+    )
+    servers = serve.add_argument_group("server settings", "forwarded to the server(s) named; each its default if unset")
+    try:
+        fields = _server_fields()
+    except ImportError:  # an install with the client alone (audio-maas[client]) has no servers to set
+        fields = {}
+    for name, (help_text, owners) in fields.items():
+        servers.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"({' and '.join(owners)}) {help_text}")
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser(
+        "predict", help=f"classify audio files through the V2 API (sends ${AUTH_TOKEN_ENV} when set)"
+    )
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("--url", default=DEFAULT_URL, help="the transformer's base URL")
+    predict.add_argument("--model", "--model-name", dest="model_name", default=DEFAULT_MODEL_NAME, help="model name")
+    predict.add_argument(
+        "--segment", action="store_true", help="a long recording: classify each sound in it (request parameter segment)"
+    )
+    predict.set_defaults(run=_predict)
+
+    explain = commands.add_parser(
+        "explain", help="why the service answers what it does for one file: a figure of the saliency over it"
+    )
+    explain.add_argument("file", type=Path, metavar="FILE")
+    explain.add_argument("--out", type=Path, required=True, help="the figure to write (PNG)")
+    explain.add_argument("--url", default=DEFAULT_URL, help="the transformer's base URL")
+    explain.add_argument("--model", "--model-name", dest="model_name", default=DEFAULT_MODEL_NAME, help="model name")
+    explain.set_defaults(run=_explain)
+
+    models = commands.add_parser("models", help="the models a service serves or can load (V2 repository index)")
+    models.add_argument("--url", default=DEFAULT_URL, help="the transformer's base URL")
+    models.set_defaults(run=_list_models)
+
+
+def _server_settings() -> dict[str, type[BaseSettings]]:
+    from audio_maas.predictor.settings import PredictorSettings
+    from audio_maas.transformer.settings import TransformerSettings
+
+    return {"transformer": TransformerSettings, "predictor": PredictorSettings}
+
+
+def _server_fields() -> dict[str, tuple[str, list[str]]]:
+    """Each forwardable setting -> (its description, the servers that take it)."""
+    fields: dict[str, tuple[str, list[str]]] = {}
+    for server, settings_class in _server_settings().items():
+        for name, field in settings_class.model_fields.items():
+            if name not in _SET_BY_SERVE:
+                fields.setdefault(name, ((field.description or "").split("\n")[0], []))[1].append(server)
+    return fields
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from audio_maas.cli.local import LocalService, serve
+    from audio_maas.kserve.settings import ServiceSettings
+
+    models = _models(args)
+    try:
+        settings = ServiceSettings(
+            model_name=next(iter(models)),
+            http_port=args.http_port,
+            predictor_http_port=args.predictor_port,
+            predictor_protocol=args.predictor_protocol,
+        )
+    except ValidationError as error:
+        raise ValueError(str(error)) from None
+    flags: dict[str, dict[str, str]] = {}
+    for server, settings_class in _server_settings().items():
+        given = {
+            name: getattr(args, name)
+            for name in settings_class.model_fields
+            if name not in _SET_BY_SERVE and getattr(args, name, None) is not None
+        }
+        try:  # fail here, naming the setting, rather than in a server started in the background
+            settings_class(**given)
+        except ValidationError as error:
+            raise ValueError(str(error)) from None
+        flags[server] = given
+    service = LocalService(
+        models=models,
+        repository=None if args.model else (args.model_repository or BUNDLED_REPOSITORY).resolve(),
+        settings=settings,
+        transformer_flags=flags["transformer"],
+        predictor_flags=flags["predictor"],
+    )
+    return serve(service)
+
+
+def _models(args: argparse.Namespace) -> dict[str, Path]:
+    """Name -> model directory, from ``--model`` (repeatable) or ``--model-repository``."""
+    if args.model and args.model_repository:
+        raise ValueError("give --model or --model-repository, not both")
+    if args.model_name and len(args.model or []) != 1:
+        raise ValueError("--model-name names the one --model; with several, each is served under its folder's name")
+    if not args.model:
+        return model_directories(args.model_repository or BUNDLED_REPOSITORY)
+    models: dict[str, Path] = {}
+    for model_dir in args.model:
+        if not (model_dir / "saved_model.pb").is_file():
+            raise FileNotFoundError(f"{model_dir} is not a SavedModel directory")
+        name = args.model_name or model_dir.resolve().name
+        if not re.fullmatch(MODEL_NAME_PATTERN, name):
+            raise ValueError(f"'{name}' is not a model name ({MODEL_NAME_PATTERN}): give --model-name")
+        if name in models:
+            raise ValueError(f"two models would be served as '{name}': {models[name]} and {model_dir}")
+        models[name] = model_dir.resolve()
+    return models
+
+
+def _list_models(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/v2/repository/index",
+        data=b"{}",
+        headers={"content-type": "application/json", **({"authorization": f"Bearer {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            index = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{args.url} answered {error.code}: {error.read().decode(errors='replace')}") from None
+    except OSError as error:
+        print(f"audio-maas models: cannot reach {args.url} ({error}); is `audio-maas serve` running?", file=sys.stderr)
+        return 1
+    rows = [("NAME", "VERSION", "STATE", "REASON")]
+    rows += [(m["name"], m["version"], m["state"], m.get("reason", "")) for m in index]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from audio_maas.client.v2 import ServiceUnreachable, predict_files
+
+    try:
+        token = os.environ.get(AUTH_TOKEN_ENV)
+        predictions = predict_files(
+            args.files, url=args.url, model_name=args.model_name, auth_token=token, segment=args.segment
+        )
+    except ServiceUnreachable as error:
+        print(f"audio-maas predict: {error}", file=sys.stderr)
+        return 1
+    for prediction in predictions:
+        if prediction.segments is None:
+            top = ", ".join(f"{class_id}: {probability:.3f}" for class_id, probability in prediction.top)
+            print(f"{prediction.path}: {prediction.label}  (top-3 class_id: probability: {top})")
+            continue
+        print(f"{prediction.path}: {prediction.sequence or '(no sound found)'}")
+        if prediction.segments:
+            print(f"    {'start s':>8}  {'end s':>8}  {'probability':>11}  label")
+        for entry in prediction.segments:
+            print(f"    {entry['start_s']:8.2f}  {entry['end_s']:8.2f}  {entry['probability']:11.3f}  {entry['label']}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from audio_maas.client.v2 import ServiceUnreachable, explain_file
+    from audio_maas.features.frontend import decode
+    from audio_maas.protocol.contract import read_labels
+    from audio_maas.training.figures import draw_explanation
+
+    try:
+        explanation = explain_file(
+            args.file, url=args.url, model_name=args.model_name, auth_token=os.environ.get(AUTH_TOKEN_ENV)
+        )
+    except ServiceUnreachable as error:
+        print(f"audio-maas explain: {error}", file=sys.stderr)
+        return 1
+    bundled = BUNDLED_REPOSITORY / args.model_name  # names for the top 3, where the model is one of ours
+    classes = len(explanation.probabilities)
+    names = read_labels(bundled) if (bundled / LABELS_FILE).is_file() else []
+    if len(names) != classes:
+        names = [f"class {i}" for i in range(classes)]
+    waveform, sample_rate = decode(data=args.file.read_bytes(), max_duration_s=3600)
+    draw_explanation(
+        waveform=waveform.mean(axis=1),
+        sample_rate=sample_rate,
+        probabilities=explanation.probabilities,
+        saliency=explanation.saliency,
+        frame_s=explanation.frame_s,
+        class_names=names,
+        title=f"{args.file.name}, model '{args.model_name}'",
+        out=args.out,
+    )
+    print(f"{args.file}: {explanation.label}; explanation drawn in {args.out}")
+    return 0

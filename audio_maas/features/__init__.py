@@ -1,0 +1,2 @@
+"""The audio front end shared by training and serving (``frontend``) and the cutting of long
+recordings into sounds (``segment``). Imports ``protocol`` alone of ours; no server, no TensorFlow."""

@@ -1,0 +1,120 @@
+"""KServe's request objects read through our codec (``audio_maas.protocol.codec``): framing
+checked, tensors to numpy, answers built from numpy, binary REST bodies parsed into requests.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from kserve import InferInput, InferOutput, InferRequest
+from kserve.protocol.infer_type import RequestedOutput
+
+from audio_maas.protocol import codec
+from audio_maas.protocol.codec import Tensor
+from audio_maas.protocol.errors import BadRequest
+
+__all__ = ["asked_outputs", "bytes_elements", "check_request", "parse_rest_request", "request_parameter", "to_numpy"]
+
+
+def tensor(infer_input: InferInput) -> Tensor:
+    """What ``infer_input`` carries, for the codec."""
+    raw = infer_input._raw_data  # binary REST data or gRPC raw_input_contents; KServe has no public accessor
+    if raw is not None and not isinstance(raw, bytes):
+        raw = bytes(raw)
+    return Tensor(infer_input.name, infer_input.shape, infer_input.datatype, raw, infer_input.data)
+
+
+def check_request(request: InferRequest) -> None:
+    """Check every input's framing before anything reads it (see ``audio_maas.protocol.codec``)."""
+    names = [infer_input.name for infer_input in request.inputs]
+    if len(set(names)) != len(names):
+        raise BadRequest(f"input names must be unique, got {names}")
+    for infer_input in request.inputs:
+        codec.check_tensor(tensor(infer_input))
+
+
+def to_numpy(infer_input: InferInput) -> np.ndarray:
+    """:func:`audio_maas.protocol.codec.to_numpy` of a KServe input."""
+    return codec.to_numpy(tensor(infer_input))
+
+
+def bytes_elements(infer_input: InferInput) -> list[bytes]:
+    """:func:`audio_maas.protocol.codec.bytes_elements` of a KServe input."""
+    return codec.bytes_elements(tensor(infer_input))
+
+
+def asked_outputs(
+    request: InferRequest, answers: Iterable[tuple[str, str, np.ndarray]], *, binary_data: bool
+) -> list[InferOutput]:
+    """The ``(name, datatype, value)`` answers the request asked for (all when it names none), as
+    outputs. Both protocols alike: KServe leaves out what was not asked for only in REST's encoder."""
+    wanted = {output.name for output in request.request_outputs or []}
+    outputs = []
+    for name, datatype, value in answers:
+        if not wanted or name in wanted:
+            output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
+            output.set_data_from_numpy(value, binary_data=binary_data)
+            outputs.append(output)
+    return outputs
+
+
+def request_parameter(request: InferRequest, name: str) -> Any:
+    """A request parameter's value, from a REST dict or a gRPC ``InferParameter``; None when absent."""
+    value = (request.parameters or {}).get(name)
+    if value is None or isinstance(value, (bool, int, float, str)) or not hasattr(value, "WhichOneof"):
+        return value
+    which = value.WhichOneof("parameter_choice")
+    return getattr(value, which) if which else _beyond_kserves_proto(value)
+
+
+def _beyond_kserves_proto(parameter: Any) -> float | int | None:
+    """The protocol's ``double_param`` (4) and ``uint64_param`` (5), which KServe's copy of the
+    proto lacks: protobuf keeps them as unknown fields, and KServe would pass on an empty value."""
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    for field in UnknownFieldSet(parameter):
+        if field.field_number == 4 and field.wire_type == 1:  # fixed 64 bits: an IEEE double
+            return float(struct.unpack("<d", struct.pack("<Q", field.data))[0])
+        if field.field_number == 5 and field.wire_type == 0:  # varint
+            return int(field.data)
+    return None
+
+
+def parse_rest_request(body: bytes, *, json_length: int, model_name: str) -> InferRequest:
+    """A V2 REST request with the binary tensor extension -> ``InferRequest``.
+
+    Binary inputs keep their raw bytes (KServe's own ``from_bytes`` re-decodes BYTES as UTF-8,
+    which audio never is, and turns FP32 into a Python list). Each tensor's framing is checked by
+    :func:`check_request`, which the data plane runs on every request of either protocol.
+    """
+    header, raws = codec.split_binary_body(body, json_length=json_length)
+    if not isinstance(header.get("parameters", {}), dict | None) or not isinstance(header.get("id", ""), str):
+        raise BadRequest("request 'parameters' must be an object and 'id' a string")
+    inputs = [
+        InferInput(
+            name=item["name"], shape=item["shape"], datatype=item["datatype"], parameters=item.get("parameters") or None
+        )
+        for item in header["inputs"]
+    ]
+    for infer_input, item, raw in zip(inputs, header["inputs"], raws, strict=True):
+        if raw is None:
+            infer_input.data = item["data"]
+    outputs = header.get("outputs") or []
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("parameters"), dict | None)
+        for o in outputs
+    ):
+        raise BadRequest("request 'outputs' must be a list of objects with a 'name' and optional 'parameters'")
+    request = InferRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
+        request_outputs=[RequestedOutput(name=o["name"], parameters=o.get("parameters")) for o in outputs],
+    )
+    for infer_input, raw in zip(request.inputs, raws, strict=True):
+        infer_input._raw_data = raw  # what InferRequest(raw_inputs=...) does, for only some inputs
+    return request

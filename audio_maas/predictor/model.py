@@ -1,0 +1,205 @@
+"""The KServe predictor: a TensorFlow SavedModel behind the V2 protocol, with dynamic batching."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from kserve import InferRequest, InferResponse, Model
+from prometheus_client import Histogram
+
+from audio_maas.kserve.batching import DynamicBatcher
+from audio_maas.kserve.tensors import asked_outputs, request_parameter, to_numpy
+from audio_maas.predictor.settings import PredictorSettings
+from audio_maas.protocol.contract import (
+    INPUT_NAME,
+    MODEL_FINGERPRINT_PARAMETER,
+    OUTPUT_NAME,
+    SALIENCY_OUTPUT,
+    model_fingerprint,
+)
+from audio_maas.protocol.errors import BadRequest, ModelMismatch
+from audio_maas.savedmodel.explain import explainer
+from audio_maas.savedmodel.load import load_serving_function
+
+__all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = Histogram(
+    "audio_maas_batch_size",
+    "Rows per model call after dynamic batching",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model call", ["model"])
+EXPLAIN_SECONDS = Histogram("audio_maas_explain_seconds", "Seconds per batched explanation call", ["model"])
+
+
+class SavedModelPredictor(Model):
+    """Serves ``settings.model_dir``'s serving signature; ``load()`` must succeed before ``ready``."""
+
+    def __init__(self, name: str, settings: PredictorSettings) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.device = "unloaded"
+        self._signature: Any = None
+        self._input_shape: list[int] = []
+        self._output_shape: list[int] = []
+        self._batcher: DynamicBatcher[np.ndarray] | None = None
+        self.fingerprint = ""
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
+        # Explanations cost about 8 model calls each: their own thread and batches, so that plain
+        # requests never queue behind them; the function is traced on the first one.
+        self._explain: Any = None
+        self._explain_batcher: DynamicBatcher[tuple[np.ndarray, ...]] | None = None
+        self._explain_thread = ThreadPoolExecutor(1, thread_name_prefix="explain")
+
+    async def open(self) -> None:
+        """Loaded by name while the server serves: :meth:`load` off the event loop (it reads files
+        and builds TensorFlow graphs)."""
+        await asyncio.to_thread(self.load)
+
+    def load(self) -> bool:
+        """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
+        import tensorflow as tf
+
+        # Before anything runs: TensorFlow fixes its thread pools when its runtime starts.
+        tf.config.threading.set_intra_op_parallelism_threads(self.settings.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(self.settings.inter_op_threads)
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:  # take memory as needed, so other processes on the GPU still fit
+            tf.config.experimental.set_memory_growth(gpu, True)
+        self.device = f"GPU ({', '.join(gpu.name for gpu in gpus)})" if gpus else "CPU"
+        signature = load_serving_function(self.settings.model_dir)
+        self.fingerprint = model_fingerprint(self.settings.model_dir)
+        inputs = signature.structured_input_signature[1]
+        outputs = signature.structured_outputs
+        self._signature = signature
+        self._input_shape = [-1 if d is None else d for d in inputs[INPUT_NAME].shape.as_list()]
+        self._output_shape = [-1 if d is None else d for d in outputs[OUTPUT_NAME].shape.as_list()]
+        # The first calls trace and allocate: pay for them before we say ready, on the thread that
+        # will serve (TensorFlow keeps state per thread), the largest batch first and one row last,
+        # the shape of a lone request.
+        for rows in (self.settings.max_batch_size, 1):
+            warm = np.zeros([rows, *self._input_shape[1:]], np.float32)
+            self._model_thread.submit(self._run, warm).result()
+        self._batcher = DynamicBatcher(
+            self._run_off_loop,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_s=self.settings.max_batch_wait_ms / 1000,
+            on_batch=BATCH_SIZE.labels(self.name).observe,
+        )
+        self._explain_batcher = DynamicBatcher(self._explain_off_loop, max_batch_size=self.settings.max_batch_size)
+        log.info(
+            "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s %s, batches of up to %d within %g ms",
+            self.settings.model_dir,
+            self.device,
+            tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's choice of",
+            tf.config.threading.get_inter_op_parallelism_threads() or "TensorFlow's choice of",
+            INPUT_NAME,
+            self._input_shape,
+            OUTPUT_NAME,
+            self._output_shape,
+            self.settings.max_batch_size,
+            self.settings.max_batch_wait_ms,
+        )
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": OUTPUT_NAME, "datatype": "FP32", "shape": self._output_shape},
+            {"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": self._input_shape},  # only when asked for
+        ]
+
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        if self._batcher is None:
+            raise RuntimeError("predict called before load()")
+        self._check_caller_model(payload)
+        features = self._features(payload)
+        if any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
+            assert self._explain_batcher is not None
+            probabilities, saliency = await self._explain_batcher.submit(features)
+            answers = [(OUTPUT_NAME, "FP32", probabilities), (SALIENCY_OUTPUT, "FP32", saliency)]
+        else:
+            answers = [(OUTPUT_NAME, "FP32", await self._batcher.submit(features))]
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
+            model_name=self.name,
+            infer_outputs=asked_outputs(payload, answers, binary_data=payload.use_binary_outputs),
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+    def _check_caller_model(self, payload: InferRequest) -> None:
+        """ModelMismatch when the transformer calling says it holds another model's spec or labels:
+        a rollout pairing revisions of different models, or a storageUri changed between the two
+        containers' downloads. Features of another front end would be answered wrongly, silently."""
+        theirs = request_parameter(payload, MODEL_FINGERPRINT_PARAMETER)
+        if theirs is not None and theirs != self.fingerprint:
+            raise ModelMismatch(
+                f"model '{self.name}' here has feature spec and labels {self.fingerprint}, the caller's are "
+                f"{theirs}: transformer and predictor serve different models (a rollout mixing revisions?)"
+            )
+
+    def _features(self, payload: InferRequest) -> np.ndarray:
+        """The request's one input as float32 ``[N, frames, bins]``, or BadRequest naming the fault."""
+        names = [infer_input.name for infer_input in payload.inputs]
+        if names != [INPUT_NAME]:
+            raise BadRequest(f"expected exactly one input named '{INPUT_NAME}', got {names}")
+        infer_input = payload.inputs[0]
+        if infer_input.datatype != "FP32":
+            raise BadRequest(f"input '{INPUT_NAME}' must be FP32, got {infer_input.datatype}")
+        shape = list(infer_input.shape)
+        expected = self._input_shape
+        if len(shape) != len(expected) or shape[0] < 1 or shape[1:] != expected[1:]:
+            raise BadRequest(f"input '{INPUT_NAME}' must have shape [N, {expected[1]}, {expected[2]}], got {shape}")
+        features = to_numpy(infer_input)
+        if not np.isfinite(features).all():
+            raise BadRequest(f"input '{INPUT_NAME}' contains NaN or infinite values")
+        return features
+
+    def stop(self) -> None:
+        """Unloaded (``audio_maas.kserve.repository``): requests in flight finish, then nothing holds the model."""
+        for batcher in (self._batcher, self._explain_batcher):
+            if batcher is not None:
+                batcher.close()
+        self._model_thread.shutdown(wait=False)
+        self._explain_thread.shutdown(wait=False)
+
+    async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
+
+    async def _explain_off_loop(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        return await asyncio.get_running_loop().run_in_executor(self._explain_thread, self._run_explain, features)
+
+    def _run_explain(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """float32 ``[n, frames, bins]`` -> probabilities ``[n, classes]`` and saliency ``[n, frames,
+        bins]`` (``audio_maas.savedmodel.explain``); called from its own thread."""
+        if self._explain is None:
+            self._explain = explainer(self._signature)
+        started = time.perf_counter()
+        answers = tuple(tensor.numpy() for tensor in self._explain(features))
+        EXPLAIN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return answers
+
+    def _run(self, features: np.ndarray) -> np.ndarray:
+        """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""
+        started = time.perf_counter()
+        result = self._signature(**{INPUT_NAME: features})[OUTPUT_NAME].numpy()
+        MODEL_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return result

@@ -1,0 +1,37 @@
+"""Load a model directory's serving signature and check it against ``audio_maas.protocol.contract``.
+
+One place for it: the predictor serves through it, and export verifies and evaluation scores
+through it, so all three see the same function. TensorFlow is imported only when called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+
+__all__ = ["load_serving_function"]
+
+
+def load_serving_function(model_dir: Path) -> Any:
+    """The SavedModel's ``SIGNATURE_KEY`` function: ``fn(features=[N, frames, bins] float32)[OUTPUT_NAME]``.
+
+    Raises ``RuntimeError`` when the signature is missing or its names or dtypes break the contract.
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    if SIGNATURE_KEY not in loaded.signatures:
+        raise RuntimeError(f"{model_dir} has no '{SIGNATURE_KEY}' signature")
+    signature = loaded.signatures[SIGNATURE_KEY]
+    inputs = signature.structured_input_signature[1]
+    outputs = signature.structured_outputs
+    if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
+        raise RuntimeError(
+            f"signature maps {list(inputs)} to {list(outputs)}, expected [{INPUT_NAME}] to [{OUTPUT_NAME}]"
+        )
+    if inputs[INPUT_NAME].dtype != tf.float32 or outputs[OUTPUT_NAME].dtype != tf.float32:
+        raise RuntimeError("the serving signature must take and return float32 tensors")
+    signature._loaded = loaded  # keep the variables alive as long as the function
+    return signature

@@ -1,0 +1,112 @@
+"""The package's layers and what each may import (``audio_maas/__init__.py`` names them).
+
+Every import in every module counts, at any depth (a function's lazy import too): a layer may
+import itself and the layers listed for it, and none of the third-party packages barred to it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "audio_maas"
+
+LAYERS: dict[str, set[str]] = {
+    "protocol": set(),
+    "features": {"protocol"},
+    "savedmodel": {"protocol"},
+    "kserve": {"protocol"},
+    "transformer": {"protocol", "features", "kserve"},
+    "predictor": {"protocol", "savedmodel", "kserve"},
+    "client": {"protocol"},
+    "training": {"protocol", "features", "savedmodel"},
+    "deploy": {"protocol"},
+    "images": {"kserve"},  # KSERVE_VERSION, from the kserve layer's package alone
+    "cli": {"protocol", "features", "savedmodel", "kserve", "transformer", "predictor", "client", "training", "deploy"},
+}
+"""Layer -> the other layers it may import. ``audio_maas`` itself (``CHECKOUT``) any may."""
+
+SERVERS = {"kserve", "fastapi", "starlette", "uvicorn", "pydantic_settings", "prometheus_client", "grpc_interceptor"}
+BARRED: dict[str, set[str]] = {
+    "protocol": SERVERS | {"tensorflow", "keras", "librosa", "soundfile", "tritonclient"},
+    "features": SERVERS | {"tensorflow", "keras"},
+    "savedmodel": SERVERS | {"librosa"},
+    "client": SERVERS | {"tensorflow", "keras", "librosa", "pydantic"},
+    "training": SERVERS,
+    "deploy": SERVERS | {"tensorflow", "keras", "librosa"},
+    "transformer": {"tensorflow", "keras"},
+    "predictor": {"librosa", "soundfile"},
+    "images": SERVERS | {"tensorflow", "keras", "librosa"},
+}
+"""Layer -> third-party packages it must not import: the client installs without the servers,
+the front end without TensorFlow, each image without the other's libraries."""
+
+KSERVE_INTERNALS_LAYER = "kserve"
+"""The one layer that may import KServe's modules below its package (``kserve.protocol...``);
+the servers use its public names (``from kserve import Model``) alone."""
+
+
+def imports(source: str) -> list[str]:
+    """Every module ``source`` imports, as written (absolute), at any depth."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def violations(layer: str, source: str) -> list[str]:
+    """What in ``source``, a module of ``layer``, breaks the layer's rules."""
+    found = []
+    for name in imports(source):
+        top, _, rest = name.partition(".")
+        if top == "audio_maas" and rest:
+            other = rest.split(".")[0]
+            if other != layer and other not in LAYERS[layer]:
+                found.append(f"imports {name}: layer '{layer}' may import {sorted(LAYERS[layer]) or 'no other layer'}")
+        elif top in BARRED.get(layer, set()):
+            found.append(f"imports {name}: barred from layer '{layer}'")
+        elif top == "kserve" and rest and layer != KSERVE_INTERNALS_LAYER:
+            found.append(f"imports {name}: KServe's internals belong to layer '{KSERVE_INTERNALS_LAYER}'")
+    return found
+
+
+def test_every_layer_is_named() -> None:
+    folders = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert folders == set(LAYERS)
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_imports_only_what_it_may(layer: str) -> None:
+    problems = [
+        f"{path.relative_to(PACKAGE.parent)}: {problem}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for problem in violations(layer, path.read_text())
+    ]
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("layer", "source", "expected"),
+    [
+        ("protocol", "import kserve", "barred from layer 'protocol'"),
+        ("client", "def f():\n    from pydantic_settings import BaseSettings", "barred from layer 'client'"),
+        ("transformer", "from audio_maas.savedmodel.load import load_serving_function", "may import"),
+        ("predictor", "from audio_maas.transformer import model", "may import"),
+        ("transformer", "from kserve.protocol.grpc import grpc_predict_v2_pb2", "KServe's internals"),
+        ("features", "import tensorflow as tf", "barred from layer 'features'"),
+    ],
+)
+def test_a_forbidden_import_is_caught(layer: str, source: str, expected: str) -> None:
+    """The rules themselves bite: each of these would fail the test above."""
+    (problem,) = violations(layer, source)
+    assert expected in problem
+
+
+def test_what_a_layer_may_import_passes() -> None:
+    allowed = "from audio_maas.protocol.contract import INPUT_NAME\nfrom kserve import Model\nimport numpy"
+    assert violations("transformer", allowed) == []
