@@ -18,6 +18,13 @@ BUNDLED_MODEL_DIR = CHECKOUT / "models" / "digits"
 
 
 def add_commands(commands: Any) -> None:
+    try:
+        import audio_maas.training.config  # noqa: F401  (its defaults are the flags' defaults)
+    except ImportError as error:  # an install with the client alone (audio-maas[client]): no training
+        for name in ("train", "evaluate", "cross-validate"):
+            unavailable = commands.add_parser(name, help=f"(needs audio-maas[training]; {error.name} is missing)")
+            unavailable.set_defaults(run=lambda args, error=error: _needs_training(error))
+        return
     train = commands.add_parser("train", help="train, export and evaluate a model on a folder of labelled recordings")
     _add_training_flags(train)
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
@@ -86,6 +93,10 @@ def _add_bad_file_flag(parser: argparse.ArgumentParser) -> None:
         default="stop",
         help="a file that cannot be read: stop, naming it (default), or name it and go on",
     )
+
+
+def _needs_training(error: ImportError) -> int:
+    raise RuntimeError(f"training needs pip install 'audio-maas[training]' ({error.name} is not installed)")
 
 
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
