@@ -69,14 +69,14 @@ def start_service(
 
 
 def server_pid(module: str, http_port: int) -> int:
-    """The ``python -m MODULE ... --http_port PORT`` process (Linux /proc)."""
+    """The ``python -m audio_maas.MODULE ... --http_port PORT`` process (Linux /proc)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             args = cmdline.read_bytes().decode(errors="replace").split("\0")
         except OSError:  # the process went away
             continue
         if (
-            args[1:3] == ["-m", module]
+            args[1:3] == ["-m", f"audio_maas.{module}"]
             and "--http_port" in args
             and args[args.index("--http_port") + 1] == str(http_port)
         ):
