@@ -1,9 +1,11 @@
 """A/B of the transformer against an earlier commit, in one run: each side's predictor and
-transformer (digits, gRPC hop) started from its own checkout, ``hey`` sending one FSDD clip per
-binary request at concurrency 32 and 1, sides alternating; transformer and predictor CPU ms per
-clip from /proc, p50 and clips/s from hey. Prints each round and the B/A ratios of the medians.
+transformer (digits, gRPC hop) started once from its own checkout, then ``hey`` bursts of one
+FSDD clip per binary request at concurrency 32 and 1, sides alternating (ABBA...) so that both
+see the machine's drift alike; transformer and predictor CPU ms per clip from /proc, p50 and
+clips/s from hey. Prints each round, the B/A ratio of the medians, and the median and quartiles
+of each round's B/A (the two sides of a round ran back to back).
 
-    python bench/ab.py --baseline /tmp/old [--rounds 2] [--requests 3000]
+    python bench/ab.py --baseline /tmp/old [--rounds 10] [--requests 2000]
 
 ``--baseline`` is a checkout of the earlier commit (``git worktree add /tmp/old c417785``); it runs
 with this virtual environment, its own top-level packages (``serving``, ``transformer``, ...)
@@ -76,6 +78,8 @@ def start(side: str, checkout: Path, port: int) -> dict[str, subprocess.Popen[by
 
 
 def hey(port: int, body: Path, json_length: int, *, concurrency: int, requests: int) -> dict[str, float]:
+    """``requests`` must be a multiple of ``concurrency``: hey sends ``requests // concurrency`` per worker."""
+    assert requests % concurrency == 0, (requests, concurrency)
     out = subprocess.run(
         ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-D", str(body),
          "-H", f"{BINARY_HEADER}: {json_length}", "-T", "application/octet-stream",
@@ -83,39 +87,35 @@ def hey(port: int, body: Path, json_length: int, *, concurrency: int, requests: 
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
-    assert codes == [("200", str(requests))], f"not every answer was 200: {codes}"
+    assert codes == [("200", str(requests))], out
     p50 = re.search(r"50%+ in ([\d.]+) secs", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     assert p50 and rate, out
     return {"p50_ms": float(p50.group(1)) * 1000, "clips_per_s": float(rate.group(1))}
 
 
-def measure(side: str, checkout: Path, body: Path, json_length: int, requests: int) -> dict[str, float]:
-    port = 18900 if side == "A" else 18950
-    processes = start(side, checkout, port)
-    try:
-        hey(port, body, json_length, concurrency=8, requests=500)  # warm up
-        figures: dict[str, float] = {}
-        for concurrency in (32, 1):
-            n = requests if concurrency == 32 else requests // 3
-            before = {name: cpu_s(p.pid) for name, p in processes.items()}
-            result = hey(port, body, json_length, concurrency=concurrency, requests=n)
-            for name, process in processes.items():
-                figures[f"c{concurrency}_{name}_cpu_ms_per_clip"] = (cpu_s(process.pid) - before[name]) * 1000 / n
-            figures.update({f"c{concurrency}_{key}": value for key, value in result.items()})
-        return figures
-    finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            process.wait(timeout=30)
+def burst(
+    side: dict[str, subprocess.Popen[bytes]],
+    port: int,
+    body: Path,
+    json_length: int,
+    *,
+    concurrency: int,
+    requests: int,
+) -> dict[str, float]:
+    """One hey burst at one side: its p50 and clips/s, and each server's CPU ms per clip in it."""
+    before = {name: cpu_s(process.pid) for name, process in side.items()}
+    figures = hey(port, body, json_length, concurrency=concurrency, requests=requests)
+    for name, process in side.items():
+        figures[f"{name}_cpu_ms_per_clip"] = (cpu_s(process.pid) - before[name]) * 1000 / requests
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True, help="checkout of the earlier commit (side A)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="write every round's figures here")
     args = parser.parse_args()
     import numpy as np
@@ -123,18 +123,37 @@ def main() -> None:
     body_bytes, json_length = binary_body({}, [("audio", "BYTES", np.array([CLIP.read_bytes()], dtype=object))])
     with tempfile.NamedTemporaryFile(suffix=".bin") as body:
         Path(body.name).write_bytes(body_bytes)
+        ports = {"A": 18900, "B": 18950}
+        sides = {"A": start("A", args.baseline, ports["A"]), "B": start("B", REPO, ports["B"])}
         rounds: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
-        for index in range(args.rounds):
-            for side in ("A", "B") if index % 2 == 0 else ("B", "A"):
-                checkout = args.baseline if side == "A" else REPO
-                figures = measure(side, checkout, Path(body.name), json_length, args.requests)
-                rounds[side].append(figures)
-                print(f"round {index + 1} {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()), flush=True)
-    print("\nmedians, A (baseline) -> B (this checkout), B/A:")
+        try:
+            for port in ports.values():
+                hey(port, Path(body.name), json_length, concurrency=8, requests=496)  # warm up
+            for index in range(args.rounds):
+                for name in ("A", "B") if index % 2 == 0 else ("B", "A"):
+                    figures: dict[str, float] = {}
+                    for concurrency in (32, 1):
+                        n = (args.requests if concurrency == 32 else args.requests // 4) // concurrency * concurrency
+                        result = burst(sides[name], ports[name], Path(body.name), json_length,
+                                       concurrency=concurrency, requests=n)  # fmt: skip
+                        figures.update({f"c{concurrency}_{key}": value for key, value in result.items()})
+                    rounds[name].append(figures)
+                    print(
+                        f"round {index + 1} {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()),
+                        flush=True,
+                    )
+        finally:
+            for process in (process for side in sides.values() for process in side.values()):
+                process.send_signal(signal.SIGTERM)
+            for process in (process for side in sides.values() for process in side.values()):
+                process.wait(timeout=30)
+    print("\nmedians, A (baseline) -> B (this checkout); B/A of the medians; each round's B/A, median [quartiles]:")
     for key in rounds["A"][0]:
         a = statistics.median(r[key] for r in rounds["A"])
         b = statistics.median(r[key] for r in rounds["B"])
-        print(f"  {key:36s} {a:9.3f} -> {b:9.3f}  {b / a:5.2f}x")
+        pairs = [rb[key] / ra[key] for ra, rb in zip(rounds["A"], rounds["B"], strict=True)]
+        low, middle, high = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+        print(f"  {key:36s} {a:9.3f} -> {b:9.3f}  {b / a:5.2f}x  {middle:5.2f}x [{low:.2f}-{high:.2f}]")
     if args.json:
         args.json.write_text(json.dumps(rounds, indent=2) + "\n")
 

@@ -79,7 +79,8 @@ def request_body(server: str) -> bytes:
         data = base64.b64encode(CLIP.read_bytes()).decode()
         body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [data]}]}
     else:
-        from audio_maas.features.frontend import FeatureSpec, FrontEnd
+        from audio_maas.features.frontend import FrontEnd
+        from audio_maas.features.spec import FeatureSpec
         from audio_maas.protocol.contract import INPUT_NAME
 
         features = FrontEnd(FeatureSpec.read(MODEL)).from_bytes(data=CLIP.read_bytes(), max_duration_s=60)

@@ -30,7 +30,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.features.frontend import FrontEnd  # noqa: E402
+from audio_maas.features.spec import FeatureSpec  # noqa: E402
 from audio_maas.savedmodel.explain import explainer  # noqa: E402
 from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
 from audio_maas.training.dataset import load_dataset, load_fsdd, select_split  # noqa: E402

@@ -59,7 +59,8 @@ def _throughput(call: Any, features: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 def _real_features(name: str, data_dir: Path) -> np.ndarray:
-    from audio_maas.features.frontend import FeatureSpec, FrontEnd
+    from audio_maas.features.frontend import FrontEnd
+    from audio_maas.features.spec import FeatureSpec
     from audio_maas.training.dataset import load_dataset, load_fsdd, select_split
 
     if name == "sounds":
@@ -75,7 +76,7 @@ def _rebuild(model_dir: Path) -> Any:
     import keras
     import tensorflow as tf
 
-    from audio_maas.features.frontend import FeatureSpec
+    from audio_maas.features.spec import FeatureSpec
     from audio_maas.protocol.contract import read_labels
     from audio_maas.training.config import recorded_cnn_filters
     from audio_maas.training.models import build_model

@@ -31,7 +31,8 @@ from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model, 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd  # noqa: E402
+from audio_maas.features.frontend import FrontEnd  # noqa: E402
+from audio_maas.features.spec import FeatureSpec  # noqa: E402
 from audio_maas.protocol.contract import read_labels  # noqa: E402
 
 

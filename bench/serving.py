@@ -67,7 +67,9 @@ def stage_costs(files: list[bytes]) -> dict[str, float]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from audio_maas.features.frontend import FeatureSpec, FrontEnd, decode, one_blas_thread
+    from audio_maas.features.audio import decode
+    from audio_maas.features.frontend import FrontEnd, one_blas_thread
+    from audio_maas.features.spec import FeatureSpec
     from audio_maas.savedmodel.load import load_serving_function
 
     one_blas_thread()  # as the transformer runs
@@ -101,7 +103,8 @@ def in_process(files: list[bytes], batch_size: int) -> tuple[float, float]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from audio_maas.features.frontend import FeatureSpec, FrontEnd, one_blas_thread
+    from audio_maas.features.frontend import FrontEnd, one_blas_thread
+    from audio_maas.features.spec import FeatureSpec
     from audio_maas.savedmodel.load import load_serving_function
 
     one_blas_thread()

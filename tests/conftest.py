@@ -19,7 +19,8 @@ import soundfile
 
 from audio_maas.cli.local import LocalService
 from audio_maas.client.v2 import wait_ready as client_wait_ready
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.images.patching import installed_package
 from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import read_labels
@@ -51,8 +52,8 @@ def test_split(fsdd_dir: Path) -> list[Any]:
 def offline_probabilities(test_split: list[Any]) -> np.ndarray:
     """What the exported bundled model answers for each file of ``test_split``, computed in process:
     float32 ``[300, classes]``, the reference every served answer is held to."""
-    from audio_maas.training.dataset import featurize
     from audio_maas.training.evaluate import predict
+    from audio_maas.training.featurize import featurize
 
     return predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
 

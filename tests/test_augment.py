@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.augment import (
     Augmenter,
     AugmentSettings,

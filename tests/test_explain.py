@@ -17,7 +17,8 @@ import tensorflow as tf
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.savedmodel.explain import STEPS, explainer
 from audio_maas.savedmodel.load import load_serving_function

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from audio_maas.features.frontend import (
-    AudioTooLongError,
-    FeatureSpec,
-    FrontEnd,
-    InvalidAudioError,
-    decode,
-)
+from audio_maas.features.audio import AudioTooLongError, InvalidAudioError, decode
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from tests.conftest import encode, tone
 
 
@@ -95,6 +91,18 @@ def test_the_band_pass_guard_against_subnormals_leaves_the_audio_as_it_was(front
     assert guarded.dtype == np.float32
     np.testing.assert_allclose(guarded, plain, rtol=0, atol=1e-12)
     assert np.abs(guarded[-8000:]).max() < 1e-12  # the silence stays silence
+
+
+@pytest.mark.parametrize(("n_fft", "hop_length", "samples"), [(256, 80, 8000), (1024, 512, 220500), (400, 160, 999)])
+def test_power_spectrogram_is_librosas_centred_stft(n_fft: int, hop_length: int, samples: int) -> None:
+    """Our padding then librosa's uncentred STFT gives librosa's centred STFT, bit for bit, at
+    the bundled models' settings and at lengths that are no multiple of the hop."""
+    spec = FeatureSpec(n_fft=n_fft, hop_length=hop_length)
+    front_end = FrontEnd(spec)
+    clip = np.random.default_rng(0).standard_normal(samples).astype(np.float32)
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True)
+    centred = librosa.stft(clip, n_fft=n_fft, hop_length=hop_length, window=window, center=True)
+    np.testing.assert_array_equal(front_end.power_spectrogram(clip), np.abs(centred) ** 2)
 
 
 def test_white_noise_spreads_energy_over_all_bands(spec: FeatureSpec) -> None:

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd, InvalidAudioError, decode
+from audio_maas.features.audio import InvalidAudioError, decode
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from tests.conftest import encode
 
 FRONT_END = FrontEnd(FeatureSpec())

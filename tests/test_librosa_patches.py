@@ -44,7 +44,8 @@ _FEATURES_OF_EVERY_BUNDLED_MODEL = """
 import json, sys
 from pathlib import Path
 import librosa
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 
 clips = sorted(Path(sys.argv[1]).glob("?_theo_1.wav"))
 features = {}

@@ -23,7 +23,8 @@ import requests
 import tritonclient.http as httpclient
 
 from audio_maas.cli import main
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import model_directories
 from tests.conftest import (

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from audio_maas.cli import main
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import read_labels
-from audio_maas.training.dataset import featurize, load_dataset, select_split
+from audio_maas.training.dataset import load_dataset, select_split
 from audio_maas.training.evaluate import predict
+from audio_maas.training.featurize import featurize
 from tests.conftest import SHARED_DATA, loopback_settings, running_service
 
 WORDS = {"01 - yes": "yes", "02 - no": "no", "03 - _silence_": "_silence_"}

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
-from audio_maas.training.dataset import featurize, load_fsdd, select_split
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
+from audio_maas.training.dataset import load_fsdd, select_split
+from audio_maas.training.featurize import featurize
 
 
 def test_training_features_equal_serving_features_for_real_recordings(fsdd_dir: Path, tmp_path: Path) -> None:

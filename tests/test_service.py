@@ -19,7 +19,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from audio_maas.cli import main
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.training.dataset import Utterance
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, tone

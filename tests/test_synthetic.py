@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from audio_maas.features.frontend import FrontEnd, decode
+from audio_maas.features.audio import decode
+from audio_maas.features.frontend import FrontEnd
 from audio_maas.training.synthetic import synthetic_digits
 
 

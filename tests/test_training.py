@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 
 from audio_maas.cli import main
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
 from audio_maas.training.config import TrainConfig
-from audio_maas.training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, featurize, load_fsdd, select_split
+from audio_maas.training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, load_fsdd, select_split
 from audio_maas.training.evaluate import compute_metrics, predict
+from audio_maas.training.featurize import featurize
 from audio_maas.training.models import build_model, shift_logit
 from audio_maas.training.outside_voices import ALLISON_CREDIT
 from audio_maas.training.train import train

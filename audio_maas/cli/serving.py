@@ -229,7 +229,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from audio_maas.client.v2 import ServiceUnreachable, explain_file
-    from audio_maas.features.frontend import decode
+    from audio_maas.features.audio import decode
     from audio_maas.protocol.contract import read_labels
     from audio_maas.training.figures import draw_explanation
 

@@ -50,8 +50,8 @@ __all__ = [
     "synthetic_trace",
 ]
 
-# Both measured at a slow hour of the benchmark machine (later runs at a faster hour: twice the
-# clips/s, starts within 1.9 s): a plan should hold when the machine is slow.
+# The slowest recorded runs of the benchmark machine, not its best: a plan should hold when the
+# machine is slow.
 DEFAULT_PROFILE = CHECKOUT / "bench" / "results-5runs-2026-11-28.json"
 DEFAULT_COLD_START = CHECKOUT / "bench" / "results-coldstart-2026-11-28-slim.json"
 

@@ -22,7 +22,9 @@ import numpy as np
 import scipy.ndimage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd, InvalidAudioError
+from audio_maas.features.audio import InvalidAudioError
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 
 __all__ = [
     "SEGMENT_PARAMETER",

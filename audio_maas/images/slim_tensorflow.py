@@ -42,7 +42,7 @@ def __getattr__(name):
   import importlib as _importlib
   module = _importlib.import_module("tensorflow._api.v2." + name)
   # Importing it may have imported a package of the same name (tensorflow/lite, say), which Python
-  # binds here; the eager imports used to bind the public API's module over it, as this does.
+  # binds here; the name must mean the public API's module, as it does when TensorFlow imports eagerly.
   for other in _LAZY_SUBMODULES:
     bound = globals().get(other)
     if bound is not None and bound.__name__ != "tensorflow._api.v2." + other:

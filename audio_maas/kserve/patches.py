@@ -223,7 +223,7 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
       framework's own, which keep the V2 body.
     - Its TimingMiddleware, unless ``keep_timing``: it only logs two timing lines per request,
       off unless latency logging is asked for, yet routes every request a second time to name
-      it: 8% of clips/s at concurrency 32 here.
+      it (docs/performance.md has what that costs).
     - ``POST /v2/models/NAME/infer`` goes to KServe's V2 endpoint, on ``server``'s data plane and
       repository, through :func:`_infer_route`, ahead of the FastAPI route KServe registers for it.
 
@@ -245,8 +245,8 @@ def _infer_route(endpoints: V2Endpoints) -> Route:
     """KServe's V2 infer endpoint on a plain Starlette route, for every body it takes.
 
     FastAPI's route for it reads the body into ``InferenceRequest | bytes``, solves the endpoint's
-    dependencies and records telemetry: about 0.26 ms of the transformer's 2.3-2.5 ms of CPU per
-    clip at concurrency 32 here (four alternating pairs). This route parses the body as FastAPI
+    dependencies and records telemetry, on every request (docs/performance.md has what that
+    costs). This route parses the body as FastAPI
     decides it (JSON when the content type is JSON, else the bytes of a binary request) with the
     same pydantic model. A body that fails it is named as FastAPI named it, less the union: for ``{}``,
     "body.inputs: Field required" instead of "body.InferenceRequest.inputs: Field required;

@@ -4,7 +4,7 @@ A model directory is a TensorFlow SavedModel whose serving signature ``SIGNATURE
 ``INPUT_NAME`` (float32 features ``[batch, frames, bins]``) to ``OUTPUT_NAME`` (float32 class
 probabilities ``[batch, classes]``), with these files beside ``saved_model.pb``:
 
-- ``FEATURE_SPEC_FILE``: the front end's settings (``audio_maas.features.frontend.FeatureSpec``);
+- ``FEATURE_SPEC_FILE``: the front end's settings (``audio_maas.features.spec.FeatureSpec``);
 - ``LABELS_FILE``: one class name per line, in output order;
 - ``MODEL_CARD_FILE``, ``METRICS_FILE`` and ``TRAINING_FILE``: what it was trained on and how well it does.
 

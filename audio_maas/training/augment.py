@@ -17,8 +17,11 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd, decode
-from audio_maas.training.dataset import LONGEST_RECORDING_S, map_chunks
+from audio_maas.features.audio import decode
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
+from audio_maas.training.dataset import LONGEST_RECORDING_S
+from audio_maas.training.featurize import map_chunks
 
 __all__ = [
     "AugmentSettings",

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.contract import (
     INPUT_NAME,
     METRICS_FILE,

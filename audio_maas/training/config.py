@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.augment import AugmentSettings
 
 __all__ = ["Arch", "TrainConfig", "recorded_cnn_filters"]

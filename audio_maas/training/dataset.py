@@ -1,4 +1,4 @@
-"""Labelled recordings from a folder: its layout detected, its split, and featurisation.
+"""Labelled recordings from a folder: its layout detected, and its split.
 
 Two layouts (``load_dataset``):
 
@@ -18,19 +18,16 @@ import hashlib
 import io
 import logging
 import math
-import multiprocessing
-import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 import soundfile
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd, one_blas_thread
+from audio_maas.features.spec import FeatureSpec
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -41,12 +38,10 @@ __all__ = [
     "Split",
     "Utterance",
     "class_label",
-    "featurize",
     "held_out_group",
     "is_digits",
     "load_dataset",
     "load_fsdd",
-    "map_chunks",
     "select_split",
     "spec_for",
     "with_unknown",
@@ -54,7 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 LONGEST_RECORDING_S = 3600.0
 """Longest recording training reads (s): a bound against a corrupt header, not a policy; what the
@@ -333,32 +327,3 @@ def select_split(
         if utterance.speaker not in exclude_speakers
         and (split == "all" or (utterance.subset == "test") == (split == "test"))
     ]
-
-
-def featurize(utterances: Sequence[Utterance], spec: FeatureSpec, *, workers: int | None = None) -> np.ndarray:
-    """Serving features of each utterance: float32 ``[len(utterances), frames, bins]``.
-
-    Runs exactly the transformer's path (``FrontEnd.from_bytes``), spread over processes.
-    """
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(utterances) < 64:  # spawning workers costs more than it saves
-        return _featurize_chunk(list(utterances), spec)
-    return np.concatenate(map_chunks(_featurize_chunk, list(utterances), spec, workers=workers))
-
-
-def _featurize_chunk(utterances: list[Utterance], spec: FeatureSpec) -> np.ndarray:
-    front_end = FrontEnd(spec)
-    return np.stack([front_end.from_bytes(data=u.data, max_duration_s=LONGEST_RECORDING_S) for u in utterances])
-
-
-def map_chunks(function: Callable[..., T], items: list[Any], *args: Any, workers: int) -> list[T]:
-    """``function(chunk, *args)`` over contiguous chunks of ``items`` in worker processes, in order.
-
-    Workers are spawned, not forked: forking a process that has started TensorFlow can deadlock.
-    Each runs one BLAS thread, as the transformer does (``one_blas_thread``).
-    """
-    size = -(-len(items) // workers)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=one_blas_thread) as pool:
-        return list(pool.map(function, chunks, *([arg] * len(chunks) for arg in args)))

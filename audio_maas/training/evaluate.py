@@ -17,10 +17,11 @@ import numpy as np
 import tensorflow as tf
 from sklearn import metrics as skm
 
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
 from audio_maas.savedmodel.load import load_serving_function
-from audio_maas.training.dataset import LONGEST_RECORDING_S, UNKNOWN_LABEL, Utterance, featurize
+from audio_maas.training.dataset import LONGEST_RECORDING_S, UNKNOWN_LABEL, Utterance
+from audio_maas.training.featurize import featurize
 
 __all__ = ["compute_metrics", "evaluate", "predict", "write_explanations", "write_report"]
 
@@ -116,7 +117,8 @@ def write_explanations(
 ) -> list[Path]:
     """One explanation figure per class (``audio_maas.training.figures``): the clip of that class the model
     is surest of, right or wrong, with its saliency as the service answers it (``audio_maas.savedmodel.explain``)."""
-    from audio_maas.features.frontend import FrontEnd, decode
+    from audio_maas.features.audio import decode
+    from audio_maas.features.frontend import FrontEnd
     from audio_maas.savedmodel.explain import explainer
     from audio_maas.training.figures import draw_explanation
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from audio_maas.features.frontend import FeatureSpec
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels, write_labels
 from audio_maas.savedmodel.load import load_serving_function
 

@@ -23,13 +23,13 @@ from audio_maas.training.dataset import (
     UNKNOWN_LABEL,
     Dataset,
     Utterance,
-    featurize,
     held_out_group,
     is_digits,
     select_split,
 )
 from audio_maas.training.evaluate import evaluate
 from audio_maas.training.export import export_model
+from audio_maas.training.featurize import featurize
 from audio_maas.training.models import build_model, shift_logit
 from audio_maas.training.outside_voices import allison_digits
 from audio_maas.training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, silences, synthetic_digits

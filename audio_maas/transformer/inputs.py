@@ -18,7 +18,8 @@ import numpy as np
 from kserve import InferInput, InferRequest
 from prometheus_client import Histogram
 
-from audio_maas.features.frontend import MAX_SAMPLE_RATE, FrontEnd, InvalidAudioError, decode
+from audio_maas.features.audio import MAX_SAMPLE_RATE, InvalidAudioError, decode
+from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions, segment_features, segment_options
 from audio_maas.kserve.tensors import bytes_elements, request_parameter, to_numpy
 from audio_maas.protocol.contract import (

@@ -19,7 +19,8 @@ import numpy as np
 from kserve import InferRequest, InferResponse, Model
 from prometheus_client import Histogram
 
-from audio_maas.features.frontend import FeatureSpec, FrontEnd
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.batching import DynamicBatcher
 from audio_maas.protocol.contract import (
     AUDIO_INPUT,

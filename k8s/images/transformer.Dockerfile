@@ -36,7 +36,7 @@ from audio_maas.images.slim_librosa import slim_librosa; slim_librosa()" \
       aiosignal frozenlist multidict propcache yarl scikit-learn pip \
  && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
  && NUMBA_CACHE_DIR=/opt/numba-cache /opt/venv/bin/python -c "import numpy as np; \
-from audio_maas.features.frontend import FeatureSpec, FrontEnd; \
+from audio_maas.features.frontend import FrontEnd; from audio_maas.features.spec import FeatureSpec; \
 [FrontEnd(FeatureSpec(feature=f)).from_waveform(waveform=np.random.rand(44100).astype(np.float32) - 0.5, sample_rate=44100) \
  for f in ('log_mel', 'mfcc')]; import audio_maas.transformer.model, audio_maas.kserve.server, audio_maas.kserve.repository, kserve.model_server" \
  && find /opt/venv -name 'libllvmlite.so' -exec strip --strip-unneeded {} +
