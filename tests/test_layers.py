@@ -24,6 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "training": {"protocol", "features", "savedmodel"},
     "deploy": {"protocol"},
     "images": {"kserve"},  # KSERVE_VERSION, from the kserve layer's package alone
+    "pretrained": {"protocol"},
     "cli": {"protocol", "features", "savedmodel", "kserve", "transformer", "predictor", "client", "training", "deploy"},
 }
 """Layer -> the other layers it may import. ``audio_maas`` itself (``CHECKOUT``) any may."""
@@ -39,6 +40,7 @@ BARRED: dict[str, set[str]] = {
     "transformer": {"tensorflow", "keras"},
     "predictor": {"librosa", "soundfile"},
     "images": SERVERS | {"tensorflow", "keras", "librosa"},
+    "pretrained": SERVERS,
 }
 """Layer -> third-party packages it must not import: the client installs without the servers,
 the front end without TensorFlow, each image without the other's libraries."""

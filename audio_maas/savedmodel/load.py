@@ -11,7 +11,7 @@ from typing import Any
 
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
 
-__all__ = ["load_serving_function"]
+__all__ = ["load_serving_function", "load_signature"]
 
 
 def load_serving_function(model_dir: Path) -> Any:
@@ -21,10 +21,7 @@ def load_serving_function(model_dir: Path) -> Any:
     """
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(model_dir))
-    if SIGNATURE_KEY not in loaded.signatures:
-        raise RuntimeError(f"{model_dir} has no '{SIGNATURE_KEY}' signature")
-    signature = loaded.signatures[SIGNATURE_KEY]
+    signature = load_signature(model_dir)
     inputs = signature.structured_input_signature[1]
     outputs = signature.structured_outputs
     if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
@@ -33,5 +30,16 @@ def load_serving_function(model_dir: Path) -> Any:
         )
     if inputs[INPUT_NAME].dtype != tf.float32 or outputs[OUTPUT_NAME].dtype != tf.float32:
         raise RuntimeError("the serving signature must take and return float32 tensors")
+    return signature
+
+
+def load_signature(model_dir: Path) -> Any:
+    """The SavedModel's ``SIGNATURE_KEY`` function, whatever its tensors; ``RuntimeError`` when it has none."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(model_dir))
+    if SIGNATURE_KEY not in loaded.signatures:
+        raise RuntimeError(f"{model_dir} has no '{SIGNATURE_KEY}' signature")
+    signature = loaded.signatures[SIGNATURE_KEY]
     signature._loaded = loaded  # keep the variables alive as long as the function
     return signature

