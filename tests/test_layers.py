@@ -24,7 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "training": {"protocol", "features", "savedmodel"},
     "deploy": {"protocol"},
     "images": {"kserve"},  # KSERVE_VERSION, from the kserve layer's package alone
-    "pretrained": {"protocol"},
+    "pretrained": {"protocol", "features"},
     "cli": {"protocol", "features", "savedmodel", "kserve", "transformer", "predictor", "client", "training", "deploy"},
 }
 """Layer -> the other layers it may import. ``audio_maas`` itself (``CHECKOUT``) any may."""

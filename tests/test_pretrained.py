@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from audio_maas import CHECKOUT
+from audio_maas.features.interface import INTERFACE_FILE, ModelInterface, Windows
+from audio_maas.features.readers import notes, pitch_track, top_tags
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import (
     BASIC_PITCH_SAVED_MODEL,
     CREPE_FIRST_CENTS,
-    INTERFACE_FILE,
     MUSICNN_CHECKPOINT,
     convert,
 )
@@ -136,3 +137,61 @@ def test_each_model_carries_its_licence_card_and_interface(converted: dict[str, 
     (spec,) = signature.structured_input_signature[1].values()
     assert list(spec.shape[1:]) == interface["input"]["shape"]
     assert sorted(signature.structured_outputs) == sorted(interface["output"]["names"])
+
+
+def _answer(
+    model_dir: Path, audio: np.ndarray, sample_rate: int
+) -> tuple[ModelInterface, Windows, dict[str, np.ndarray]]:
+    """Audio through the model's interface and its SavedModel, as the service will run it."""
+    interface = ModelInterface.read(model_dir)
+    windows = interface.windows(waveform=audio, sample_rate=sample_rate)
+    return interface, windows, _serve(model_dir, windows.rows)
+
+
+def test_a_long_tone_is_one_note_across_windows(converted: dict[str, tuple[Path, Path]]) -> None:
+    """5 s of A4 at 44.1 kHz: resampled, cut into overlapping windows of 1.99 s as basic-pitch's
+    own inference cuts them (one every 1.64 s, from 0.17 s before the start), put back on one
+    time axis with no seam: one note, A4, from the start to the end."""
+    _, model_dir = converted["notes"]
+    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=5, sample_rate=44100), 44100)
+    assert len(windows.rows) == -(-(5 * 22050 + 3840) // 36164) == 4
+    note, time_s = interface.frames(windows, outputs["note"])
+    onset, _ = interface.frames(windows, outputs["onset"])
+    assert np.all(np.diff(time_s) > 0) and time_s[0] < 0.02 and 4.95 < time_s[-1] < 5.0
+    found = notes(note, onset, time_s, frame_s=interface.output["frame_s"], lowest_midi=interface.output["lowest_midi"])
+    assert [(event["midi"], event["name"]) for event in found] == [(69, "A4")]
+    assert found[0]["start_s"] < 0.1 and found[0]["end_s"] > 4.8
+
+
+def test_a_c_major_chord_gives_c_e_and_g(converted: dict[str, tuple[Path, Path]]) -> None:
+    _, model_dir = converted["notes"]
+    chord = _chord([261.63, 329.63, 392.0], samples=3 * 22050, sample_rate=22050)
+    interface, windows, outputs = _answer(model_dir, chord, 22050)
+    note, time_s = interface.frames(windows, outputs["note"])
+    onset, _ = interface.frames(windows, outputs["onset"])
+    found = notes(note, onset, time_s, frame_s=interface.output["frame_s"], lowest_midi=interface.output["lowest_midi"])
+    held = {event["name"] for event in found if float(event["end_s"]) - float(event["start_s"]) > 2}
+    assert held == {"C4", "E4", "G4"}
+
+
+def test_the_pitch_track_follows_a_tone_every_10_ms(converted: dict[str, tuple[Path, Path]]) -> None:
+    _, model_dir = converted["pitch"]
+    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=1.5, sample_rate=44100), 44100)
+    activation, time_s = interface.frames(windows, outputs["activation"])
+    np.testing.assert_allclose(time_s, np.arange(len(time_s)) * 0.01, atol=1e-9)
+    assert len(time_s) == 150
+    frequency, confidence = pitch_track(
+        activation, first_bin_cents=interface.output["first_bin_cents"], bin_cents=interface.output["bin_cents"]
+    )
+    assert abs(float(np.median(frequency)) - 440) < 1 and float(np.median(confidence)) > 0.5
+
+
+def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[Path, Path]]) -> None:
+    _, model_dir = converted["music-tags"]
+    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=7, sample_rate=16000), 16000)
+    assert windows.rows.shape == (2, 187, 96) and list(windows.start_s) == pytest.approx([0, 187 * 256 / 16000])
+    short = interface.windows(waveform=tone(frequency_hz=440, seconds=1, sample_rate=16000), sample_rate=16000)
+    assert short.rows.shape == (1, 187, 96)  # padded with silence to one patch
+    labels = read_labels(model_dir)
+    best = top_tags(outputs["tags"].mean(axis=0), labels, 5)
+    assert len(best) == 5 and [score for _, score in best] == sorted((score for _, score in best), reverse=True)

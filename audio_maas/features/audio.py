@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import math
 
+import librosa
 import numpy as np
 import soundfile
 
-__all__ = ["MAX_SAMPLE_RATE", "AudioTooLongError", "InvalidAudioError", "decode"]
+__all__ = ["MAX_SAMPLE_RATE", "AudioTooLongError", "InvalidAudioError", "decode", "mono_at"]
 
 MAX_SAMPLE_RATE = 768_000
 """Highest sample rate we accept (Hz): beyond any real converter, so a header claiming more is corrupt."""
@@ -62,3 +63,31 @@ def decode(*, data: bytes, max_duration_s: float) -> tuple[np.ndarray, int]:
     if len(waveform) == 0:
         raise InvalidAudioError("audio has no samples")
     return waveform, sample_rate
+
+
+def mono_at(*, waveform: np.ndarray, sample_rate: int, rate: int, shortest: int) -> np.ndarray:
+    """Any waveform, checked, downmixed and resampled to ``rate``: float32 ``[samples]``, as long
+    in seconds as the input. ``waveform`` is float ``[samples]`` or ``[samples, channels]`` at
+    ``sample_rate`` Hz; shorter than ``shortest`` samples at ``rate`` (a model's one analysis
+    window), it is refused, as are empty and non-finite audio, with :class:`InvalidAudioError`."""
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=1, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise InvalidAudioError(f"waveform must be [samples] or [samples, channels], got shape {waveform.shape}")
+    if waveform.size == 0:
+        raise InvalidAudioError("audio has no samples")
+    if not np.isfinite(waveform).all():
+        raise InvalidAudioError("audio contains NaN or infinite samples")
+    if not 0 < sample_rate <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(f"sample rate must be in 1..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+    if waveform.size * rate < shortest * sample_rate:
+        raise InvalidAudioError(
+            f"audio is {1000 * waveform.size / sample_rate:.1f} ms long; "
+            f"at least {1000 * shortest / rate:.0f} ms is needed"
+        )
+    if sample_rate != rate:
+        waveform = librosa.resample(waveform, orig_sr=sample_rate, target_sr=rate, res_type="soxr_hq")
+        if waveform.size == 0:  # a handful of samples at a high rate can round to none
+            waveform = np.zeros(1, dtype=np.float32)
+    return waveform

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.signal
 from threadpoolctl import threadpool_limits
 
-from audio_maas.features.audio import MAX_SAMPLE_RATE, InvalidAudioError, decode
+from audio_maas.features.audio import decode, mono_at
 from audio_maas.features.spec import FeatureSpec
 
 __all__ = ["FrontEnd", "one_blas_thread"]
@@ -64,28 +64,7 @@ class FrontEnd:
 
         Returns float32 ``[samples]``, as long in seconds as the input.
         """
-        spec = self.spec
-        waveform = np.asarray(waveform, dtype=np.float32)
-        if waveform.ndim == 2:
-            waveform = waveform.mean(axis=1, dtype=np.float32)
-        if waveform.ndim != 1:
-            raise InvalidAudioError(f"waveform must be [samples] or [samples, channels], got shape {waveform.shape}")
-        if waveform.size == 0:
-            raise InvalidAudioError("audio has no samples")
-        if not np.isfinite(waveform).all():
-            raise InvalidAudioError("audio contains NaN or infinite samples")
-        if not 0 < sample_rate <= MAX_SAMPLE_RATE:
-            raise InvalidAudioError(f"sample rate must be in 1..{MAX_SAMPLE_RATE} Hz, got {sample_rate}")
-        if waveform.size * spec.sample_rate < spec.n_fft * sample_rate:  # shorter than one analysis window
-            raise InvalidAudioError(
-                f"audio is {1000 * waveform.size / sample_rate:.1f} ms long; "
-                f"at least {1000 * spec.n_fft / spec.sample_rate:.0f} ms is needed"
-            )
-        if sample_rate != spec.sample_rate:
-            waveform = librosa.resample(waveform, orig_sr=sample_rate, target_sr=spec.sample_rate, res_type="soxr_hq")
-            if waveform.size == 0:  # a handful of samples at a high rate can round to none
-                waveform = np.zeros(1, dtype=np.float32)
-        return waveform
+        return mono_at(waveform=waveform, sample_rate=sample_rate, rate=self.spec.sample_rate, shortest=self.spec.n_fft)
 
     def band_pass(self, waveform: np.ndarray) -> np.ndarray:
         """``waveform`` at ``spec.sample_rate`` through the spec's band-pass filter, if it has one."""

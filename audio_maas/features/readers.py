@@ -1,0 +1,129 @@
+"""Answers read from frame-wise and tag outputs of the pretrained models (``interface.json``'s
+``reader``): notes from note and onset posteriorgrams, a pitch track from pitch bins, top tags."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+
+__all__ = ["Note", "note_name", "notes", "pitch_track", "top_tags"]
+
+Note = dict[str, float | int | str]
+"""``{"start_s", "end_s", "midi", "name", "confidence"}``."""
+
+_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+
+def note_name(midi: int) -> str:
+    """MIDI note number -> scientific pitch name (69 -> A4)."""
+    return f"{_NAMES[midi % 12]}{midi // 12 - 1}"
+
+
+def pitch_track(activation: np.ndarray, *, first_bin_cents: float, bin_cents: float) -> tuple[np.ndarray, np.ndarray]:
+    """CREPE's decoding of pitch bins ``[frames, bins]``: the activation-weighted mean pitch of
+    the nine bins around each frame's best, and that best bin's activation as confidence.
+    Returns float32 ``(frequency_hz [frames], confidence [frames])``."""
+    cents = np.pad(first_bin_cents + bin_cents * np.arange(activation.shape[1]), 4)
+    padded = np.pad(activation, ((0, 0), (4, 4)))  # zero weight beyond the edges, as CREPE's slices
+    best = activation.argmax(axis=1)
+    near = best[:, None] + np.arange(9)[None, :]  # bins best-4..best+4, in padded indices
+    weights = np.take_along_axis(padded, near, axis=1)
+    mean_cents = (weights * cents[near]).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
+    frequency = 10 * 2 ** (mean_cents / 1200)
+    return frequency.astype(np.float32), activation.max(axis=1).astype(np.float32)
+
+
+def notes(
+    note: np.ndarray,
+    onset: np.ndarray,
+    time_s: np.ndarray,
+    *,
+    frame_s: float,
+    lowest_midi: int,
+    onset_threshold: float = 0.5,
+    frame_threshold: float = 0.3,
+    shortest_s: float = 0.1277,
+    energy_tolerance: int = 11,
+) -> list[Note]:
+    """Note events from basic-pitch's posteriorgrams ``note`` and ``onset`` (``[frames, keys]``,
+    frame ``i`` at ``time_s[i]``), in time order. After basic-pitch's ``output_to_notes_polyphonic``
+    (Apache-2.0) with its defaults: onsets are the peaks of the onset posteriorgram, and of
+    sudden rises in the note posteriorgram, above ``onset_threshold``; a note lasts until its key
+    stays under ``frame_threshold`` for ``energy_tolerance`` frames; then notes without an onset
+    are taken from what energy remains, loudest first. Notes of ``shortest_s`` or less are dropped;
+    confidence is the note posteriorgram's mean over the note."""
+    frames = note.shape[0]
+    shortest = round(shortest_s / frame_s)
+    onset = np.maximum(onset, _rises(note, onset))
+    peaks = np.zeros_like(onset)
+    rows, columns = scipy.signal.argrelmax(onset, axis=0)
+    peaks[rows, columns] = onset[rows, columns]
+    starts_at, keys_at = np.nonzero(peaks >= onset_threshold)
+    remaining = note.astype(np.float64, copy=True)
+    events: list[tuple[int, int, int]] = []
+
+    def silence(start: int, end: int, key: int) -> None:
+        remaining[start:end, max(0, key - 1) : key + 2] = 0
+
+    for start, key in zip(starts_at[::-1], keys_at[::-1], strict=True):  # latest onsets first
+        if start >= frames - 1:
+            continue
+        end, quiet = start + 1, 0
+        while end < frames - 1 and quiet < energy_tolerance:
+            quiet = quiet + 1 if remaining[end, key] < frame_threshold else 0
+            end += 1
+        end -= quiet
+        if end - start <= shortest:
+            continue
+        silence(start, end, key)
+        events.append((start, end, key))
+    while remaining.max() > frame_threshold:  # basic-pitch's "melodia trick"
+        middle, key = np.unravel_index(int(remaining.argmax()), remaining.shape)
+        end = _extent(remaining, int(middle), int(key), +1, frame_threshold, energy_tolerance)
+        start = _extent(remaining, int(middle), int(key), -1, frame_threshold, energy_tolerance)
+        remaining[middle, key] = 0
+        if end - start > shortest:
+            events.append((start, end, int(key)))
+    answered: list[Note] = []
+    for start, end, key in sorted(events):
+        midi = lowest_midi + int(key)
+        last = min(end, frames - 1)
+        answered.append({
+            "start_s": round(float(time_s[start]), 3),
+            "end_s": round(float(time_s[last]) + (frame_s if end >= frames else 0.0), 3),
+            "midi": midi,
+            "name": note_name(midi),
+            "confidence": round(float(note[start:end, key].mean()), 3),
+        })  # fmt: skip
+    return answered
+
+
+def _rises(note: np.ndarray, onset: np.ndarray, depth: int = 2) -> np.ndarray:
+    """Onsets inferred from the note posteriorgram: its smallest rise over the last 1..``depth``
+    frames, scaled to the onset posteriorgram's peak."""
+    rises = []
+    for lag in range(1, depth + 1):
+        shifted = np.concatenate([np.zeros((lag, note.shape[1])), note])
+        rises.append(shifted[lag:] - shifted[:-lag])
+    rise = np.maximum(np.min(rises, axis=0), 0)
+    rise[:depth] = 0
+    peak = rise.max()
+    return onset.max() * rise / peak if peak > 0 else rise
+
+
+def _extent(remaining: np.ndarray, middle: int, key: int, step: int, threshold: float, tolerance: int) -> int:
+    """Walk from ``middle`` in ``step``'s direction while ``key`` has energy (silencing it and its
+    neighbours on the way): the end (exclusive, forward) or start (backward) of the note."""
+    frames = remaining.shape[0]
+    i, quiet = middle + step, 0
+    while 0 < i < frames - 1 and quiet < tolerance:
+        quiet = quiet + 1 if remaining[i, key] < threshold else 0
+        remaining[i, max(0, key - 1) : key + 2] = 0
+        i += step
+    return i - quiet if step > 0 else i + 1 + quiet
+
+
+def top_tags(scores: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` best of tag ``scores`` ``[tags]``, best first, as (label, score)."""
+    best = np.argsort(scores)[::-1][:k]
+    return [(labels[i], round(float(scores[i]), 4)) for i in best]
