@@ -7,13 +7,17 @@ known pitch. Needs the package registry pip uses (the archives are downloaded on
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audio_maas import CHECKOUT
-from audio_maas.features.interface import INTERFACE_FILE, ModelInterface, Windows
+from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.readers import notes, pitch_track, top_tags
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import (
@@ -22,9 +26,9 @@ from audio_maas.pretrained.convert import (
     MUSICNN_CHECKPOINT,
     convert,
 )
-from audio_maas.protocol.contract import INPUT_NAME, MODEL_CARD_FILE, read_labels
+from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, read_labels
 from audio_maas.savedmodel.load import load_signature
-from tests.conftest import tone
+from tests.conftest import free_port_pair, tone, wait_ready
 
 CACHE = CHECKOUT / "build" / "pretrained-archives"
 
@@ -195,3 +199,56 @@ def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[P
     labels = read_labels(model_dir)
     best = top_tags(outputs["tags"].mean(axis=0), labels, 5)
     assert len(best) == 5 and [score for _, score in best] == sorted((score for _, score in best), reverse=True)
+
+
+def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(converted: dict[str, tuple[Path, Path]]) -> None:
+    """The real predictor on loopback, called with tritonclient over HTTP and gRPC: the notes
+    model's metadata has its real tensors, its three outputs answer as the SavedModel does, and
+    what does not fit it (another window length, saliency of a model that chooses no class) is a
+    400 naming the model or the output, after which it keeps serving."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    _, model_dir = converted["notes"]
+    port = free_port_pair()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "audio_maas.predictor", "--model_name", "notes", "--model_dir", str(model_dir),
+         "--http_port", str(port), "--grpc_port", str(port + 1), "--max_batch_size", "4"],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/v2/models/notes/ready", process=process, timeout_s=120)
+        http = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        metadata = http.get_model_metadata("notes")
+        assert metadata["inputs"] == [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 43844, 1]}]
+        assert {(o["name"], tuple(o["shape"])) for o in metadata["outputs"]} == {
+            ("note", (-1, 172, 88)), ("onset", (-1, 172, 88)), ("contour", (-1, 172, 264))
+        }  # fmt: skip
+
+        windows = ModelInterface.read(model_dir).windows(
+            waveform=tone(frequency_hz=440, seconds=1, sample_rate=22050), sample_rate=22050
+        )
+        expected = _serve(model_dir, windows.rows)
+        for module in (httpclient, grpcclient):
+            client = http if module is httpclient else grpcclient.InferenceServerClient(f"127.0.0.1:{port + 1}")
+            features = module.InferInput(INPUT_NAME, list(windows.rows.shape), "FP32")
+            features.set_data_from_numpy(windows.rows)
+            answer = client.infer("notes", [features])
+            for name, value in expected.items():
+                np.testing.assert_allclose(answer.as_numpy(name), value, atol=1e-5)
+
+        short = httpclient.InferInput(INPUT_NAME, [1, 1024, 1], "FP32")
+        short.set_data_from_numpy(np.zeros((1, 1024, 1), np.float32))
+        with pytest.raises(InferenceServerException, match=r"model 'notes' must have shape \[N, 43844, 1\]") as refused:
+            http.infer("notes", [short])
+        assert refused.value.status() == "400"
+        features = httpclient.InferInput(INPUT_NAME, list(windows.rows.shape), "FP32")
+        features.set_data_from_numpy(windows.rows)
+        with pytest.raises(InferenceServerException, match="saliency") as refused:
+            http.infer("notes", [features], outputs=[httpclient.InferRequestedOutput("saliency")])
+        assert refused.value.status() == "400"
+        assert http.is_model_ready("notes")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

@@ -27,10 +27,9 @@ import librosa
 import numpy as np
 
 from audio_maas.features.audio import mono_at
+from audio_maas.protocol.contract import INTERFACE_FILE
 
-__all__ = ["INTERFACE_FILE", "ModelInterface", "Windows"]
-
-INTERFACE_FILE = "interface.json"
+__all__ = ["ModelInterface", "Windows"]
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,9 @@ class SavedModelPredictor(Model):
         self.device = "unloaded"
         self._signature: Any = None
         self._input_shape: list[int] = []
-        self._output_shape: list[int] = []
-        self._batcher: DynamicBatcher[np.ndarray] | None = None
+        self._output_shapes: dict[str, list[int]] = {}
+        """Each output's shape, in the order ``_run`` answers them."""
+        self._batcher: DynamicBatcher[tuple[np.ndarray, ...]] | None = None
         self.fingerprint = ""
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")  # off the event loop
         # Explanations cost about 8 model calls each: their own thread and batches, so that plain
@@ -82,7 +83,9 @@ class SavedModelPredictor(Model):
         outputs = signature.structured_outputs
         self._signature = signature
         self._input_shape = [-1 if d is None else d for d in inputs[INPUT_NAME].shape.as_list()]
-        self._output_shape = [-1 if d is None else d for d in outputs[OUTPUT_NAME].shape.as_list()]
+        self._output_shapes = {
+            name: [-1 if d is None else d for d in spec.shape.as_list()] for name, spec in sorted(outputs.items())
+        }
         # The first calls trace and allocate: pay for them before we say ready, on the thread that
         # will serve (TensorFlow keeps state per thread), the largest batch first and one row last,
         # the shape of a lone request.
@@ -97,15 +100,14 @@ class SavedModelPredictor(Model):
         )
         self._explain_batcher = DynamicBatcher(self._explain_off_loop, max_batch_size=self.settings.max_batch_size)
         log.info(
-            "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s %s, batches of up to %d within %g ms",
+            "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s, batches of up to %d within %g ms",
             self.settings.model_dir,
             self.device,
             tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's choice of",
             tf.config.threading.get_inter_op_parallelism_threads() or "TensorFlow's choice of",
             INPUT_NAME,
             self._input_shape,
-            OUTPUT_NAME,
-            self._output_shape,
+            self._output_shapes,
             self.settings.max_batch_size,
             self.settings.max_batch_wait_ms,
         )
@@ -116,10 +118,15 @@ class SavedModelPredictor(Model):
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [
-            {"name": OUTPUT_NAME, "datatype": "FP32", "shape": self._output_shape},
-            {"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": self._input_shape},  # only when asked for
-        ]
+        outputs = [{"name": name, "datatype": "FP32", "shape": shape} for name, shape in self._output_shapes.items()]
+        if self._explains:  # only when asked for
+            outputs.append({"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": self._input_shape})
+        return outputs
+
+    @property
+    def _explains(self) -> bool:
+        """Saliency explains a class choice: for classifiers, whose one output is ``OUTPUT_NAME``."""
+        return list(self._output_shapes) == [OUTPUT_NAME]
 
     async def predict(
         self,
@@ -131,12 +138,13 @@ class SavedModelPredictor(Model):
             raise RuntimeError("predict called before load()")
         self._check_caller_model(payload)
         features = self._features(payload)
-        if any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
+        if self._explains and any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
             assert self._explain_batcher is not None
             probabilities, saliency = await self._explain_batcher.submit(features)
             answers = [(OUTPUT_NAME, "FP32", probabilities), (SALIENCY_OUTPUT, "FP32", saliency)]
         else:
-            answers = [(OUTPUT_NAME, "FP32", await self._batcher.submit(features))]
+            values = await self._batcher.submit(features)
+            answers = [(name, "FP32", value) for name, value in zip(self._output_shapes, values, strict=True)]
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
             model_name=self.name,
@@ -157,7 +165,7 @@ class SavedModelPredictor(Model):
             )
 
     def _features(self, payload: InferRequest) -> np.ndarray:
-        """The request's one input as float32 ``[N, frames, bins]``, or BadRequest naming the fault."""
+        """The request's one input as float32 ``[N, ...]`` of the model's shape, or BadRequest naming the fault."""
         names = [infer_input.name for infer_input in payload.inputs]
         if names != [INPUT_NAME]:
             raise BadRequest(f"expected exactly one input named '{INPUT_NAME}', got {names}")
@@ -167,7 +175,8 @@ class SavedModelPredictor(Model):
         shape = list(infer_input.shape)
         expected = self._input_shape
         if len(shape) != len(expected) or shape[0] < 1 or shape[1:] != expected[1:]:
-            raise BadRequest(f"input '{INPUT_NAME}' must have shape [N, {expected[1]}, {expected[2]}], got {shape}")
+            wanted = ", ".join(["N", *map(str, expected[1:])])
+            raise BadRequest(f"input '{INPUT_NAME}' of model '{self.name}' must have shape [{wanted}], got {shape}")
         features = to_numpy(infer_input)
         if not np.isfinite(features).all():
             raise BadRequest(f"input '{INPUT_NAME}' contains NaN or infinite values")
@@ -181,7 +190,7 @@ class SavedModelPredictor(Model):
         self._model_thread.shutdown(wait=False)
         self._explain_thread.shutdown(wait=False)
 
-    async def _run_off_loop(self, features: np.ndarray) -> np.ndarray:
+    async def _run_off_loop(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self._run, features)
 
     async def _explain_off_loop(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -197,9 +206,11 @@ class SavedModelPredictor(Model):
         EXPLAIN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return answers
 
-    def _run(self, features: np.ndarray) -> np.ndarray:
-        """float32 ``[n, frames, bins]`` -> float32 ``[n, classes]``; called from one thread."""
+    def _run(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """float32 ``[n, ...]`` -> each output, float32 with ``n`` rows, in ``_output_shapes``'
+        order; called from one thread."""
         started = time.perf_counter()
-        result = self._signature(**{INPUT_NAME: features})[OUTPUT_NAME].numpy()
+        answered = self._signature(**{INPUT_NAME: features})
+        result = tuple(answered[name].numpy() for name in self._output_shapes)
         MODEL_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return result

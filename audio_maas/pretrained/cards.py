@@ -53,7 +53,7 @@ def card(name: str, archive: Archive, interface: dict[str, Any]) -> str:
 - **Origin**: {origin}
 - **Source**: `{archive.project}=={archive.version}` from the Python package index (sha256 `{archive.sha256}`),
   {archive.url}; converted by `make import-pretrained` (`audio_maas/pretrained/convert.py`), not retrained.
-- **Licence**: {archive.licence}; the archive's licence text is `LICENSE` in this directory.
+- **Licence**: {archive.licence}; the archive's licence text is `LICENSE` in this directory (with its `NOTICE`, if any).
 - **Trained on**: {data}
 - **Limits**: {limits}
 

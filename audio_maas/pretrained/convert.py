@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from audio_maas.features.interface import INTERFACE_FILE
 from audio_maas.features.readers import note_name
 from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.pretrained.cards import card
-from audio_maas.protocol.contract import INPUT_NAME, MODEL_CARD_FILE, SIGNATURE_KEY, write_labels
+from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, SIGNATURE_KEY, write_labels
 
 __all__ = ["CONVERTERS", "convert"]
 
@@ -49,8 +48,9 @@ def convert(name: str, unpacked: Path, out: Path) -> None:
     interface = CONVERTERS[name](unpacked, out)
     (out / INTERFACE_FILE).write_text(json.dumps(interface, indent=2) + "\n")
     archive = ARCHIVES[name]
-    licence = next(unpacked.glob("*.dist-info/LICENSE*"))
-    shutil.copyfile(licence, out / "LICENSE")
+    for notice in ("LICENSE", "NOTICE"):  # Apache-2.0 asks for the NOTICE file to travel too
+        for found in unpacked.glob(f"*.dist-info/{notice}*"):
+            shutil.copyfile(found, out / notice)
     (out / MODEL_CARD_FILE).write_text(card(name, archive, interface))
 
 

@@ -5,6 +5,8 @@ A model directory is a TensorFlow SavedModel whose serving signature ``SIGNATURE
 probabilities ``[batch, classes]``), with these files beside ``saved_model.pb``:
 
 - ``FEATURE_SPEC_FILE``: the front end's settings (``audio_maas.features.spec.FeatureSpec``);
+  or, for a model we did not train, ``INTERFACE_FILE``: its input windows and how its outputs
+  are read (``audio_maas.features.interface``), and any float32 outputs by name;
 - ``LABELS_FILE``: one class name per line, in output order;
 - ``MODEL_CARD_FILE``, ``METRICS_FILE`` and ``TRAINING_FILE``: what it was trained on and how well it does.
 
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_URL",
     "FEATURE_SPEC_FILE",
     "INPUT_NAME",
+    "INTERFACE_FILE",
     "LABELS_FILE",
     "LABEL_OUTPUT",
     "METRICS_FILE",
@@ -86,6 +89,7 @@ MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""
 
 FEATURE_SPEC_FILE = "feature_spec.json"
+INTERFACE_FILE = "interface.json"
 LABELS_FILE = "labels.txt"
 METRICS_FILE = "metrics.json"
 TRAINING_FILE = "training.json"
@@ -112,11 +116,12 @@ to the predictor, ``audio-maas predict`` sends it to the transformer."""
 
 def model_fingerprint(model_dir: Path) -> str:
     """What the transformer and the predictor of one model must agree on, hashed: the feature spec
-    (what the features mean) and the labels (what each output means). Two containers fetching one
-    storageUri at different times, or two revisions paired during a rollout, can disagree on either
-    with the same tensor shapes; comparing this tells."""
+    or interface (what the input means) and the labels (what each output means). Two containers
+    fetching one storageUri at different times, or two revisions paired during a rollout, can
+    disagree on either with the same tensor shapes; comparing this tells."""
     digest = hashlib.sha256()
-    for name in (FEATURE_SPEC_FILE, LABELS_FILE):
+    recipe = INTERFACE_FILE if (model_dir / INTERFACE_FILE).is_file() else FEATURE_SPEC_FILE
+    for name in (recipe, LABELS_FILE):
         digest.update((model_dir / name).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

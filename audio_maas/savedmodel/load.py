@@ -6,16 +6,19 @@ through it, so all three see the same function. TensorFlow is imported only when
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, OUTPUT_NAME, SIGNATURE_KEY
 
 __all__ = ["load_serving_function", "load_signature"]
 
 
 def load_serving_function(model_dir: Path) -> Any:
-    """The SavedModel's ``SIGNATURE_KEY`` function: ``fn(features=[N, frames, bins] float32)[OUTPUT_NAME]``.
+    """The SavedModel's ``SIGNATURE_KEY`` function: ``fn(features=float32 [N, ...])`` -> float32
+    outputs by name. A model we trained answers ``OUTPUT_NAME`` alone (``[N, classes]``); a model
+    with ``INTERFACE_FILE`` answers the outputs its interface names.
 
     Raises ``RuntimeError`` when the signature is missing or its names or dtypes break the contract.
     """
@@ -24,11 +27,14 @@ def load_serving_function(model_dir: Path) -> Any:
     signature = load_signature(model_dir)
     inputs = signature.structured_input_signature[1]
     outputs = signature.structured_outputs
-    if list(inputs) != [INPUT_NAME] or list(outputs) != [OUTPUT_NAME]:
-        raise RuntimeError(
-            f"signature maps {list(inputs)} to {list(outputs)}, expected [{INPUT_NAME}] to [{OUTPUT_NAME}]"
-        )
-    if inputs[INPUT_NAME].dtype != tf.float32 or outputs[OUTPUT_NAME].dtype != tf.float32:
+    expected = (
+        json.loads((model_dir / INTERFACE_FILE).read_text())["output"]["names"]
+        if (model_dir / INTERFACE_FILE).is_file()
+        else [OUTPUT_NAME]
+    )
+    if list(inputs) != [INPUT_NAME] or sorted(outputs) != sorted(expected):
+        raise RuntimeError(f"signature maps {list(inputs)} to {sorted(outputs)}, expected [{INPUT_NAME}] to {expected}")
+    if inputs[INPUT_NAME].dtype != tf.float32 or any(spec.dtype != tf.float32 for spec in outputs.values()):
         raise RuntimeError("the serving signature must take and return float32 tensors")
     return signature
 
