@@ -368,7 +368,7 @@ def test_the_predictor_answers_its_own_bad_requests_alike_on_both_protocols(serv
     cases = [
         Case(
             [Tensor("features", "FP32", [1, 50, 40], bytes(50 * 40 * 4))],
-            "input 'features' must have shape [N, 101, 40], got [1, 50, 40]",
+            "input 'features' of model 'digits' must have shape [N, 101, 40], got [1, 50, 40]",
         ),
         Case([Tensor("features", "FP32", [1, 101, 40], infinite)], "input 'features' contains NaN or infinite values"),
         Case(

@@ -194,6 +194,7 @@ def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[P
     _, model_dir = converted["music-tags"]
     interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=7, sample_rate=16000), 16000)
     assert windows.rows.shape == (2, 187, 96) and list(windows.start_s) == pytest.approx([0, 187 * 256 / 16000])
+    assert np.isfinite(windows.rows).all()  # a loud tone too: 10000 x power stays finite
     short = interface.windows(waveform=tone(frequency_hz=440, seconds=1, sample_rate=16000), sample_rate=16000)
     assert short.rows.shape == (1, 187, 96)  # padded with silence to one patch
     labels = read_labels(model_dir)
@@ -201,12 +202,26 @@ def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[P
     assert len(best) == 5 and [score for _, score in best] == sorted((score for _, score in best), reverse=True)
 
 
-def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(converted: dict[str, tuple[Path, Path]]) -> None:
-    """The real predictor on loopback, called with tritonclient over HTTP and gRPC: the notes
-    model's metadata has its real tensors, its three outputs answer as the SavedModel does, and
-    what does not fit it (another window length, saliency of a model that chooses no class) is a
-    400 naming the model or the output, after which it keeps serving."""
-    import tritonclient.grpc as grpcclient
+GRPC_CLIENT = """
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+rows = np.load(sys.argv[2])
+features = grpcclient.InferInput("features", list(rows.shape), "FP32")
+features.set_data_from_numpy(rows)
+answer = grpcclient.InferenceServerClient(sys.argv[1]).infer("notes", [features])
+np.savez(sys.argv[3], **{name: answer.as_numpy(name) for name in ("note", "onset", "contour")})
+"""
+
+
+def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
+    converted: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """The real predictor on loopback, called with tritonclient over HTTP and gRPC (in its own
+    process: its protobuf symbols clash with KServe's): the notes model's metadata has its real
+    tensors, its three outputs answer as the SavedModel does, and what does not fit it (another
+    window length, saliency of a model that chooses no class) is a 400 naming the model or the
+    output, after which it keeps serving."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
@@ -230,13 +245,20 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(converted:
             waveform=tone(frequency_hz=440, seconds=1, sample_rate=22050), sample_rate=22050
         )
         expected = _serve(model_dir, windows.rows)
-        for module in (httpclient, grpcclient):
-            client = http if module is httpclient else grpcclient.InferenceServerClient(f"127.0.0.1:{port + 1}")
-            features = module.InferInput(INPUT_NAME, list(windows.rows.shape), "FP32")
-            features.set_data_from_numpy(windows.rows)
-            answer = client.infer("notes", [features])
+        features = httpclient.InferInput(INPUT_NAME, list(windows.rows.shape), "FP32")
+        features.set_data_from_numpy(windows.rows)
+        over_http = http.infer("notes", [features])
+        rows, over_grpc = tmp_path / "rows.npy", tmp_path / "grpc.npz"
+        np.save(rows, windows.rows)
+        subprocess.run(
+            [sys.executable, "-c", GRPC_CLIENT, f"127.0.0.1:{port + 1}", str(rows), str(over_grpc)],
+            check=True,
+            timeout=60,
+        )
+        with np.load(over_grpc) as answered_over_grpc:
             for name, value in expected.items():
-                np.testing.assert_allclose(answer.as_numpy(name), value, atol=1e-5)
+                np.testing.assert_allclose(over_http.as_numpy(name), value, atol=1e-5)
+                np.testing.assert_allclose(answered_over_grpc[name], value, atol=1e-5)
 
         short = httpclient.InferInput(INPUT_NAME, [1, 1024, 1], "FP32")
         short.set_data_from_numpy(np.zeros((1, 1024, 1), np.float32))
