@@ -1,6 +1,7 @@
 """What each pretrained model costs in one process, per second of audio: the windows (decode
-excluded: resample, framing, log-mel) and the model at the batch its windows make, on one
-TensorFlow thread; and resident memory with the three loaded. A baseline for the figures
+excluded: resample, framing, log-mel) and the model on them in calls of at most 32 rows, as the
+predictor makes them (``max_batch_size``), on one TensorFlow thread; and peak resident memory
+with the three loaded. A baseline for the figures
 through the service, which need the transformer's side of issue 30.
 
     .venv/bin/python bench/pretrained.py [--models DIR] [--seconds 30] [--repeats 5]
@@ -18,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,8 @@ from audio_maas.features.interface import ModelInterface  # noqa: E402
 from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
 
 RATE = 44100
+BATCH = 32
+"""The predictor's default ``max_batch_size``: rows per model call."""
 
 
 def arpeggio(seconds: float) -> np.ndarray:
@@ -41,6 +45,14 @@ def arpeggio(seconds: float) -> np.ndarray:
     noise = np.cumsum(np.random.default_rng(0).standard_normal(mono.size)) * 1e-4
     mono = (mono + 0.03 * (noise - noise.mean()) / (noise.std() + 1e-9)).astype(np.float32)
     return np.stack([mono, mono], axis=1)
+
+
+def run_in_calls(serve: Any, rows: np.ndarray) -> None:
+    """``rows`` through ``serve`` in calls of at most ``BATCH`` rows."""
+    import tensorflow as tf
+
+    for start in range(0, len(rows), BATCH):
+        serve(features=tf.constant(rows[start : start + BATCH]))
 
 
 def main() -> None:
@@ -61,13 +73,13 @@ def main() -> None:
         interface = ModelInterface.read(args.models / name)
         serve = load_serving_function(args.models / name)
         windows = interface.windows(waveform=audio, sample_rate=RATE)
-        serve(features=tf.constant(windows.rows))  # trace once
+        run_in_calls(serve, windows.rows)  # trace once
         window_s, model_s = [], []
         for _ in range(args.repeats):
             started = time.process_time()
             windows = interface.windows(waveform=audio, sample_rate=RATE)
             cut = time.process_time()
-            serve(features=tf.constant(windows.rows))
+            run_in_calls(serve, windows.rows)
             window_s.append(cut - started)
             model_s.append(time.process_time() - cut)
         figures[name] = {
