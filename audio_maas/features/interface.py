@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import librosa
 import numpy as np
@@ -48,6 +48,8 @@ class Windows:
 
 @dataclass(frozen=True)
 class ModelInterface:
+    """A model directory's ``interface.json``: its ``input`` and ``output`` as the module says."""
+
     input: dict[str, Any]
     output: dict[str, Any]
 
@@ -58,10 +60,6 @@ class ModelInterface:
         if interface.input["kind"] not in ("waveform", "log_mel") or interface.output["kind"] not in ("frames", "tags"):
             raise ValueError(f"{model_dir / INTERFACE_FILE}: unknown kind of input or output")
         return interface
-
-    @property
-    def kind(self) -> Literal["frames", "tags"]:
-        return self.output["kind"]  # type: ignore[no-any-return]
 
     def windows(self, *, waveform: np.ndarray, sample_rate: int) -> Windows:
         """Any waveform (float ``[samples]`` or ``[samples, channels]`` at ``sample_rate``) cut
