@@ -97,14 +97,9 @@ def test_pitch_finds_a_tones_frequency_within_one_hertz(
     frames = frames[::160].astype(np.float32)
     frames = (frames - frames.mean(axis=1, keepdims=True)) / frames.std(axis=1, keepdims=True)
     (activation,) = _serve(model_dir, frames).values()
-    cents = CREPE_FIRST_CENTS + 20 * np.arange(360)
-    estimates = []
-    for row in activation:  # CREPE's local weighted average around the best bin
-        best = int(row.argmax())
-        near = slice(max(0, best - 4), best + 5)
-        estimates.append(10 * 2 ** ((row[near] @ cents[near]) / row[near].sum() / 1200))
+    estimates, confidence = pitch_track(activation, first_bin_cents=CREPE_FIRST_CENTS, bin_cents=20)
     assert abs(float(np.median(estimates)) - frequency) < 1.0
-    assert float(activation.max(axis=1).mean()) > 0.5  # confident on a pure tone
+    assert float(confidence.mean()) > 0.5  # confident on a pure tone
 
 
 def test_music_tags_answers_as_musicnns_tf1_checkpoint(converted: dict[str, tuple[Path, Path]]) -> None:

@@ -74,8 +74,7 @@ def _notes(unpacked: Path, out: Path) -> dict[str, Any]:
         function = loaded.signatures[SIGNATURE_KEY]
         ((original_input, spec),) = function.structured_input_signature[1].items()
         window = int(spec.shape[1])
-        _save(lambda features: function(**{original_input: features}), tf.TensorSpec([None, window, 1]), out,
-              holding=loaded)  # fmt: skip
+        _save(lambda features: function(**{original_input: features}), [window, 1], out, holding=loaded)
     frames = int(function.structured_outputs["note"].shape[1])
     write_labels(out, [note_name(21 + key) for key in range(88)])
     overlap = BASIC_PITCH_OVERLAP_FRAMES * BASIC_PITCH_HOP
@@ -93,7 +92,6 @@ def _pitch(unpacked: Path, out: Path) -> dict[str, Any]:
     batch normalisation and max pooling, then 360 sigmoid bins of 20 cents."""
     import h5py
     import keras
-    import tensorflow as tf
 
     window = 1024
     inputs = keras.Input((window,))
@@ -119,8 +117,7 @@ def _pitch(unpacked: Path, out: Path) -> dict[str, Any]:
     loaded = {layer.name for layer in model.layers if layer.weights}
     if len(loaded) != 13:
         raise RuntimeError(f"{CREPE_WEIGHTS} filled {sorted(loaded)}, not CREPE tiny's 13 layers")
-    _save(lambda features: {"activation": model(features, training=False)}, tf.TensorSpec([None, window]), out,
-          holding=model)  # fmt: skip
+    _save(lambda features: {"activation": model(features, training=False)}, [window], out, holding=model)
     write_labels(out, [f"{CREPE_FIRST_CENTS + 20 * index:.1f} cents" for index in range(360)])
     return {
         "input": {"kind": "waveform", "sample_rate": 16000, "window": window, "hop": 160, "pad_start": window // 2,
@@ -159,7 +156,7 @@ def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(frozen, name=""), [])
     scores = wrapped.prune("model/Placeholder:0", "model/Sigmoid:0")
     patch = [int(size) for size in scores.inputs[0].shape[1:]]
-    _save(lambda features: {"tags": scores(features)}, tf.TensorSpec([None, *patch]), out)
+    _save(lambda features: {"tags": scores(features)}, patch, out)
     path, variable = MUSICNN_LABELS
     write_labels(out, _python_list(unpacked / path, variable))
     return {
@@ -169,21 +166,16 @@ def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _save(function: Callable[[Any], Any], spec: Any, out: Path, *, holding: Any = None) -> None:
-    """Save ``function`` (float32 ``features`` of ``spec``'s shape -> outputs by name) as ``out``'s
-    serving signature; ``holding`` is what owns its variables, saved with it."""
+def _save(function: Callable[[Any], Any], row_shape: list[int], out: Path, *, holding: Any = None) -> None:
+    """Save ``function`` (float32 ``features`` ``[N, *row_shape]`` -> outputs by name) as
+    ``out``'s serving signature; ``holding`` is what owns its variables, saved with it."""
     import tensorflow as tf
 
     module = tf.Module()
     module.holding = holding
-    module.serve = tf.function(lambda features: function(features), input_signature=[_named(spec)])
+    spec = tf.TensorSpec([None, *row_shape], tf.float32, name=INPUT_NAME)
+    module.serve = tf.function(function, input_signature=[spec])
     tf.saved_model.save(module, str(out), signatures={SIGNATURE_KEY: module.serve})
-
-
-def _named(spec: Any) -> Any:
-    import tensorflow as tf
-
-    return tf.TensorSpec(spec.shape, tf.float32, name=INPUT_NAME)
 
 
 def _python_list(path: Path, variable: str) -> list[str]:

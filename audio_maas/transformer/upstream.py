@@ -126,12 +126,11 @@ class PredictorClient:
         )
         response.raise_for_status()
         length = response.headers.get(BINARY_HEADER)
-        content = response.content
-        answer, raws = (
-            split_binary_body(content, json_length=int(length), key="outputs")
-            if length is not None
-            else (response.json(), [None] * len(response.json().get("outputs", [])))
-        )
+        if length is not None:
+            answer, raws = split_binary_body(response.content, json_length=int(length), key="outputs")
+        else:
+            answer = response.json()
+            raws = [None] * len(answer.get("outputs", []))
         return {
             item["name"]: to_numpy(Tensor(item["name"], item["shape"], item["datatype"], raw, item.get("data")))
             for item, raw in zip(answer["outputs"], raws, strict=True)
