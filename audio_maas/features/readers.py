@@ -62,9 +62,6 @@ def notes(
     remaining = note.astype(np.float64, copy=True)
     events: list[tuple[int, int, int]] = []
 
-    def silence(start: int, end: int, key: int) -> None:
-        remaining[start:end, max(0, key - 1) : key + 2] = 0
-
     for start, key in zip(starts_at[::-1], keys_at[::-1], strict=True):  # latest onsets first
         if start >= frames - 1:
             continue
@@ -75,7 +72,7 @@ def notes(
         end -= quiet
         if end - start <= shortest:
             continue
-        silence(start, end, key)
+        remaining[start:end, max(0, key - 1) : key + 2] = 0  # the note and its neighbouring keys
         events.append((start, end, key))
     while remaining.max() > frame_threshold:  # basic-pitch's "melodia trick"
         middle, key = np.unravel_index(int(remaining.argmax()), remaining.shape)
@@ -87,10 +84,9 @@ def notes(
     answered: list[Note] = []
     for start, end, key in sorted(events):
         midi = lowest_midi + int(key)
-        last = min(end, frames - 1)
         answered.append({
             "start_s": round(float(time_s[start]), 3),
-            "end_s": round(float(time_s[last]) + (frame_s if end >= frames else 0.0), 3),
+            "end_s": round(float(time_s[end]), 3),  # both walks stop before the last frame
             "midi": midi,
             "name": note_name(midi),
             "confidence": round(float(note[start:end, key].mean()), 3),
