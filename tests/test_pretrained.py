@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from audio_maas import CHECKOUT
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.readers import notes, pitch_track, top_tags
+from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import (
     BASIC_PITCH_SAVED_MODEL,
@@ -28,7 +31,7 @@ from audio_maas.pretrained.convert import (
 )
 from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, read_labels
 from audio_maas.savedmodel.load import load_signature
-from tests.conftest import free_port_pair, tone, wait_ready
+from tests.conftest import encode, free_port_pair, loopback_settings, running_service, tone, wait_ready
 
 CACHE = CHECKOUT / "build" / "pretrained-archives"
 
@@ -269,3 +272,162 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pretrained_service(converted: dict[str, tuple[Path, Path]]) -> Iterator[ServiceSettings]:
+    """``audio-maas serve`` of the three converted models."""
+    settings = loopback_settings(model_name="notes")
+    with running_service(
+        settings, models=[word for _, model_dir in converted.values() for word in ("--model", str(model_dir))]
+    ):
+        yield settings
+
+
+GRPC_TRANSFORMER_CLIENT = """
+import json
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+client = grpcclient.InferenceServerClient(sys.argv[1])
+answers = {}
+for model, path in json.loads(sys.argv[2]).items():
+    audio = grpcclient.InferInput("audio", [1], "BYTES")
+    audio.set_data_from_numpy(np.array([open(path, "rb").read()], dtype=object))
+    result = client.infer(model, [audio])
+    for output in result.get_response().outputs:
+        value = result.as_numpy(output.name)
+        answers[f"{model}/{output.name}"] = [v.decode() for v in value] if value.dtype == object else value.tolist()
+print(json.dumps(answers))
+"""
+
+
+def _answers(result: Any) -> dict[str, Any]:
+    """A tritonclient result's outputs by name: BYTES decoded to text, FP32 as arrays."""
+    answers = {}
+    for output in result.get_response()["outputs"]:
+        value = result.as_numpy(output["name"])
+        answers[output["name"]] = [v.decode() for v in value] if value.dtype == object else value
+    return answers
+
+
+def test_the_service_answers_notes_pitch_and_tags_alike_over_http_and_grpc(
+    pretrained_service: ServiceSettings, tmp_path: Path
+) -> None:
+    """Recordings in three formats and rates, through the real transformer and predictor: a
+    C-major chord is held C4, E4 and G4; a 440 Hz tone is 440 Hz every 10 ms; 7 s of music
+    answers its five best tags and a timeline of two 3 s windows. tritonclient over gRPC gets
+    what it gets over HTTP."""
+    import tritonclient.http as httpclient
+
+    c_major = _chord([261.63, 329.63, 392.0], samples=3 * 22050, sample_rate=22050)
+    a_major = _chord([220.0, 277.18, 329.63], samples=7 * 16000, sample_rate=16000)
+    files = {
+        "notes": encode(c_major, sample_rate=22050, format="WAV"),
+        "pitch": encode(tone(frequency_hz=440, seconds=2, sample_rate=44100), sample_rate=44100, format="FLAC"),
+        "music-tags": encode(a_major, sample_rate=16000, format="OGG"),
+    }
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{pretrained_service.http_port}")
+    over_http = {}
+    for model, data in files.items():
+        audio = httpclient.InferInput("audio", [1], "BYTES")
+        audio.set_data_from_numpy(np.array([data], dtype=object))
+        over_http[model] = _answers(client.infer(model, [audio]))
+
+    found = json.loads(over_http["notes"]["notes"][0])
+    assert set(over_http["notes"]) == {"notes"}  # the posteriorgrams only on request
+    assert {note["name"] for note in found if note["end_s"] - note["start_s"] > 2} == {"C4", "E4", "G4"}
+    pitch = over_http["pitch"]
+    assert set(pitch) == {"frequency_hz", "confidence", "time_s"}
+    np.testing.assert_allclose(pitch["time_s"][0], np.arange(200) * 0.01, atol=1e-5)
+    assert abs(float(np.median(pitch["frequency_hz"][0])) - 440) < 1 and float(np.median(pitch["confidence"])) > 0.5
+    tags = over_http["music-tags"]
+    best = json.loads(tags["top_tags"][0])
+    assert len(best) == 5 and [t["score"] for t in best] == sorted((t["score"] for t in best), reverse=True)
+    timeline = json.loads(tags["tag_timeline"][0])
+    assert [(w["start_s"], w["end_s"]) for w in timeline] == [(0.0, 2.992), (2.992, 5.984)]  # whole 3 s patches
+
+    paths = {}
+    for model, data in files.items():
+        paths[model] = str(tmp_path / model)
+        Path(paths[model]).write_bytes(data)
+    printed = subprocess.run(
+        [sys.executable, "-c", GRPC_TRANSFORMER_CLIENT, f"127.0.0.1:{pretrained_service.grpc_port}", json.dumps(paths)],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    over_grpc = json.loads(printed)
+    assert sorted(over_grpc) == sorted(f"{model}/{name}" for model, answers in over_http.items() for name in answers)
+    for model, answers in over_http.items():
+        for name, value in answers.items():
+            if isinstance(value, list):
+                assert over_grpc[f"{model}/{name}"] == value
+            else:
+                np.testing.assert_allclose(over_grpc[f"{model}/{name}"], value, atol=1e-5)
+
+
+def test_frame_outputs_of_elements_of_different_lengths_are_nan_padded(pretrained_service: ServiceSettings) -> None:
+    """Two recordings of 1 s and 0.5 s in one request: 100 and 50 frames, the shorter padded with
+    NaN (its times too); the model's own activations answer when named."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{pretrained_service.http_port}")
+    audio = httpclient.InferInput("audio", [2], "BYTES")
+    tones = [tone(frequency_hz=220, seconds=seconds, sample_rate=16000) for seconds in (1, 0.5)]
+    audio.set_data_from_numpy(np.array([encode(t, sample_rate=16000, format="WAV") for t in tones], dtype=object))
+    asked = [httpclient.InferRequestedOutput(name) for name in ("frequency_hz", "time_s", "activation")]
+    answers = _answers(client.infer("pitch", [audio], outputs=asked))
+    assert answers["activation"].shape == (2, 100, 360)
+    assert answers["frequency_hz"].shape == answers["time_s"].shape == (2, 100)
+    finite = np.isfinite(answers["time_s"])
+    assert finite[0].all() and finite[1, :50].all() and not finite[1, 50:].any()
+    assert np.array_equal(np.isfinite(answers["frequency_hz"]), finite)
+    assert np.isnan(answers["activation"][1, 50:]).all()
+    assert abs(float(np.median(answers["frequency_hz"][finite])) - 220) < 1
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "parameters", "outputs", "refusal"),
+    [
+        ("notes", [("audio", [1], "wav")], {"segment": True}, [], r"model 'notes' .*'segment' is for classifiers"),
+        ("pitch", [("audio", [1], "wav")], {}, ["saliency"], r"model 'pitch' has no output 'saliency'"),
+        ("music-tags", [("audio", [1], "wav")], {}, ["sequence"], r"model 'music-tags' has no output 'sequence'"),
+        (
+            "pitch",
+            [("waveform", [1, 31 * 16000], "tone")],
+            {"sample_rate": 16000},
+            [],
+            "longer than the maximum of 30 s",
+        ),
+        ("pitch", [("waveform", [1, 0], "tone")], {"sample_rate": 16000}, [], r"must have shape \[N, samples\]"),
+        ("notes", [("features", [1, 43844, 1], "tone")], {}, [], "expected one input, 'audio' .* or 'waveform'"),
+    ],
+    ids=["segment", "saliency", "sequence", "too-long", "empty", "features"],
+)
+def test_what_the_models_cannot_answer_is_a_400_naming_it(
+    pretrained_service: ServiceSettings,
+    model: str,
+    inputs: list[tuple[str, list[int], str]],
+    parameters: dict[str, Any],
+    outputs: list[str],
+    refusal: str,
+) -> None:
+    """Segments and saliency are a classifier's; audio longer than the limit or empty, and the
+    model's own input sent to the transformer, are refused; the model answers the next request."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{pretrained_service.http_port}")
+    wav = encode(tone(frequency_hz=440, seconds=1, sample_rate=16000), sample_rate=16000, format="WAV")
+    sent = []
+    for name, shape, kind in inputs:
+        tensor = httpclient.InferInput(name, shape, "BYTES" if kind == "wav" else "FP32")
+        values = np.array([wav], dtype=object) if kind == "wav" else np.zeros(shape, np.float32)
+        tensor.set_data_from_numpy(values)
+        sent.append(tensor)
+    asked = [httpclient.InferRequestedOutput(name) for name in outputs]
+    with pytest.raises(InferenceServerException, match=refusal) as refused:
+        client.infer(model, sent, parameters=parameters or None, outputs=asked or None)
+    assert refused.value.status() == "400"
+    audio = httpclient.InferInput("audio", [1], "BYTES")
+    audio.set_data_from_numpy(np.array([wav], dtype=object))
+    assert client.infer(model, [audio]).get_response()["outputs"]

@@ -20,7 +20,7 @@ from audio_maas.kserve.tensors import bytes_elements, parse_rest_request
 from audio_maas.predictor.settings import PredictorSettings
 from audio_maas.protocol.contract import AUDIO_INPUT, AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import BadRequest
-from audio_maas.transformer.model import AudioTransformer
+from audio_maas.transformer.model import ClassifierTransformer
 from audio_maas.transformer.settings import TransformerSettings
 from audio_maas.transformer.upstream import PredictorClient
 from tests.conftest import BUNDLED_MODEL
@@ -250,9 +250,9 @@ def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_f
     assert 1000 < len(data) <= 32 * 1024
     settings = TransformerSettings(model_dir=BUNDLED_MODEL, inline_features_max_bytes=inline_max_bytes)
     unused = PredictorClient(host="127.0.0.1:9", protocol="grpc-v2", use_ssl=False, timeout_s=1, auth_token=None)
-    transformer = AudioTransformer("digits", settings, predictor=unused)
+    transformer = ClassifierTransformer("digits", settings, predictor=unused)
     transformer.load()
-    assert transformer.reader is not None
+    assert transformer.front_end is not None
     threads: list[threading.Thread] = []
     featurise = transformer.reader._from_waveform
 
@@ -272,5 +272,5 @@ def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_f
     finally:
         transformer.stop()
     assert (threads[0] is threading.main_thread()) == on_the_loop
-    expected = transformer.reader.front_end.from_bytes(data=data, max_duration_s=60)
+    expected = transformer.front_end.from_bytes(data=data, max_duration_s=60)
     np.testing.assert_array_equal(features, expected[np.newaxis])

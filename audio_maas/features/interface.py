@@ -15,23 +15,45 @@ Input, ``kind``:
 Output, ``kind``: ``frames`` (each window answers ``frames_per_window`` frames of each output in
 ``names``; ``trim_frames`` at each end of a window overlap the next and are dropped; a frame
 lasts ``frame_s``, the first starting ``first_frame_s`` into its window) or ``tags`` (one row of
-independent scores per window).
+independent scores per window, one per label). Frames are read by the output's ``reader``:
+``notes`` (from outputs ``note`` and ``onset``, keys from ``lowest_midi``) or ``pitch`` (from
+``activation``, bins ``bin_cents`` apart from ``first_bin_cents``).
+
+What the transformer answers for such a model is :meth:`ModelInterface.outputs`: what the reader
+makes of the outputs, and, when asked for by name, the model's own outputs on the recording's
+time axis.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import librosa
 import numpy as np
 
 from audio_maas.features.audio import mono_at
-from audio_maas.protocol.contract import INTERFACE_FILE
+from audio_maas.features.readers import notes, pitch_track, top_tags
+from audio_maas.protocol.contract import (
+    CONFIDENCE_OUTPUT,
+    FREQUENCY_OUTPUT,
+    INTERFACE_FILE,
+    NOTES_OUTPUT,
+    TAG_TIMELINE_OUTPUT,
+    TIME_OUTPUT,
+    TOP_TAGS_OUTPUT,
+    read_labels,
+)
 
-__all__ = ["ModelInterface", "Windows"]
+__all__ = ["ModelInterface", "Output", "Windows"]
+
+TOP_TAGS = 5
+"""Tags answered for a whole recording."""
+TOP_TAGS_PER_WINDOW = 3
+"""Tags answered for each window of the timeline."""
 
 
 @dataclass(frozen=True)
@@ -47,19 +69,66 @@ class Windows:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One output the transformer answers for an interface model."""
+
+    name: str
+    datatype: Literal["BYTES", "FP32"]
+    shape: list[int]
+    """Its shape for ``N`` elements, ``-1`` where it varies (frames, and bins the interface does not state)."""
+    by_default: bool
+    """Answered when a request names no outputs; the others only when named."""
+
+
+@dataclass(frozen=True)
 class ModelInterface:
-    """A model directory's ``interface.json``: its ``input`` and ``output`` as the module says."""
+    """A model directory's ``interface.json`` (its ``input`` and ``output`` as the module says)
+    and its labels."""
 
     input: dict[str, Any]
     output: dict[str, Any]
+    labels: list[str]
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelInterface:
         fields = json.loads((model_dir / INTERFACE_FILE).read_text())
-        interface = cls(input=fields["input"], output=fields["output"])
-        if interface.input["kind"] not in ("waveform", "log_mel") or interface.output["kind"] not in ("frames", "tags"):
-            raise ValueError(f"{model_dir / INTERFACE_FILE}: unknown kind of input or output")
+        interface = cls(input=fields["input"], output=fields["output"], labels=read_labels(model_dir))
+        kinds = (interface.input["kind"], interface.output["kind"], interface.output.get("reader"))
+        if kinds[0] not in ("waveform", "log_mel") or kinds[1:] not in (
+            ("frames", "notes"),
+            ("frames", "pitch"),
+            ("tags", None),
+        ):
+            raise ValueError(
+                f"{model_dir / INTERFACE_FILE}: unknown kind of input {kinds[0]!r} or output {kinds[1:]!r}"
+            )
         return interface
+
+    def outputs(self) -> list[Output]:
+        """What the transformer answers: the reader's outputs by default; the model's own (on
+        the time axis, ``[N, frames, bins]``) and their times when named."""
+        out = self.output
+        if out["kind"] == "tags":
+            (scores,) = out["names"]
+            return [
+                Output(TOP_TAGS_OUTPUT, "BYTES", [-1], by_default=True),
+                Output(TAG_TIMELINE_OUTPUT, "BYTES", [-1], by_default=True),
+                Output(scores, "FP32", [-1, -1, len(self.labels)], by_default=False),
+                Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=False),
+            ]
+        own = [Output(name, "FP32", [-1, -1, -1], by_default=False) for name in out["names"]]
+        if out["reader"] == "notes":
+            return [
+                Output(NOTES_OUTPUT, "BYTES", [-1], by_default=True),
+                *own,
+                Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=False),
+            ]
+        return [
+            Output(FREQUENCY_OUTPUT, "FP32", [-1, -1], by_default=True),
+            Output(CONFIDENCE_OUTPUT, "FP32", [-1, -1], by_default=True),
+            Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=True),
+            *own,
+        ]
 
     def windows(self, *, waveform: np.ndarray, sample_rate: int) -> Windows:
         """Any waveform (float ``[samples]`` or ``[samples, channels]`` at ``sample_rate``) cut
@@ -101,3 +170,39 @@ class ModelInterface:
         flat = kept.reshape(-1, kept.shape[2])
         inside = (times >= -1e-9) & (times < windows.duration_s)
         return flat[inside], times[inside]
+
+    def answers(self, windows: Windows, values: dict[str, np.ndarray], wanted: Collection[str]) -> dict[str, Any]:
+        """One recording's answers by output name (those of :meth:`outputs`; the reader runs only
+        when one of its outputs is ``wanted``), from the model's ``values`` for its ``windows``:
+        arrays, or lists that answer as JSON."""
+        out = self.output
+        if out["kind"] == "tags":
+            ((name, scores),) = values.items()
+            answered: dict[str, Any] = {name: scores, TIME_OUTPUT: windows.start_s}
+            if TOP_TAGS_OUTPUT in wanted:
+                answered[TOP_TAGS_OUTPUT] = _tagged(top_tags(scores.mean(axis=0), self.labels, TOP_TAGS))
+            if TAG_TIMELINE_OUTPUT in wanted:
+                length_s = self.input["window"] * self.input["hop_length"] / self.input["sample_rate"]
+                answered[TAG_TIMELINE_OUTPUT] = [
+                    {"start_s": round(start, 3), "end_s": round(min(start + length_s, windows.duration_s), 3),
+                     "tags": _tagged(top_tags(row, self.labels, TOP_TAGS_PER_WINDOW))}
+                    for start, row in zip(windows.start_s.tolist(), scores, strict=True)
+                ]  # fmt: skip
+            return answered
+        answered = {}
+        for name in out["names"]:
+            answered[name], answered[TIME_OUTPUT] = self.frames(windows, values[name])
+        time_s = answered[TIME_OUTPUT]
+        if out["reader"] == "notes" and NOTES_OUTPUT in wanted:
+            answered[NOTES_OUTPUT] = notes(
+                answered["note"], answered["onset"], time_s, frame_s=out["frame_s"], lowest_midi=out["lowest_midi"]
+            )
+        if out["reader"] == "pitch" and {FREQUENCY_OUTPUT, CONFIDENCE_OUTPUT} & set(wanted):
+            answered[FREQUENCY_OUTPUT], answered[CONFIDENCE_OUTPUT] = pitch_track(
+                answered["activation"], first_bin_cents=out["first_bin_cents"], bin_cents=out["bin_cents"]
+            )
+        return answered
+
+
+def _tagged(best: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    return [{"tag": tag, "score": score} for tag, score in best]

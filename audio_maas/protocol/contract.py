@@ -27,12 +27,14 @@ __all__ = [
     "AUDIO_INPUT",
     "AUTH_TOKEN_ENV",
     "CLASS_ID_OUTPUT",
+    "CONFIDENCE_OUTPUT",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PREDICTOR_HTTP_PORT",
     "DEFAULT_PREDICTOR_PROTOCOL",
     "DEFAULT_URL",
     "FEATURE_SPEC_FILE",
+    "FREQUENCY_OUTPUT",
     "INPUT_NAME",
     "INTERFACE_FILE",
     "LABELS_FILE",
@@ -41,6 +43,7 @@ __all__ = [
     "MODEL_CARD_FILE",
     "MODEL_FINGERPRINT_PARAMETER",
     "MODEL_NAME_PATTERN",
+    "NOTES_OUTPUT",
     "OUTPUT_NAME",
     "SALIENCY_FRAME_S_OUTPUT",
     "SALIENCY_OUTPUT",
@@ -48,6 +51,9 @@ __all__ = [
     "SEGMENTS_OUTPUT",
     "SEQUENCE_OUTPUT",
     "SIGNATURE_KEY",
+    "TAG_TIMELINE_OUTPUT",
+    "TIME_OUTPUT",
+    "TOP_TAGS_OUTPUT",
     "TRAINING_FILE",
     "WAVEFORM_INPUT",
     "model_directories",
@@ -84,6 +90,22 @@ order, separated by single spaces."""
 SEGMENTS_OUTPUT = "segments"
 """BYTES ``[N]``, with ``segment``: each element's segments as a JSON array of ``{"start_s",
 "end_s", "label", "probability"}`` in time order, not overlapping."""
+NOTES_OUTPUT = "notes"
+"""BYTES ``[N]``, from a note transcriber (``interface.json``'s reader ``notes``): each element's
+notes as a JSON array of ``{"start_s", "end_s", "midi", "name", "confidence"}`` in time order."""
+FREQUENCY_OUTPUT = "frequency_hz"
+"""FP32 ``[N, frames]``, from a pitch tracker (reader ``pitch``): the pitch of each frame."""
+CONFIDENCE_OUTPUT = "confidence"
+"""FP32 ``[N, frames]``, beside ``FREQUENCY_OUTPUT``: how sure the model is that the frame has that pitch."""
+TIME_OUTPUT = "time_s"
+"""FP32 ``[N, frames]``: where each frame of a frame-wise output lies, in seconds of the element
+(for a tagger, where each window starts). Elements of different lengths are padded with NaN."""
+TOP_TAGS_OUTPUT = "top_tags"
+"""BYTES ``[N]``, from a tagger (output kind ``tags``): each element's best tags over its whole
+length, as a JSON array of ``{"tag", "score"}``, best first."""
+TAG_TIMELINE_OUTPUT = "tag_timeline"
+"""BYTES ``[N]``, beside ``TOP_TAGS_OUTPUT``: each window's best tags, as a JSON array of
+``{"start_s", "end_s", "tags": [{"tag", "score"}]}`` in time order."""
 MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 """Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from audio_maas.features.frontend import one_blas_thread
     from audio_maas.kserve.server import run
-    from audio_maas.transformer.model import AudioTransformer
+    from audio_maas.transformer.model import AudioTransformer, transformer_for
     from audio_maas.transformer.settings import TransformerSettings
     from audio_maas.transformer.upstream import PredictorClient
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         def build(name: str, model_settings: TransformerSettings) -> AudioTransformer:
-            return AudioTransformer(name, model_settings, predictor=predictor)
+            return transformer_for(name, model_settings, predictor=predictor)
 
         return build, predictor.unload
 

@@ -1,16 +1,24 @@
-"""The transformer's answer to a client, built once from numpy: labels, class ids and
-probabilities of each element; with ``segment``, each element's sequence and segments; with
-saliency asked for, the saliency and its frame times. Only the outputs the client asked for (all
-when it named none), in the encoding it asked for."""
+"""The transformer's answer to a client, built once from numpy, with only the outputs the client
+asked for, in the encoding it asked for.
+
+A classifier answers labels, class ids and probabilities of each element; with ``segment``, each
+element's sequence and segments; with saliency asked for, the saliency and its frame times (all
+when the client named none). A model read through its interface answers what its reader made of
+each element (the outputs it answers by default when the client named none); frame-wise outputs
+of elements of different lengths are padded with NaN to the longest (``time_s`` too, so that a
+client keeps the frames where it is finite).
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import numpy as np
-from kserve import InferResponse
+from kserve import InferRequest, InferResponse
 
+from audio_maas.features.interface import Output
 from audio_maas.kserve.tensors import asked_outputs
 from audio_maas.protocol.contract import (
     CLASS_ID_OUTPUT,
@@ -23,7 +31,7 @@ from audio_maas.protocol.contract import (
 )
 from audio_maas.transformer.inputs import Featurised
 
-__all__ = ["answer"]
+__all__ = ["answer", "interface_answer"]
 
 Answer = tuple[str, str, np.ndarray]
 """An output: name, V2 datatype, value."""
@@ -52,7 +60,28 @@ def answer(
         answers += _segment_answers(probabilities[len(spans) :], spans, labels)
     if featurised.frame_times is not None and saliency is not None:
         answers += [(SALIENCY_OUTPUT, "FP32", saliency), (SALIENCY_FRAME_S_OUTPUT, "FP32", featurised.frame_times)]
-    request = featurised.request
+    return _response(featurised.request, answers, model_name)
+
+
+def interface_answer(
+    request: InferRequest, answered: list[dict[str, Any]], outputs: list[Output], *, model_name: str
+) -> InferResponse:
+    """The response to ``request`` from each element's ``answered`` outputs by name
+    (``ModelInterface.answers``), for ``outputs``: lists as JSON, arrays stacked with NaN padding."""
+    answers: list[Answer] = []
+    for output in outputs:
+        values = [element[output.name] for element in answered]
+        if output.datatype == "BYTES":
+            answers.append((output.name, "BYTES", np.array([json.dumps(v).encode() for v in values], dtype=object)))
+            continue
+        stacked = np.full((len(values), max(len(v) for v in values), *values[0].shape[1:]), np.nan, np.float32)
+        for row, value in zip(stacked, values, strict=True):
+            row[: len(value)] = value
+        answers.append((output.name, "FP32", stacked))
+    return _response(request, answers, model_name)
+
+
+def _response(request: InferRequest, answers: list[Answer], model_name: str) -> InferResponse:
     return InferResponse(
         response_id=request.id or str(uuid.uuid4()),  # V2 answers always carry an id
         model_name=model_name,

@@ -2,9 +2,8 @@
 
 A request carries one input: ``audio`` (BYTES ``[N]``, encoded files) or ``waveform`` (FP32
 ``[N, samples]`` at the request parameter ``sample_rate``). How each element is featurised is the
-request's :data:`Mode`: plain, cut into segments (parameter ``segment``), or with frame times for
-saliency (an explanation output asked for by name). Every refusal is a
-:class:`~audio_maas.protocol.errors.BadRequest` naming the input, the element or the parameter.
+model's business (its front end, or its windows) and the request's :data:`Mode`. Every refusal is
+a :class:`~audio_maas.protocol.errors.BadRequest` naming the input, the element or the parameter.
 """
 
 from __future__ import annotations
@@ -19,36 +18,27 @@ from kserve import InferInput, InferRequest
 from prometheus_client import Histogram
 
 from audio_maas.features.audio import MAX_SAMPLE_RATE, InvalidAudioError, decode
-from audio_maas.features.frontend import FrontEnd
-from audio_maas.features.segment import SegmentOptions, segment_features, segment_options
+from audio_maas.features.segment import SegmentOptions
 from audio_maas.kserve.tensors import bytes_elements, request_parameter, to_numpy
-from audio_maas.protocol.contract import (
-    AUDIO_INPUT,
-    SALIENCY_FRAME_S_OUTPUT,
-    SALIENCY_OUTPUT,
-    SAMPLE_RATE_PARAMETER,
-    SEGMENTS_OUTPUT,
-    SEQUENCE_OUTPUT,
-    WAVEFORM_INPUT,
-)
+from audio_maas.protocol.contract import AUDIO_INPUT, SAMPLE_RATE_PARAMETER, WAVEFORM_INPUT
 from audio_maas.protocol.errors import BadRequest
 from audio_maas.transformer.settings import TransformerSettings
 
-__all__ = ["STAGE_SECONDS", "Featurised", "Mode", "RequestReader"]
+__all__ = ["STAGE_SECONDS", "Featurise", "Featurised", "Mode", "RequestReader"]
 
 STAGE_SECONDS = Histogram(
     "audio_maas_stage_seconds", "Seconds per audio element in each front-end stage", ["model", "stage"]
 )
 
-SEGMENT_OUTPUTS = (SEQUENCE_OUTPUT, SEGMENTS_OUTPUT)
-EXPLAIN_OUTPUTS = (SALIENCY_OUTPUT, SALIENCY_FRAME_S_OUTPUT)
-
 Mode = SegmentOptions | Literal["explain"] | None
-"""How elements are featurised: plain, cut into segments, or with frame times for saliency."""
+"""How a classifier's elements are featurised: plain, cut into segments (parameter ``segment``),
+or with frame times for saliency (an explanation output asked for by name)."""
+
+Featurise = Callable[[np.ndarray, int, Mode], Any]
+"""The model's featurising of one element: (waveform, its sample rate, the request's mode) -> rows."""
 
 Job = Callable[..., Any]
-"""Featurises one element: its features ``[frames, bins]``; with ``segment``,
-``audio_maas.features.segment.segment_features``'s answer; for saliency, features and frame times."""
+"""Featurises one element of a request."""
 
 
 @dataclass(frozen=True)
@@ -67,28 +57,12 @@ class Featurised:
 
 
 class RequestReader:
-    """Checks requests for one model's front end and turns their elements into featurising jobs."""
+    """Checks one model's requests and turns their elements into jobs of ``featurise``."""
 
-    def __init__(self, name: str, front_end: FrontEnd, settings: TransformerSettings) -> None:
+    def __init__(self, name: str, settings: TransformerSettings, featurise: Featurise) -> None:
         self.name = name
-        self.front_end = front_end
         self.settings = settings
-
-    def mode(self, request: InferRequest) -> Mode:
-        """Segments with the parameter ``segment``; saliency when an explanation output is asked for."""
-        parameters = {name: request_parameter(request, name) for name in request.parameters or {}}
-        try:
-            options = segment_options(parameters, self.front_end.spec)
-        except ValueError as error:
-            raise BadRequest(str(error)) from None
-        wanted = [output.name for output in request.request_outputs or []]
-        segment_outputs = [name for name in wanted if name in SEGMENT_OUTPUTS]
-        if options is None and segment_outputs:
-            raise BadRequest(f"output '{segment_outputs[0]}' needs the request parameter 'segment': true")
-        explain_outputs = [name for name in wanted if name in EXPLAIN_OUTPUTS]
-        if explain_outputs and options is not None:
-            raise BadRequest(f"output '{explain_outputs[0]}' explains whole elements: ask for it without 'segment'")
-        return "explain" if explain_outputs else options
+        self.featurise = featurise
 
     def jobs(self, request: InferRequest, mode: Mode) -> tuple[list[Job], int]:
         """One featurising job per element of the request's single input, and the bytes of audio
@@ -149,29 +123,10 @@ class RequestReader:
 
     def _from_waveform(self, index: int, waveform: np.ndarray, sample_rate: int, mode: Mode) -> Any:
         started = time.perf_counter()
-        front_end = self.front_end
-        featurised: Any
         try:
-            if mode is None:
-                featurised = front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
-            elif mode == "explain":
-                featurised = front_end.features_and_frame_times(waveform=waveform, sample_rate=sample_rate)
-            else:
-                featurised = segment_features(front_end, waveform=waveform, sample_rate=sample_rate, options=mode)
+            featurised = self.featurise(waveform, sample_rate, mode)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
         stage = "segments" if isinstance(mode, SegmentOptions) else "features"
         STAGE_SECONDS.labels(self.name, stage).observe(time.perf_counter() - started)
         return featurised
-
-    @staticmethod
-    def stack(request: InferRequest, mode: Mode, results: list[Any]) -> Featurised:
-        """The jobs' results, in element order, as one :class:`Featurised`."""
-        if mode is None:
-            return Featurised(request, np.stack(results))
-        if mode == "explain":
-            features = np.stack([rows for rows, _ in results])
-            return Featurised(request, features, frame_times=np.stack([times for _, times in results]))
-        # The elements' own rows first, as without `segment`, then every segment's: one predictor call.
-        features = np.concatenate([np.stack([rows[0] for rows, _ in results]), *(rows[1:] for rows, _ in results)])
-        return Featurised(request, features, spans=[spans for _, spans in results])
