@@ -8,7 +8,8 @@ Input, ``kind``:
   ``standardise``: zero mean, unit deviation), shaped ``shape``;
 - ``log_mel``: the log-mel recipe of musicnn (librosa's mel power spectrogram at ``sample_rate``,
   ``n_fft``, ``hop_length``, ``n_mels``, then ``log10(10000 x + 1)``), cut into patches of
-  ``window`` frames every ``hop``; audio shorter than one patch is padded with silence. musicnn
+  ``window`` frames every ``hop``, the last padded with silence so that no audio is left out
+  (musicnn's own extractor drops what is left after the last whole patch). musicnn
   rounds the power to float16 first and computes in float16, where 10000 x overflows to infinity
   above x = 6.55 (a loud tone); here it stays float32, within 5e-4 of musicnn's where it is finite.
 
@@ -137,12 +138,13 @@ class ModelInterface:
         rate = spec["sample_rate"]
         if spec["kind"] == "log_mel":
             mono = mono_at(waveform=waveform, sample_rate=sample_rate, rate=rate, shortest=spec["n_fft"])
-            shortest = (spec["window"] - 1) * spec["hop_length"]  # one patch of centred frames
-            padded = np.pad(mono, (0, max(0, shortest - mono.size)))
             power = librosa.feature.melspectrogram(
-                y=padded, sr=rate, n_fft=spec["n_fft"], hop_length=spec["hop_length"], n_mels=spec["n_mels"]
+                y=mono, sr=rate, n_fft=spec["n_fft"], hop_length=spec["hop_length"], n_mels=spec["n_mels"]
             ).T
             frames = np.log10(10000 * power + 1).astype(np.float32)
+            patches = 1 + max(0, -(-(len(frames) - spec["window"]) // spec["hop"]))
+            silence = (patches - 1) * spec["hop"] + spec["window"] - len(frames)  # log10(10000 * 0 + 1) = 0
+            frames = np.pad(frames, ((0, silence), (0, 0)))
             rows = np.lib.stride_tricks.sliding_window_view(frames, spec["window"], axis=0)[:: spec["hop"]]
             rows = np.ascontiguousarray(rows.transpose(0, 2, 1))  # [n, window frames, mels]
             starts = np.arange(len(rows)) * spec["hop"] * spec["hop_length"] / rate
