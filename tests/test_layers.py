@@ -25,7 +25,18 @@ LAYERS: dict[str, set[str]] = {
     "deploy": {"protocol"},
     "images": {"kserve"},  # KSERVE_VERSION, from the kserve layer's package alone
     "pretrained": {"protocol", "features"},
-    "cli": {"protocol", "features", "savedmodel", "kserve", "transformer", "predictor", "client", "training", "deploy"},
+    "cli": {
+        "protocol",
+        "features",
+        "savedmodel",
+        "kserve",
+        "transformer",
+        "predictor",
+        "client",
+        "training",
+        "deploy",
+        "pretrained",
+    },
 }
 """Layer -> the other layers it may import. ``audio_maas`` itself (``CHECKOUT``) any may."""
 

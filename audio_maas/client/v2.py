@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,23 +30,33 @@ from audio_maas.protocol.contract import (
     CLASS_ID_OUTPUT,
     DEFAULT_MODEL_NAME,
     LABEL_OUTPUT,
+    NOTES_OUTPUT,
     OUTPUT_NAME,
     SALIENCY_FRAME_S_OUTPUT,
     SALIENCY_OUTPUT,
     SEGMENTS_OUTPUT,
     SEQUENCE_OUTPUT,
+    TAG_TIMELINE_OUTPUT,
+    TIME_OUTPUT,
+    TOP_TAGS_OUTPUT,
 )
 
 __all__ = [
     "Explanation",
     "Prediction",
     "ServiceUnreachable",
+    "answer_files",
     "check_deployment",
     "explain_file",
     "is_ready",
+    "model_outputs",
     "predict_files",
     "wait_ready",
+    "write_midi",
 ]
+
+JSON_OUTPUTS = frozenset({SEGMENTS_OUTPUT, NOTES_OUTPUT, TOP_TAGS_OUTPUT, TAG_TIMELINE_OUTPUT})
+"""BYTES outputs whose elements are JSON documents."""
 
 
 class ServiceUnreachable(ConnectionError):
@@ -98,6 +109,52 @@ def predict_files(
     ]
 
 
+def answer_files(
+    paths: Sequence[Path], *, url: str, model_name: str, auth_token: str | None = None
+) -> list[dict[str, Any]]:
+    """Each file's answers by output name, those the model answers when none is named: BYTES as
+    text (JSON documents parsed), numbers as arrays, frame-wise ones cut to the file's own frames
+    (the service pads shorter files' frames with NaN, ``time_s`` too). Errors as :func:`predict_files`."""
+    result = _infer(paths, [], url=url, model_name=model_name, auth_token=auth_token)
+    answers: list[dict[str, Any]] = [{} for _ in paths]
+    outputs = {output["name"]: result.as_numpy(output["name"]) for output in result.get_response()["outputs"]}
+    times = outputs.get(TIME_OUTPUT)
+    for name, value in outputs.items():
+        for element, answer in enumerate(answers):
+            if value.dtype == object:
+                text = value[element].decode()
+                answer[name] = json.loads(text) if name in JSON_OUTPUTS else text
+            elif times is not None and value.ndim > 1 and value.shape[1] == times.shape[1]:
+                answer[name] = value[element][np.isfinite(times[element])]
+            else:
+                answer[name] = value[element]
+    return answers
+
+
+def model_outputs(*, url: str, model_name: str, auth_token: str | None = None) -> list[str]:
+    """The names of the model's outputs, from its V2 metadata; errors as :func:`predict_files`."""
+    with _client(url) as client:
+        try:
+            metadata = client.get_model_metadata(model_name, headers=_bearer(auth_token))
+        except Exception as error:
+            raise _client_error(error, url) from None
+    return [output["name"] for output in metadata["outputs"]]
+
+
+def write_midi(notes: list[dict[str, Any]], path: Path) -> None:
+    """``notes`` (the ``notes`` output's ``start_s``, ``end_s``, ``midi``, ``confidence``) as a
+    one-track MIDI file (piano), each note's velocity its confidence."""
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    for note in notes:
+        velocity = max(1, min(127, round(127 * note["confidence"])))
+        piano.notes.append(pretty_midi.Note(velocity, note["midi"], note["start_s"], note["end_s"]))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+
+
 @dataclass(frozen=True)
 class Explanation:
     """The service's answer and its explanation for one file (outputs ``saliency`` and ``saliency_frame_s``)."""
@@ -132,25 +189,50 @@ def _infer(
     auth_token: str | None,
     parameters: dict[str, Any] | None = None,
 ) -> Any:
-    """tritonclient's answer to the files as one BYTES input, sent binary, asking for ``outputs``."""
+    """tritonclient's answer to the files as one BYTES input, sent binary, asking for ``outputs``
+    (the model's default ones when empty)."""
     import tritonclient.http as http
-    from tritonclient.utils import InferenceServerException
 
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
     files = np.array([path.read_bytes() for path in paths], dtype=object)
     audio = http.InferInput(AUDIO_INPUT, [len(files)], "BYTES")
     audio.set_data_from_numpy(files, binary_data=True)
     requested = [http.InferRequestedOutput(name, binary_data=True) for name in outputs]
-    headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+    with _client(url) as client:
+        try:
+            return client.infer(
+                model_name, [audio], outputs=requested or None, headers=_bearer(auth_token), parameters=parameters
+            )
+        except Exception as error:
+            raise _client_error(error, url) from None
+
+
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[Any]:
+    """tritonclient's HTTP client for ``url`` (``http://``, ``https://`` or just ``HOST:PORT``)."""
+    import tritonclient.http as http
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    client = http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https", connection_timeout=5)
     try:
-        return client.infer(model_name, [audio], outputs=requested, headers=headers, parameters=parameters)
-    except InferenceServerException as error:
-        raise RuntimeError(error.message()) from None
-    except (ConnectionError, OSError) as error:
-        raise ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?") from None
+        yield client
     finally:
         client.close()
+
+
+def _bearer(auth_token: str | None) -> dict[str, str] | None:
+    return {"Authorization": f"Bearer {auth_token}"} if auth_token else None
+
+
+def _client_error(error: Exception, url: str) -> Exception:
+    """The service's refusal as a ``RuntimeError`` with its message; nothing answering as
+    :class:`ServiceUnreachable`; anything else as it is."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(error, InferenceServerException):
+        return RuntimeError(error.message())
+    if isinstance(error, (ConnectionError, OSError)):
+        return ServiceUnreachable(f"cannot reach {url} ({error}); is `audio-maas serve` running?")
+    return error
 
 
 def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> str:

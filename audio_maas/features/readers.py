@@ -6,17 +6,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-__all__ = ["Note", "note_name", "notes", "pitch_track", "top_tags"]
+from audio_maas.protocol.contract import note_name
+
+__all__ = ["Note", "notes", "pitch_track", "top_tags"]
 
 Note = dict[str, float | int | str]
 """``{"start_s", "end_s", "midi", "name", "confidence"}``."""
-
-_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-
-
-def note_name(midi: int) -> str:
-    """MIDI note number -> scientific pitch name (69 -> A4)."""
-    return f"{_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
 def pitch_track(activation: np.ndarray, *, first_bin_cents: float, bin_cents: float) -> tuple[np.ndarray, np.ndarray]:

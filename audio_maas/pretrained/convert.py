@@ -18,10 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from audio_maas.features.readers import note_name
 from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.pretrained.cards import card
-from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, SIGNATURE_KEY, write_labels
+from audio_maas.protocol.contract import (
+    INPUT_NAME,
+    INTERFACE_FILE,
+    MODEL_CARD_FILE,
+    SIGNATURE_KEY,
+    note_name,
+    write_labels,
+)
 
 __all__ = ["CONVERTERS", "convert"]
 

@@ -58,6 +58,7 @@ __all__ = [
     "WAVEFORM_INPUT",
     "model_directories",
     "model_fingerprint",
+    "note_name",
     "read_labels",
     "storage_model_dir",
     "write_labels",
@@ -146,6 +147,12 @@ def model_fingerprint(model_dir: Path) -> str:
     for name in (recipe, LABELS_FILE):
         digest.update((model_dir / name).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def note_name(midi: int) -> str:
+    """MIDI note number -> scientific pitch name (69 -> A4), as ``NOTES_OUTPUT`` names notes."""
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    return f"{names[midi % 12]}{midi // 12 - 1}"
 
 
 def write_labels(model_dir: Path, labels: list[str]) -> None:
