@@ -486,3 +486,15 @@ def test_serve_with_no_flags_serves_the_bundled_and_the_imported_models(
     monkeypatch.setattr(serving, "PRETRAINED_REPOSITORY", converted["notes"][1].parent)
     served = serving._models(argparse.Namespace(model=None, model_repository=None, model_name=None))
     assert sorted(served) == ["digits", "digits-lstm", "music-tags", "notes", "pitch", "sounds"]
+
+
+def test_the_deployment_check_passes_on_each_pretrained_model(pretrained_service: ServiceSettings) -> None:
+    """What ``helm test`` runs after a release of any of them: a tone in, the outputs it answers by default out."""
+    from audio_maas.client.v2 import check_deployment
+
+    answered = {name: check_deployment(url=pretrained_service.url, model_name=name, timeout_s=10) for name in ARCHIVES}
+    assert answered == {
+        "notes": "notes",
+        "pitch": "frequency_hz, confidence, time_s",
+        "music-tags": "top_tags, tag_timeline",
+    }

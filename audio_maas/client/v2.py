@@ -236,12 +236,14 @@ def _client_error(error: Exception, url: str) -> Exception:
 
 
 def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> str:
-    """Wait until the model is ready, classify a generated 0.5 s tone, and return its label.
+    """Wait until the model is ready, send it a generated 0.5 s tone, and return what it answered:
+    a classifier's label, or the names of another model's outputs.
 
     Raises ``RuntimeError`` naming what is wrong: never ready, or an answer that is not a V2
     response with one ``label`` and one distribution over as many classes as the model's metadata
-    names (so the deployed model's transformer and predictor agree). Sends the bearer token in
-    ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
+    names (so the deployed model's transformer and predictor agree), or, from a model that is not
+    a classifier, outputs its metadata does not declare as answered, or none. Sends the bearer
+    token in ``AUDIO_MAAS_AUTH_TOKEN`` when that is set.
     """
     import soundfile
 
@@ -263,18 +265,28 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
             answer = json.load(response)
     except urllib.error.HTTPError as error:
         raise RuntimeError(f"inference answered {error.code}: {error.read()[:300]!r}") from None
+    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=30) as response:
+        metadata = json.load(response)
     outputs = {output["name"]: output for output in answer.get("outputs", [])}
+    declared = {output["name"]: output for output in metadata.get("outputs", [])}
+    if LABEL_OUTPUT not in declared:
+        wrong = [
+            name
+            for name, output in outputs.items()
+            if name not in declared or output["datatype"] != declared[name]["datatype"] or output["shape"][0] != 1
+        ]
+        if not outputs or wrong:
+            raise RuntimeError(f"expected one element of outputs declared in the metadata, got {sorted(outputs)}")
+        return ", ".join(outputs)
     expected = {LABEL_OUTPUT, CLASS_ID_OUTPUT, OUTPUT_NAME}
     if set(outputs) != expected:
         raise RuntimeError(f"expected outputs {sorted(expected)}, got {sorted(outputs)}")
     probabilities = np.asarray(outputs[OUTPUT_NAME]["data"], dtype=np.float64)
     if outputs[OUTPUT_NAME]["shape"] != [1, probabilities.size] or abs(probabilities.sum() - 1) > 1e-3:
         raise RuntimeError(f"probabilities are not one distribution: {outputs[OUTPUT_NAME]}")
-    with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=30) as response:
-        metadata = json.load(response)
-    (declared,) = [output["shape"] for output in metadata.get("outputs", []) if output["name"] == OUTPUT_NAME]
-    if probabilities.size != declared[-1]:
-        raise RuntimeError(f"the answer has {probabilities.size} classes, the model's metadata {declared[-1]}")
+    classes = declared[OUTPUT_NAME]["shape"][-1]
+    if probabilities.size != classes:
+        raise RuntimeError(f"the answer has {probabilities.size} classes, the model's metadata {classes}")
     return str(outputs[LABEL_OUTPUT]["data"][0])
 
 
@@ -310,9 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=300.0, help="how long to wait for readiness")
     args = parser.parse_args(argv)
     try:
-        label = check_deployment(url=args.url, model_name=args.model_name, timeout_s=args.timeout_s)
+        answered = check_deployment(url=args.url, model_name=args.model_name, timeout_s=args.timeout_s)
     except RuntimeError as error:
         print(f"check failed: {error}", file=sys.stderr)
         return 1
-    print(f"check passed: {args.url} answered label {label!r}")
+    print(f"check passed: {args.url} answered {answered!r}")
     return 0
