@@ -59,9 +59,7 @@ def test_the_methods_we_override_keep_their_signatures() -> None:
 def test_what_the_patches_read_is_still_there() -> None:
     """Module globals, private attributes and the order in which KServe sets up its app."""
     assert hasattr(model_server, "app") and hasattr(model_server, "parser")
-    assert {"grpc_max_send_message_length", "enable_latency_logging", "model_name"} <= {
-        action.dest for action in model_server.parser._actions
-    }
+    assert {"enable_latency_logging", "model_name"} <= {action.dest for action in model_server.parser._actions}
     assert "_raw_data" in vars(InferInput(name="x", shape=[1], datatype="FP32"))
     grpc_init = inspect.getsource(KServeGRPCServer.__init__)
     assert all(f"self.{name}" in grpc_init for name in ("_kwargs", "_data_plane", "_model_repository_extension"))

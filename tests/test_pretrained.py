@@ -498,3 +498,16 @@ def test_the_deployment_check_passes_on_each_pretrained_model(pretrained_service
         "pitch": "frequency_hz, confidence, time_s",
         "music-tags": "top_tags, tag_timeline",
     }
+
+
+def test_a_predictor_call_whose_answer_is_over_8_mib_is_answered(pretrained_service: ServiceSettings) -> None:
+    """Five 10 s recordings are 35 notes windows; the first predictor call takes 32 of them and
+    answers 9.7 MB over gRPC (KServe's send limit was 8 MiB: a 502 until the limit went)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{pretrained_service.http_port}", network_timeout=120)
+    audio = httpclient.InferInput("audio", [5], "BYTES")
+    wav = encode(_chord([440.0], samples=10 * 22050, sample_rate=22050), sample_rate=22050, format="WAV")
+    audio.set_data_from_numpy(np.array([wav] * 5, dtype=object))
+    answers = _answers(client.infer("notes", [audio]))
+    assert [[note["name"] for note in json.loads(element)] for element in answers["notes"]] == [["A4"]] * 5

@@ -10,7 +10,8 @@ What each one fixes, seen from a client of the V2 protocol:
 - :class:`InferenceServicer`: an unknown datatype is refused in our words, as over REST.
 - :class:`GRPCServer`: our servicer, our error statuses (:class:`~audio_maas.kserve.errors.ErrorStatusInterceptor`)
   instead of KServe's, which answers INTERNAL to every error it does not know; the bearer
-  token; the REST body limit as its message limit; no INFO line per call.
+  token; the REST body limit as its receive limit, and no send limit, as REST has none (KServe's
+  8 MiB failed the notes model's answers to 28 windows); no INFO line per call.
 - :class:`ModelServer`: serves gRPC through :class:`GRPCServer`, and models from our
   repository (``audio_maas.kserve.repository``), so that KServe's load and unload routes use it.
 - :func:`finish_app`: KServe registers its REST error handlers and its TimingMiddleware as the
@@ -169,7 +170,9 @@ class GRPCServer(KServeGRPCServer):
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=self._interceptors,
             options=[
-                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                # An answer is bounded by the request the receive limit let in, times what the
+                # model makes of each row (basic-pitch: 1.7 floats out per float in).
+                ("grpc.max_send_message_length", -1),
                 ("grpc.max_receive_message_length", self._max_receive_bytes),  # the REST body limit
             ],
         )
