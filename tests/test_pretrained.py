@@ -511,3 +511,67 @@ def test_a_predictor_call_whose_answer_is_over_8_mib_is_answered(pretrained_serv
     audio.set_data_from_numpy(np.array([wav] * 5, dtype=object))
     answers = _answers(client.infer("notes", [audio]))
     assert [[note["name"] for note in json.loads(element)] for element in answers["notes"]] == [["A4"]] * 5
+
+
+@pytest.fixture(scope="module")
+def tone_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model we did not train of the third output kind, ``classes``: 0.25 s windows of 16 kHz
+    waveform in, the softmax of its spectrum's energy below and above 1 kHz out ("low", "high")."""
+    import tensorflow as tf
+
+    model_dir = tmp_path_factory.mktemp("models") / "pitch-class"
+
+    def classify(features: tf.Tensor) -> dict[str, tf.Tensor]:
+        spectrum = tf.abs(tf.signal.rfft(features))  # 4 Hz bins
+        low, high = tf.reduce_sum(spectrum[:, :250], axis=1), tf.reduce_sum(spectrum[:, 250:], axis=1)
+        return {"scores": tf.nn.softmax(tf.stack([tf.math.log(low + 1e-6), tf.math.log(high + 1e-6)], axis=1))}
+
+    module = tf.Module()
+    module.serve = tf.function(classify, input_signature=[tf.TensorSpec([None, 4000], tf.float32, name=INPUT_NAME)])
+    tf.saved_model.save(module, str(model_dir), signatures={"serving_default": module.serve})
+    (model_dir / "labels.txt").write_text("low\nhigh\n")
+    interface = {
+        "input": {"kind": "waveform", "sample_rate": 16000, "window": 4000, "hop": 4000, "pad_start": 0,
+                  "pad_end": 3999, "shape": [4000], "normalise": "none"},
+        "output": {"kind": "classes", "names": ["scores"]},
+    }  # fmt: skip
+    (model_dir / INTERFACE_FILE).write_text(json.dumps(interface))
+    return model_dir
+
+
+def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: Path) -> None:
+    """Through the real service: a 2 s recording, low for 1.5 s then high, is eight windows whose
+    mean is ``low``, answered as label, class id and probabilities (as our classifiers answer, so
+    ``audio-maas predict`` and the deployment check read it alike); each window's scores and start
+    when named."""
+    import tritonclient.http as httpclient
+
+    from audio_maas.client.v2 import check_deployment, predict_files
+
+    settings = loopback_settings(model_name="pitch-class")
+    recording = np.concatenate([tone(frequency_hz=220, seconds=1.5, sample_rate=16000),
+                                tone(frequency_hz=3000, seconds=0.5, sample_rate=16000)])  # fmt: skip
+    with running_service(settings, models=["--model", str(tone_classifier)]):
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{settings.http_port}")
+        audio = httpclient.InferInput("audio", [2], "BYTES")
+        files = [
+            encode(recording, sample_rate=16000, format="WAV"),
+            encode(recording[-8000:], sample_rate=16000, format="FLAC"),
+        ]
+        audio.set_data_from_numpy(np.array(files, dtype=object))
+        answers = _answers(client.infer("pitch-class", [audio]))
+        assert set(answers) == {"label", "class_id", "probabilities"}
+        assert answers["label"] == ["low", "high"] and list(answers["class_id"]) == [0, 1]
+        np.testing.assert_allclose(answers["probabilities"].sum(axis=1), 1, atol=1e-5)
+        asked = [httpclient.InferRequestedOutput(name) for name in ("scores", "time_s")]
+        answers = _answers(client.infer("pitch-class", [audio], outputs=asked))
+        assert answers["scores"].shape == (2, 8, 2)
+        np.testing.assert_allclose(answers["time_s"][0], np.arange(8) * 0.25)
+        assert list(answers["scores"][0].argmax(axis=1)) == [0] * 6 + [1] * 2
+        assert np.isnan(answers["time_s"][1, 2:]).all()
+
+        assert check_deployment(url=settings.url, model_name="pitch-class", timeout_s=10) == "low"
+        path = tone_classifier.parent / "high.wav"
+        path.write_bytes(files[1])
+        (prediction,) = predict_files([path], url=settings.url, model_name="pitch-class")
+        assert prediction.label == "high"

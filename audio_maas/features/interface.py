@@ -16,7 +16,8 @@ Input, ``kind``:
 Output, ``kind``: ``frames`` (each window answers ``frames_per_window`` frames of each output in
 ``names``; ``trim_frames`` at each end of a window overlap the next and are dropped; a frame
 lasts ``frame_s``, the first starting ``first_frame_s`` into its window) or ``tags`` (one row of
-independent scores per window, one per label). Frames are read by the output's ``reader``:
+independent scores per window, one per label) or ``classes`` (one row of class probabilities
+per window, one per label: the element's are their mean). Frames are read by the output's ``reader``:
 ``notes`` (from outputs ``note`` and ``onset``, keys from ``lowest_midi``) or ``pitch`` (from
 ``activation``, bins ``bin_cents`` apart from ``first_bin_cents``).
 
@@ -39,10 +40,13 @@ import numpy as np
 from audio_maas.features.audio import mono_at
 from audio_maas.features.readers import notes, pitch_track, top_tags
 from audio_maas.protocol.contract import (
+    CLASS_ID_OUTPUT,
     CONFIDENCE_OUTPUT,
     FREQUENCY_OUTPUT,
     INTERFACE_FILE,
+    LABEL_OUTPUT,
     NOTES_OUTPUT,
+    OUTPUT_NAME,
     TAG_TIMELINE_OUTPUT,
     TIME_OUTPUT,
     TOP_TAGS_OUTPUT,
@@ -74,7 +78,7 @@ class Output:
     """One output the transformer answers for an interface model."""
 
     name: str
-    datatype: Literal["BYTES", "FP32"]
+    datatype: Literal["BYTES", "FP32", "INT64"]
     shape: list[int]
     """Its shape for ``N`` elements, ``-1`` where it varies (frames, and bins the interface does not state)."""
     by_default: bool
@@ -99,9 +103,15 @@ class ModelInterface:
             ("frames", "notes"),
             ("frames", "pitch"),
             ("tags", None),
+            ("classes", None),
         ):
             raise ValueError(
                 f"{model_dir / INTERFACE_FILE}: unknown kind of input {kinds[0]!r} or output {kinds[1:]!r}"
+            )
+        if kinds[1] == "classes" and OUTPUT_NAME in interface.output["names"]:
+            raise ValueError(
+                f"{model_dir / INTERFACE_FILE}: '{OUTPUT_NAME}' is what the transformer answers for a whole "
+                "element; name the model's output otherwise"
             )
         return interface
 
@@ -109,6 +119,15 @@ class ModelInterface:
         """What the transformer answers: the reader's outputs by default; the model's own (on
         the time axis, ``[N, frames, bins]``) and their times when named."""
         out = self.output
+        if out["kind"] == "classes":
+            (scores,) = out["names"]
+            return [
+                Output(LABEL_OUTPUT, "BYTES", [-1], by_default=True),
+                Output(CLASS_ID_OUTPUT, "INT64", [-1], by_default=True),
+                Output(OUTPUT_NAME, "FP32", [-1, len(self.labels)], by_default=True),
+                Output(scores, "FP32", [-1, -1, len(self.labels)], by_default=False),
+                Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=False),
+            ]
         if out["kind"] == "tags":
             (scores,) = out["names"]
             return [
@@ -178,13 +197,19 @@ class ModelInterface:
         when one of its outputs is ``wanted``), from the model's ``values`` for its ``windows``:
         arrays, or lists that answer as JSON."""
         out = self.output
-        if out["kind"] == "tags":
+        if out["kind"] in ("classes", "tags"):
             ((name, scores),) = values.items()
             answered: dict[str, Any] = {name: scores, TIME_OUTPUT: windows.start_s}
+            if out["kind"] == "classes":
+                answered[OUTPUT_NAME] = scores.mean(axis=0)  # each window's vote, equally
+                answered[CLASS_ID_OUTPUT] = int(answered[OUTPUT_NAME].argmax())
+                answered[LABEL_OUTPUT] = self.labels[answered[CLASS_ID_OUTPUT]]
+                return answered
             if TOP_TAGS_OUTPUT in wanted:
                 answered[TOP_TAGS_OUTPUT] = _tagged(top_tags(scores.mean(axis=0), self.labels, TOP_TAGS))
             if TAG_TIMELINE_OUTPUT in wanted:
-                length_s = self.input["window"] * self.input["hop_length"] / self.input["sample_rate"]
+                frames = self.input["window"] * self.input.get("hop_length", 1)  # log-mel frames or samples
+                length_s = frames / self.input["sample_rate"]
                 answered[TAG_TIMELINE_OUTPUT] = [
                     {"start_s": round(start, 3), "end_s": round(min(start + length_s, windows.duration_s), 3),
                      "tags": _tagged(top_tags(row, self.labels, TOP_TAGS_PER_WINDOW))}

@@ -67,12 +67,18 @@ def interface_answer(
     request: InferRequest, answered: list[dict[str, Any]], outputs: list[Output], *, model_name: str
 ) -> InferResponse:
     """The response to ``request`` from each element's ``answered`` outputs by name
-    (``ModelInterface.answers``), for ``outputs``: lists as JSON, arrays stacked with NaN padding."""
+    (``ModelInterface.answers``), for ``outputs``: text as it is, lists as JSON, a number per
+    element as a vector, arrays stacked with NaN padding."""
     answers: list[Answer] = []
     for output in outputs:
         values = [element[output.name] for element in answered]
         if output.datatype == "BYTES":
-            answers.append((output.name, "BYTES", np.array([json.dumps(v).encode() for v in values], dtype=object)))
+            encoded = [v.encode() if isinstance(v, str) else json.dumps(v).encode() for v in values]
+            answers.append((output.name, "BYTES", np.array(encoded, dtype=object)))
+            continue
+        if len(output.shape) == 1:
+            dtype = np.int64 if output.datatype == "INT64" else np.float32
+            answers.append((output.name, output.datatype, np.array(values, dtype=dtype)))
             continue
         stacked = np.full((len(values), max(len(v) for v in values), *values[0].shape[1:]), np.nan, np.float32)
         for row, value in zip(stacked, values, strict=True):
