@@ -149,9 +149,9 @@ CASES: dict[str, Case] = {
         "element 0: audio contains NaN or infinite samples",
         parameters={"sample_rate": 8000},
     ),
-    "an INT16 waveform": Case(
-        [waveform(np.zeros((1, 800), np.int16), datatype="INT16")],
-        "input 'waveform' must be FP32, got INT16",
+    "an INT32 waveform": Case(
+        [waveform(np.zeros((1, 800), np.int32), datatype="INT32")],
+        "input 'waveform' must be FP32 (or INT16 PCM), got INT32",
         parameters={"sample_rate": 8000},
     ),
     "a waveform of shape [samples]": Case(

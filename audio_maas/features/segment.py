@@ -32,6 +32,7 @@ __all__ = [
     "SegmentOptions",
     "TooManySegmentsError",
     "find_segments",
+    "frame_levels_db",
     "segment_features",
     "segment_options",
 ]
@@ -140,15 +141,27 @@ def segment_features(
     return features, [(s.start / spec.sample_rate, s.end / spec.sample_rate) for s in segments]
 
 
-def find_segments(waveform: np.ndarray, *, sample_rate: int, max_s: float, options: SegmentOptions) -> list[Segment]:
-    """The sounds in ``waveform`` (mono float32 at ``sample_rate``, band-passed as the model's
-    front end does), in time order, none overlapping, none longer than ``max_s``."""
+def frame_levels_db(waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
+    """The level of each frame of ``waveform`` (dB: RMS of 25 ms every 10 ms, median over 50 ms)."""
     frame = max(1, round(_FRAME_S * sample_rate))
     hop = max(1, round(_HOP_S * sample_rate))
     rms = librosa.feature.rms(y=waveform, frame_length=frame, hop_length=hop, center=True)[0]
-    level_db = scipy.ndimage.median_filter(20 * np.log10(np.maximum(rms, 1e-10)), _SMOOTH_FRAMES, mode="nearest")
+    return np.asarray(
+        scipy.ndimage.median_filter(20 * np.log10(np.maximum(rms, 1e-10)), _SMOOTH_FRAMES, mode="nearest")
+    )
+
+
+def find_segments(
+    waveform: np.ndarray, *, sample_rate: int, max_s: float, options: SegmentOptions, loudest_db: float | None = None
+) -> list[Segment]:
+    """The sounds in ``waveform`` (mono float32 at ``sample_rate``, band-passed as the model's
+    front end does), in time order, none overlapping, none longer than ``max_s``. ``loudest_db``:
+    the loudest frame of the recording when ``waveform`` is only part of it (a live stream's
+    loudest so far), if louder than any of ``waveform``'s."""
+    hop = max(1, round(_HOP_S * sample_rate))
+    level_db = frame_levels_db(waveform, sample_rate=sample_rate)
     floor_db = float(np.percentile(level_db, _FLOOR_PERCENTILE))
-    loud_enough_db = float(level_db.max()) - options.threshold_db
+    loud_enough_db = max(float(level_db.max()), loudest_db or -np.inf) - options.threshold_db
     peak_db = max(loud_enough_db, floor_db + options.snr_db)
     runs = [
         (first, end)

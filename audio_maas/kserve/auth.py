@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from pydantic import SecretStr
 
 from audio_maas.kserve.asgi import ASGIApp, Receive, Scope, Send, send_error
+from audio_maas.kserve.streaming import STREAM_METHOD
 from audio_maas.protocol.contract import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import Unauthenticated
 
@@ -70,7 +71,12 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             message = f"the bearer token is missing or wrong: send metadata 'authorization: Bearer <{AUTH_TOKEN_ENV}>'"
             await context.abort(Unauthenticated.grpc_code, message)
 
+        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await refuse(None, context)
+            yield  # never reached: an async generator, as a streaming method must be
+
         self._refusal = grpc.unary_unary_rpc_method_handler(refuse)
+        self._stream_refusal = grpc.stream_stream_rpc_method_handler(refuse_stream)
 
     async def intercept_service(
         self,
@@ -81,4 +87,4 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method  # type: ignore[attr-defined]
         if method in _HEALTH_RPCS or _bearer_matches(metadata.get("authorization"), token=self.token):
             return await continuation(handler_call_details)
-        return self._refusal
+        return self._stream_refusal if method == STREAM_METHOD else self._refusal

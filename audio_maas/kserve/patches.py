@@ -8,7 +8,8 @@ What each one fixes, seen from a client of the V2 protocol:
   every tensor's framing is checked before a model reads it; so are the outputs asked for; a
   request for another version is NOT_FOUND; metadata lists the version; JSON answers carry no ``null``.
 - :class:`InferenceServicer`: an unknown datatype is refused in our words, as over REST.
-- :class:`GRPCServer`: our servicer, our error statuses (:class:`~audio_maas.kserve.errors.ErrorStatusInterceptor`)
+- :class:`GRPCServer`: our servicer, Triton's ``ModelStreamInfer`` for models that stream
+  (``audio_maas.kserve.streaming``), our error statuses (:class:`~audio_maas.kserve.errors.ErrorStatusInterceptor`)
   instead of KServe's, which answers INTERNAL to every error it does not know; the bearer
   token; the REST body limit as its receive limit, and no send limit, as REST has none (KServe's
   8 MiB failed the notes model's answers to 28 windows); no INFO line per call.
@@ -52,6 +53,7 @@ from audio_maas.kserve.auth import BearerTokenInterceptor
 from audio_maas.kserve.errors import ErrorStatusInterceptor
 from audio_maas.kserve.metrics import RequestMetricsInterceptor
 from audio_maas.kserve.repository import ModelRepository, RepositoryExtension
+from audio_maas.kserve.streaming import stream_handler
 from audio_maas.kserve.tensors import check_request, parse_rest_request
 from audio_maas.protocol.codec import dtype_of
 from audio_maas.protocol.errors import BadRequest, ModelNotFound
@@ -157,9 +159,12 @@ class InferenceServicer(KServeInferenceServicer):
 class GRPCServer(KServeGRPCServer):
     """KServe's gRPC server with our interceptors (see the module docstring)."""
 
-    def __init__(self, *args: Any, auth_token: SecretStr | None, max_receive_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, auth_token: SecretStr | None, max_receive_bytes: int, max_streams: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._max_receive_bytes = max_receive_bytes
+        self._max_streams = max_streams
         self._interceptors: list[grpc.aio.ServerInterceptor] = [ErrorStatusInterceptor()]
         if auth_token is not None:
             self._interceptors.insert(0, BearerTokenInterceptor(auth_token))
@@ -178,6 +183,7 @@ class GRPCServer(KServeGRPCServer):
         )
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_generic_rpc_handlers([stream_handler(self._data_plane, max_streams=self._max_streams)])
         self._server.add_insecure_port(f"[::]:{self._port}")
         log.info("gRPC server on [::]:%d", self._port)
         await self._server.start()
@@ -195,6 +201,7 @@ class ModelServer(KServeModelServer):
         serve_grpc: bool,
         auth_token: SecretStr | None,
         max_body_bytes: int,
+        max_streams: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(enable_grpc=False, registered_models=repository, **kwargs)  # KServe's gRPC stays off
@@ -202,6 +209,7 @@ class ModelServer(KServeModelServer):
         self.serve_grpc = serve_grpc
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
+        self.max_streams = max_streams
 
     def start(self, models: list[Any]) -> None:
         if self.serve_grpc:  # started beside KServe's REST server, stopped by KServe's stop()
@@ -213,6 +221,7 @@ class ModelServer(KServeModelServer):
                 grace_period=self.grace_period,
                 auth_token=self.auth_token,
                 max_receive_bytes=self.max_body_bytes,
+                max_streams=self.max_streams,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         super().start(models)

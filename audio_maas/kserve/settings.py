@@ -83,6 +83,9 @@ class ServerSettings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Most feature rows in one model call: the predictor's batch, and what the transformer stacks
     into one predictor call from requests that arrive while a call is in flight."""
+    max_streams: int = Field(default=64, ge=1)
+    """Live streams (gRPC ``ModelStreamInfer``) open at once; more are refused with
+    RESOURCE_EXHAUSTED naming this limit. Only the transformer's models stream."""
     auth_token: SecretStr | None = Field(default=None, validation_alias=AUTH_TOKEN_ENV)
     """Bearer token that every request except health checks must carry (``Authorization: Bearer
     TOKEN``; gRPC metadata ``authorization``). Read from ``AUDIO_MAAS_AUTH_TOKEN`` only, never from

@@ -19,6 +19,8 @@ __all__ = [
     "ModelNotFound",
     "PayloadTooLarge",
     "ServiceError",
+    "StreamIdle",
+    "StreamLimit",
     "Unauthenticated",
     "UpstreamUnavailable",
     "error_class",
@@ -42,6 +44,20 @@ class BadRequest(ServiceError):
 class PayloadTooLarge(ServiceError):
     http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class StreamLimit(ServiceError):
+    """A live stream over one of the server's bounds: streams open, or seconds of audio held."""
+
+    http_status = HTTPStatus.TOO_MANY_REQUESTS
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class StreamIdle(ServiceError):
+    """A live stream that sent nothing for longer than the server waits."""
+
+    http_status = HTTPStatus.REQUEST_TIMEOUT
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class ModelNotFound(ServiceError):

@@ -1,7 +1,7 @@
 """What a client's request asks of the transformer, checked, and its elements turned into features.
 
-A request carries one input: ``audio`` (BYTES ``[N]``, encoded files) or ``waveform`` (FP32
-``[N, samples]`` at the request parameter ``sample_rate``). How each element is featurised is the
+A request carries one input: ``audio`` (BYTES ``[N]``, encoded files) or ``waveform`` (FP32, or
+INT16 PCM, ``[N, samples]`` at the request parameter ``sample_rate``). How each element is featurised is the
 model's business (its front end, or its windows) and the request's :data:`Mode`. Every refusal is
 a :class:`~audio_maas.protocol.errors.BadRequest` naming the input, the element or the parameter.
 """
@@ -92,8 +92,8 @@ class RequestReader:
     def _waveform_jobs(
         self, request: InferRequest, infer_input: InferInput, shape: list[int], mode: Mode
     ) -> tuple[list[Job], int]:
-        if infer_input.datatype != "FP32":
-            raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32, got {infer_input.datatype}")
+        if infer_input.datatype not in ("FP32", "INT16"):
+            raise BadRequest(f"input '{WAVEFORM_INPUT}' must be FP32 (or INT16 PCM), got {infer_input.datatype}")
         sample_rate = request_parameter(request, SAMPLE_RATE_PARAMETER)
         if (
             not isinstance(sample_rate, (int, float))
@@ -108,6 +108,8 @@ class RequestReader:
         if shape[1] > self.settings.max_duration_s * sample_rate:
             raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
         waveforms = to_numpy(infer_input)
+        if waveforms.dtype == np.int16:
+            waveforms = waveforms.astype(np.float32) / 32768
         rate = int(sample_rate)
         jobs = [lambda index=i, row=row: self._from_waveform(index, row, rate, mode) for i, row in enumerate(waveforms)]
         return jobs, waveforms.nbytes

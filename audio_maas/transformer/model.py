@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from audio_maas.protocol.contract import (
 from audio_maas.protocol.errors import BadRequest, ServiceError, UpstreamUnavailable
 from audio_maas.transformer.answers import answer, interface_answer
 from audio_maas.transformer.inputs import Featurised, Mode, RequestReader
+from audio_maas.transformer.live import live_answers
 from audio_maas.transformer.settings import TransformerSettings
 from audio_maas.transformer.upstream import PredictorClient
 
@@ -318,6 +320,29 @@ class ClassifierTransformer(AudioTransformer):
     ) -> InferResponse:
         return answer(
             result.featurised, result.probabilities, result.saliency, model_name=self.name, labels=self.labels
+        )
+
+    def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]:
+        """Live audio (gRPC ``ModelStreamInfer``): see :mod:`~audio_maas.transformer.live`.
+        The sounds' features go to the predictor through the same batches as requests'."""
+        assert self.front_end is not None, "load() runs before the server starts"
+        loop = asyncio.get_running_loop()
+
+        async def classify(features: np.ndarray) -> np.ndarray:
+            (probabilities,) = await self._batcher.submit(features)
+            return probabilities
+
+        async def run(function: Callable[[], Any]) -> Any:
+            return await loop.run_in_executor(self._pool, function)
+
+        return live_answers(
+            requests,
+            model_name=self.name,
+            front_end=self.front_end,
+            labels=self.labels,
+            settings=self.settings,
+            classify=classify,
+            run=run,
         )
 
     async def _forward_explained(self, features: np.ndarray) -> tuple[np.ndarray, ...]:

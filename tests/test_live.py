@@ -1,0 +1,215 @@
+"""Live audio over gRPC (``ModelStreamInfer``), driven by tritonclient.grpc's own streaming API
+(``start_stream``, ``async_stream_infer``) against the real service, on real recordings: FSDD
+digit strings with pauses and ESC-10 clips joined. tritonclient.grpc runs in a process of its
+own (its protobuf names clash with KServe's in this one)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from audio_maas.kserve.settings import ServiceSettings
+from tests.conftest import BUNDLED_MODEL, SHARED_DATA, loopback_settings, running_service
+
+STREAM_CLIENT = """
+import json, os, queue, sys, time
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+url, model, path, rate, chunk_s, mode = sys.argv[1:7]
+rate, chunk_s = int(rate), float(chunk_s)
+audio = np.load(path)
+answers = queue.Queue()
+client = grpcclient.InferenceServerClient(url)
+client.start_stream(callback=lambda result, error: answers.put((result, error)))
+step = int(rate * chunk_s)
+starts = list(range(0, len(audio), step))
+for n, i in enumerate(starts):
+    piece = audio[i : i + step]
+    tensor = grpcclient.InferInput("waveform", [1, len(piece)], "INT16")
+    tensor.set_data_from_numpy((piece * 32767).astype(np.int16)[None])
+    sent_rate = rate * 2 if mode == "rate-change" and n == 2 else rate
+    try:
+        client.async_stream_infer(model, [tensor], sequence_id=7, sequence_start=n == 0,
+                                  sequence_end=n == len(starts) - 1, parameters={"sample_rate": sent_rate})
+    except InferenceServerException:  # the server ended the stream: its callback says why
+        break
+    if mode == "vanish" and n == len(starts) // 2:
+        os._exit(0)  # gone without closing the stream
+    if mode == "idle" and n == 0:
+        time.sleep(3)
+out = {"answers": [], "error": None}
+while True:
+    try:
+        result, error = answers.get(timeout=60)
+    except queue.Empty:
+        print(json.dumps({**out, "error": "no answer within 60 s"}), flush=True)
+        os._exit(0)  # tritonclient's stream thread would keep the process alive
+    if error is not None:
+        out["error"] = str(error)
+        break
+    response = result.get_response()
+    if "triton_final_response" in response.parameters:
+        break
+    out["answers"].append({"label": result.as_numpy("label")[0].decode(),
+                           "start_s": float(result.as_numpy("start_s")[0]),
+                           "end_s": float(result.as_numpy("end_s")[0])})
+client.stop_stream()
+print(json.dumps(out))
+"""
+
+
+def _stream(
+    url: str, model: str, audio: np.ndarray, rate: int, tmp_path: Path, *, mode: str = "plain", piece_s: float = 0.1
+) -> Any:
+    """The answers (or the error) of streaming ``audio`` in INT16 pieces of ``piece_s``, as fast as they go."""
+    path = tmp_path / f"{model}-{mode}.npy"
+    np.save(path, audio.astype(np.float32))
+    done = subprocess.run(
+        [sys.executable, "-c", STREAM_CLIENT, url, model, str(path), str(rate), str(piece_s), mode],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    if mode == "vanish":
+        return None
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _segment(url: str, model: str, audio: np.ndarray, rate: int) -> list[dict[str, Any]]:
+    """The same audio sent whole with ``segment``: its segments."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url.removeprefix("http://"))
+    waveform = httpclient.InferInput("waveform", [1, len(audio)], "FP32")
+    waveform.set_data_from_numpy(audio[np.newaxis].astype(np.float32))
+    answer = client.infer(
+        model, [waveform], parameters={"sample_rate": rate, "segment": True},
+        outputs=[httpclient.InferRequestedOutput("segments")],
+    )  # fmt: skip
+    return json.loads(answer.as_numpy("segments")[0])
+
+
+def _joined(paths: list[Path], *, rate: int, gaps_s: list[float], seed: int) -> np.ndarray:
+    """The recordings at ``paths`` (all at ``rate``), with quiet noise before, between and after."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for path, gap_s in zip(paths, gaps_s, strict=True):
+        parts.append(0.002 * rng.standard_normal(int(rate * gap_s)))
+        audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        assert sample_rate == rate
+        parts.append(audio.mean(axis=1))
+    parts.append(0.002 * rng.standard_normal(int(rate * 0.5)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def live_service() -> Iterator[ServiceSettings]:
+    """digits and sounds, with small stream bounds: one stream at a time, 10 s held, 2 s idle."""
+    settings = loopback_settings()
+    models = ["--model", str(BUNDLED_MODEL), "--model", str(BUNDLED_MODEL.parent / "sounds")]
+    with running_service(
+        settings, "--max-streams", "1", "--stream-max-held-s", "10", "--stream-idle-s", "2", models=models
+    ):
+        yield settings
+
+
+@pytest.mark.parametrize("speaker", ["george", "jackson"])
+def test_a_digit_string_streamed_reads_as_segment_reads_it_whole(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path, speaker: str
+) -> None:
+    digits = [3, 1, 4, 1, 5, 9, 2, 6]
+    paths = [fsdd_dir / "recordings" / f"{digit}_{speaker}_{i}.wav" for i, digit in enumerate(digits)]
+    audio = _joined(paths, rate=8000, gaps_s=[0.5, 0.3, 0.6, 0.4, 0.3, 0.7, 0.5, 0.4], seed=len(speaker))
+    whole = _segment(live_service.url, "digits", audio, 8000)
+    streamed = _stream(f"127.0.0.1:{live_service.grpc_port}", "digits", audio, 8000, tmp_path)
+    assert streamed["error"] is None
+    assert [a["label"] for a in streamed["answers"]] == [s["label"] for s in whole] == [str(d) for d in digits]
+    for answer, segment in zip(streamed["answers"], whole, strict=True):
+        assert abs(answer["start_s"] - segment["start_s"]) < 0.1 and abs(answer["end_s"] - segment["end_s"]) < 0.1
+
+
+def test_environmental_sounds_streamed_at_44_1_khz_read_as_segment_reads_them(
+    live_service: ServiceSettings, tmp_path: Path
+) -> None:
+    """Three ESC-10 clips of fold 4 (which `sounds` was not trained on) joined by 1.5 s of quiet,
+    resampled on the way by soxr's streaming resampler. The recording starts with the first clip:
+    quiet noise before anything louder is, to a live stream of a model of events, a sound that
+    hindsight over the whole recording would not count (audio_maas.features.stream)."""
+    esc10 = SHARED_DATA / "esc10"
+    paths = [
+        sorted((esc10 / folder).glob("4-*.ogg"))[0] for folder in ("001 - Dog bark", "009 - Rooster", "004 - Baby cry")
+    ]
+    audio = _joined(paths, rate=44100, gaps_s=[0.0, 1.5, 1.5], seed=1)
+    whole = _segment(live_service.url, "sounds", audio, 44100)
+    streamed = _stream(f"127.0.0.1:{live_service.grpc_port}", "sounds", audio, 44100, tmp_path)
+    assert streamed["error"] is None
+    assert [a["label"] for a in streamed["answers"]] == [s["label"] for s in whole]
+    assert len(whole) >= 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "refusal"),
+    [
+        ("rate-change", "StatusCode.INVALID_ARGUMENT.*sequence 7: a piece at 16000 Hz after pieces at 8000 Hz"),
+        ("idle", "StatusCode.DEADLINE_EXCEEDED.*nothing received for 2 s \\(stream_idle_s\\)"),
+    ],
+)
+def test_a_bad_or_silent_stream_ends_in_our_words_and_the_next_one_is_served(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path, mode: str, refusal: str
+) -> None:
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    audio = _joined([fsdd_dir / "recordings" / "7_theo_0.wav"], rate=8000, gaps_s=[0.3], seed=0)
+    ended = _stream(url, "digits", audio, 8000, tmp_path, mode=mode)
+    assert ended["error"] is not None
+    assert re.search(refusal, ended["error"]), ended["error"]
+    assert [a["label"] for a in _stream(url, "digits", audio, 8000, tmp_path)["answers"]] == ["7"]
+
+
+def test_a_client_that_vanishes_mid_stream_frees_its_place(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """The service holds one stream at a time here: after five clients gone mid-stream without a
+    word, a sixth is served, so each one's place (and audio) was given back."""
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    paths = [fsdd_dir / "recordings" / f"{digit}_theo_1.wav" for digit in (2, 8, 0)]
+    audio = _joined(paths, rate=8000, gaps_s=[0.3, 0.5, 0.5], seed=0)
+    for _ in range(5):
+        _stream(url, "digits", audio, 8000, tmp_path, mode="vanish")
+    whole = [segment["label"] for segment in _segment(live_service.url, "digits", audio, 8000)]
+    assert [a["label"] for a in _stream(url, "digits", audio, 8000, tmp_path)["answers"]] == whole
+
+
+def test_streams_over_the_servers_bounds_end_naming_the_bound(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """One stream at a time here: a second while the first waits is refused; a piece that would
+    have the server hold more than 10 s of audio ends its stream."""
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    audio = _joined([fsdd_dir / "recordings" / "7_theo_0.wav"], rate=8000, gaps_s=[0.3], seed=0)
+    np.save(tmp_path / "first.npy", audio)
+    first = subprocess.Popen(
+        [sys.executable, "-c", STREAM_CLIENT, url, "digits", str(tmp_path / "first.npy"), "8000", "0.1", "idle"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the first has sent its first piece and waits
+        second = _stream(url, "digits", audio, 8000, tmp_path)
+        assert re.search(
+            r"RESOURCE_EXHAUSTED.*the server holds 1 streams, its limit \(max_streams 1\)", second["error"]
+        )
+    finally:
+        first.communicate(timeout=60)
+    long = np.random.default_rng(0).uniform(-0.1, 0.1, 8000 * 12).astype(np.float32)
+    refused = _stream(url, "digits", long, 8000, tmp_path, piece_s=11)
+    assert re.search(r"RESOURCE_EXHAUSTED.*would hold 11\.0 s of audio, over the limit of 10 s", refused["error"])
