@@ -213,3 +213,27 @@ def test_streams_over_the_servers_bounds_end_naming_the_bound(
     long = np.random.default_rng(0).uniform(-0.1, 0.1, 8000 * 12).astype(np.float32)
     refused = _stream(url, "digits", long, 8000, tmp_path, piece_s=11)
     assert re.search(r"RESOURCE_EXHAUSTED.*would hold 11\.0 s of audio, over the limit of 10 s", refused["error"])
+
+
+def test_listen_prints_each_sound_of_a_file_as_it_plays_and_of_pcm_on_stdin(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """``audio-maas listen FILE`` (paced as the file plays: 2.6 s) and ``listen -`` (raw 16 kHz
+    PCM on stdin): one line per digit, in order, each with the time the answer took."""
+    paths = [fsdd_dir / "recordings" / f"{digit}_jackson_3.wav" for digit in (8, 6, 7)]
+    audio = _joined(paths, rate=8000, gaps_s=[0.2, 0.4, 0.4], seed=0)
+    recording = tmp_path / "867.wav"
+    soundfile.write(recording, audio, 8000)
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    command = [sys.executable, "-m", "audio_maas.cli", "listen", "--url", url]
+    started = time.monotonic()
+    played = subprocess.run([*command, str(recording)], capture_output=True, text=True, timeout=60)
+    assert played.returncode == 0, played.stderr
+    assert time.monotonic() - started > len(audio) / 8000  # it played in real time
+    pcm = (np.repeat(audio, 2) * 32767).astype("<i2").tobytes()  # 16 kHz
+    piped = subprocess.run([*command, "--rate", "16000", "-"], input=pcm, capture_output=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    for printed in (played.stdout, piped.stdout.decode()):
+        lines = printed.splitlines()
+        assert [line.split()[4] for line in lines] == ["8", "6", "7"]
+        assert all(re.search(r"answered \d+ ms after the sound ended$", line) for line in lines)

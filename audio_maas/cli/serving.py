@@ -110,6 +110,15 @@ def add_commands(commands: Any) -> None:
     )
     predict.set_defaults(run=_predict)
 
+    listen = commands.add_parser(
+        "listen", help="stream a recording (or raw PCM on stdin) live over gRPC; print each sound's answer as it comes"
+    )
+    listen.add_argument("source", metavar="FILE | -", help="an audio file, played in real time; -: raw 16-bit mono PCM")
+    listen.add_argument("--url", default=f"127.0.0.1:{DEFAULT_HTTP_PORT + 1}", help="the transformer's gRPC HOST:PORT")
+    listen.add_argument("--model", "--model-name", dest="model_name", default=DEFAULT_MODEL_NAME, help="model name")
+    listen.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM on stdin (Hz)")
+    listen.set_defaults(run=_listen)
+
     explain = commands.add_parser(
         "explain", help="why the service answers what it does for one file: a figure of the saliency over it"
     )
@@ -323,6 +332,29 @@ def _stretches(voiced: np.ndarray, steps: np.ndarray, *, shortest: int) -> list[
     edges = np.flatnonzero(np.concatenate([[True], (voiced[1:] != voiced[:-1]) | steps[1:], [True]]))
     runs = zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
     return [(start, end) for start, end in runs if voiced[start] and end - start >= shortest]
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from audio_maas.client.live import Heard, file_pieces, listen, pcm_pieces
+
+    if args.source == "-":
+        pieces, sample_rate = pcm_pieces(sys.stdin.buffer, args.rate), args.rate
+    else:
+        import soundfile
+
+        waveform, sample_rate = soundfile.read(args.source, dtype="float32")
+        pieces = file_pieces(waveform, sample_rate)
+
+    def heard(answer: Heard) -> None:
+        print(
+            f"{answer.start_s:7.2f} - {answer.end_s:7.2f} s  {answer.label:<16} p {answer.probability:.2f}  "
+            f"answered {1000 * answer.latency_s:.0f} ms after the sound ended",
+            flush=True,
+        )
+
+    token = os.environ.get(AUTH_TOKEN_ENV)
+    listen(pieces, url=args.url, model_name=args.model_name, sample_rate=sample_rate, on_heard=heard, auth_token=token)
+    return 0
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -33,7 +33,9 @@ __all__ = [
     "DEFAULT_PREDICTOR_HTTP_PORT",
     "DEFAULT_PREDICTOR_PROTOCOL",
     "DEFAULT_URL",
+    "END_S_OUTPUT",
     "FEATURE_SPEC_FILE",
+    "FINAL_RESPONSE_PARAMETER",
     "FREQUENCY_OUTPUT",
     "INPUT_NAME",
     "INTERFACE_FILE",
@@ -51,6 +53,7 @@ __all__ = [
     "SEGMENTS_OUTPUT",
     "SEQUENCE_OUTPUT",
     "SIGNATURE_KEY",
+    "START_S_OUTPUT",
     "TAG_TIMELINE_OUTPUT",
     "TIME_OUTPUT",
     "TOP_TAGS_OUTPUT",
@@ -107,6 +110,13 @@ length, as a JSON array of ``{"tag", "score"}``, best first."""
 TAG_TIMELINE_OUTPUT = "tag_timeline"
 """BYTES ``[N]``, beside ``TOP_TAGS_OUTPUT``: each window's best tags, as a JSON array of
 ``{"start_s", "end_s", "tags": [{"tag", "score"}]}`` in time order."""
+START_S_OUTPUT = "start_s"
+"""FP32 ``[1]``, in each answer of a live stream (gRPC ``ModelStreamInfer``): where the sound
+begins, in seconds since the recording's first piece."""
+END_S_OUTPUT = "end_s"
+"""FP32 ``[1]``, beside ``START_S_OUTPUT``: where the sound ends."""
+FINAL_RESPONSE_PARAMETER = "triton_final_response"
+"""Response parameter, true in the answer (without outputs) that ends a live recording, as Triton flags it."""
 MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 """Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""

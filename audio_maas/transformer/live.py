@@ -32,17 +32,19 @@ from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions
 from audio_maas.features.stream import Sound, StreamSegmenter
 from audio_maas.kserve.tensors import request_parameter
-from audio_maas.protocol.contract import CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
+from audio_maas.protocol.contract import (
+    CLASS_ID_OUTPUT,
+    END_S_OUTPUT,
+    FINAL_RESPONSE_PARAMETER,
+    LABEL_OUTPUT,
+    OUTPUT_NAME,
+    START_S_OUTPUT,
+)
 from audio_maas.protocol.errors import BadRequest, StreamIdle, StreamLimit
 from audio_maas.transformer.inputs import RequestReader
 from audio_maas.transformer.settings import TransformerSettings
 
-__all__ = ["END_S_OUTPUT", "FINAL_PARAMETER", "START_S_OUTPUT", "live_answers"]
-
-START_S_OUTPUT = "start_s"
-END_S_OUTPUT = "end_s"
-FINAL_PARAMETER = "triton_final_response"
-"""Triton's flag of the last answer to a request stream's sequence."""
+__all__ = ["live_answers"]
 
 Classify = Callable[[np.ndarray], Awaitable[np.ndarray]]
 """Features ``[n, frames, bins]`` -> probabilities ``[n, classes]``."""
@@ -111,7 +113,7 @@ async def live_answers(
                 response_id=request.id or recording.id,
                 model_name=model_name,
                 infer_outputs=[],
-                parameters={FINAL_PARAMETER: True, **({"sequence_id": key} if key else {})},
+                parameters={FINAL_RESPONSE_PARAMETER: True, **({"sequence_id": key} if key else {})},
             )
 
 
