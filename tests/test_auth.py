@@ -208,3 +208,19 @@ def test_audio_maas_predict_sends_the_token_from_the_environment(guarded: Guarde
     with_token = subprocess.run(command, capture_output=True, text=True, env={**os.environ, AUTH_TOKEN_ENV: TOKEN})
     assert with_token.returncode == 0, with_token.stderr
     assert with_token.stdout.split(":")[1].split()[0] == "7"
+
+
+def test_a_live_stream_needs_the_token_and_listen_sends_it_from_the_environment(
+    guarded: GuardedService, fsdd_dir: Path
+) -> None:
+    """``ModelStreamInfer`` is refused in our words without the token, as every other call is."""
+    command = [sys.executable, "-m", "audio_maas.cli", "listen", "--url", f"127.0.0.1:{guarded.local.grpc_port}"]
+    command.append(str(_recording_path(fsdd_dir)))
+    environment = {key: value for key, value in os.environ.items() if key != AUTH_TOKEN_ENV}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environment)
+    assert refused.returncode == 2 and f"[StatusCode.UNAUTHENTICATED] {GRPC_REFUSAL}" in refused.stderr
+    heard = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**environment, AUTH_TOKEN_ENV: TOKEN}
+    )
+    assert heard.returncode == 0, heard.stderr
+    assert [line.split()[4] for line in heard.stdout.splitlines()] == ["7"]

@@ -575,3 +575,17 @@ def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: 
         path.write_bytes(files[1])
         (prediction,) = predict_files([path], url=settings.url, model_name="pitch-class")
         assert prediction.label == "high"
+
+
+def test_a_model_that_does_not_stream_says_so_to_a_stream(pretrained_service: ServiceSettings, tmp_path: Path) -> None:
+    """Live audio is for classifiers for now: a stream to ``notes`` ends at once, naming it."""
+    from tests.test_live import STREAM_CLIENT
+
+    np.save(tmp_path / "tone.npy", tone(frequency_hz=440, seconds=0.5, sample_rate=16000))
+    done = subprocess.run(
+        [sys.executable, "-c", STREAM_CLIENT, f"127.0.0.1:{pretrained_service.grpc_port}", "notes",
+         str(tmp_path / "tone.npy"), "16000", "0.1", "plain"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    error = json.loads(done.stdout)["error"]
+    assert "StatusCode.INVALID_ARGUMENT" in error and "model 'notes' does not answer streams" in error
