@@ -152,14 +152,22 @@ def frame_levels_db(waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
 
 
 def find_segments(
-    waveform: np.ndarray, *, sample_rate: int, max_s: float, options: SegmentOptions, loudest_db: float | None = None
+    waveform: np.ndarray,
+    *,
+    sample_rate: int,
+    max_s: float,
+    options: SegmentOptions,
+    level_db: np.ndarray | None = None,
+    loudest_db: float | None = None,
 ) -> list[Segment]:
     """The sounds in ``waveform`` (mono float32 at ``sample_rate``, band-passed as the model's
-    front end does), in time order, none overlapping, none longer than ``max_s``. ``loudest_db``:
-    the loudest frame of the recording when ``waveform`` is only part of it (a live stream's
-    loudest so far), if louder than any of ``waveform``'s."""
+    front end does), in time order, none overlapping, none longer than ``max_s``. ``level_db``:
+    its :func:`frame_levels_db`, when the caller has them; ``loudest_db``: the loudest frame of
+    the recording when ``waveform`` is only part of it (a live stream's loudest so far), if louder
+    than any of ``waveform``'s."""
     hop = max(1, round(_HOP_S * sample_rate))
-    level_db = frame_levels_db(waveform, sample_rate=sample_rate)
+    if level_db is None:
+        level_db = frame_levels_db(waveform, sample_rate=sample_rate)
     floor_db = float(np.percentile(level_db, _FLOOR_PERCENTILE))
     loud_enough_db = max(float(level_db.max()), loudest_db or -np.inf) - options.threshold_db
     peak_db = max(loud_enough_db, floor_db + options.snr_db)

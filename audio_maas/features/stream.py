@@ -86,9 +86,15 @@ class StreamSegmenter:
         if len(self._audio) < spec.n_fft:  # not one analysis window yet: nothing to hear
             return []
         filtered = self.front_end.band_pass(self._audio)
-        self._loudest_db = max(self._loudest_db, float(frame_levels_db(filtered, sample_rate=rate).max()))
+        level_db = frame_levels_db(filtered, sample_rate=rate)
+        self._loudest_db = max(self._loudest_db, float(level_db.max()))
         segments = find_segments(
-            filtered, sample_rate=rate, max_s=spec.clip_s, options=self.options, loudest_db=self._loudest_db
+            filtered,
+            sample_rate=rate,
+            max_s=spec.clip_s,
+            options=self.options,
+            level_db=level_db,
+            loudest_db=self._loudest_db,
         )
         settled = len(self._audio) - round((self.options.min_silence_s + _SETTLE_S) * rate)
         sounds = []
