@@ -19,6 +19,7 @@ import pytest
 import soundfile
 
 from audio_maas.kserve.settings import ServiceSettings
+from bench.soak import server_rss_mib
 from tests.conftest import BUNDLED_MODEL, SHARED_DATA, loopback_settings, running_service
 
 STREAM_CLIENT = """
@@ -39,10 +40,12 @@ for n, i in enumerate(starts):
     piece = audio[i : i + step]
     tensor = grpcclient.InferInput("waveform", [1, len(piece)], "INT16")
     tensor.set_data_from_numpy((piece * 32767).astype(np.int16)[None])
-    sent_rate = rate * 2 if mode == "rate-change" and n == 2 else rate
+    parameters = {"sample_rate": rate * 2 if mode == "rate-change" and n == 2 else rate}
+    if mode == "partial":
+        parameters["partial_ms"] = 200
     try:
         client.async_stream_infer(model, [tensor], sequence_id=7, sequence_start=n == 0,
-                                  sequence_end=n == len(starts) - 1, parameters={"sample_rate": sent_rate})
+                                  sequence_end=n == len(starts) - 1, parameters=parameters)
     except InferenceServerException:  # the server ended the stream: its callback says why
         break
     if mode == "vanish" and n == len(starts) // 2:
@@ -64,7 +67,8 @@ while True:
         break
     out["answers"].append({"label": result.as_numpy("label")[0].decode(),
                            "start_s": float(result.as_numpy("start_s")[0]),
-                           "end_s": float(result.as_numpy("end_s")[0])})
+                           "end_s": float(result.as_numpy("end_s")[0]),
+                           "partial": "partial" in response.parameters})
 client.stop_stream()
 print(json.dumps(out))
 """
@@ -179,13 +183,18 @@ def test_a_bad_or_silent_stream_ends_in_our_words_and_the_next_one_is_served(
 def test_a_client_that_vanishes_mid_stream_frees_its_place(
     live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
 ) -> None:
-    """The service holds one stream at a time here: after five clients gone mid-stream without a
-    word, a sixth is served, so each one's place (and audio) was given back."""
+    """The service holds one stream at a time here: after ten clients gone mid-stream without a
+    word, an eleventh is served, so each one's place was given back, and the transformer's
+    memory is where it was after the first full stream (within 2 MiB)."""
     url = f"127.0.0.1:{live_service.grpc_port}"
     paths = [fsdd_dir / "recordings" / f"{digit}_theo_1.wav" for digit in (2, 8, 0)]
     audio = _joined(paths, rate=8000, gaps_s=[0.3, 0.5, 0.5], seed=0)
-    for _ in range(5):
+    _stream(url, "digits", audio, 8000, tmp_path)
+    before = server_rss_mib("transformer", live_service.http_port)
+    for _ in range(10):
         _stream(url, "digits", audio, 8000, tmp_path, mode="vanish")
+    time.sleep(1)  # the server hears of the last one going
+    assert server_rss_mib("transformer", live_service.http_port) - before < 2
     whole = [segment["label"] for segment in _segment(live_service.url, "digits", audio, 8000)]
     assert [a["label"] for a in _stream(url, "digits", audio, 8000, tmp_path)["answers"]] == whole
 
@@ -237,3 +246,22 @@ def test_listen_prints_each_sound_of_a_file_as_it_plays_and_of_pcm_on_stdin(
         lines = printed.splitlines()
         assert [line.split()[4] for line in lines] == ["8", "6", "7"]
         assert all(re.search(r"answered \d+ ms after the sound ended$", line) for line in lines)
+
+
+def test_partial_answers_come_while_a_sound_goes_on_and_its_own_answer_after(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """With ``partial_ms`` 200: each word is also answered as heard so far, at most every 200 ms
+    of the recording, from its start; the answers of the whole words are those without it."""
+    paths = [fsdd_dir / "recordings" / f"{digit}_lucas_2.wav" for digit in (5, 0, 4)]
+    audio = _joined(paths, rate=8000, gaps_s=[0.4, 0.6, 0.6], seed=3)
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    plain = _stream(url, "digits", audio, 8000, tmp_path)["answers"]
+    answers = _stream(url, "digits", audio, 8000, tmp_path, mode="partial")["answers"]
+    final = [a for a in answers if not a["partial"]]
+    assert [(a["label"], a["start_s"]) for a in final] == [(a["label"], a["start_s"]) for a in plain]
+    partial = [a for a in answers if a["partial"]]
+    assert partial and {a["start_s"] for a in partial} <= {a["start_s"] for a in final}
+    for answer in partial:  # before its sound's own answer, and heard up to no later than its end
+        own = next(a for a in final if a["start_s"] == answer["start_s"])
+        assert answers.index(answer) < answers.index(own) and answer["end_s"] <= own["end_s"] + 0.2

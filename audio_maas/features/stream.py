@@ -54,9 +54,23 @@ class StreamSegmenter:
         self._first = 0
         self._answered_until = 0
         """Stream sample where the last sound answered ended: what lies before is never answered again."""
-        self._pending_from: int | None = None
-        """Stream sample where the audio of the first sound not answered yet begins, if one is going on."""
+        self._pending: tuple[int, int] | None = None
+        """The sound going on, if any: stream samples where its audio (with context) and it begin."""
         self._loudest_db = -np.inf
+
+    @property
+    def heard_s(self) -> float:
+        """Seconds of the stream received so far, at the model's rate."""
+        return (self._first + len(self._audio)) / self.front_end.spec.sample_rate
+
+    def going_on(self) -> Sound | None:
+        """The sound not ended yet, as heard so far (featurised as if it ended now), if there is one."""
+        if self._pending is None:
+            return None
+        audio_from, start = self._pending
+        clip = self.front_end.clip_from_mono(self._audio[audio_from - self._first :])
+        rate = self.front_end.spec.sample_rate
+        return Sound(self.front_end.featurize(clip), start / rate, self.heard_s)
 
     @property
     def held_s(self) -> float:
@@ -82,7 +96,7 @@ class StreamSegmenter:
     def _final_sounds(self, *, last: bool) -> list[Sound]:
         spec = self.front_end.spec
         rate = spec.sample_rate
-        self._pending_from = None
+        self._pending = None
         if len(self._audio) < spec.n_fft:  # not one analysis window yet: nothing to hear
             return []
         filtered = self.front_end.band_pass(self._audio)
@@ -103,7 +117,7 @@ class StreamSegmenter:
             if start < self._answered_until:
                 continue  # answered already (its end may have moved since, with the statistics)
             if not last and segment.end > settled:
-                self._pending_from = self._first + segment.context_start
+                self._pending = (self._first + segment.context_start, self._first + segment.start)
                 break  # more audio may still join it; the later ones wait for it
             clip = self.front_end.clip_from_mono(self._audio[segment.context_start : segment.context_end])
             sounds.append(Sound(self.front_end.featurize(clip), start / rate, end / rate))
@@ -114,8 +128,8 @@ class StreamSegmenter:
         """Drop audio older than ``CONTEXT_S`` unless a sound still going on needs it."""
         rate = self.front_end.spec.sample_rate
         keep_from = max(self._first, self._first + len(self._audio) - round(CONTEXT_S * rate))
-        if self._pending_from is not None:
-            keep_from = min(keep_from, self._pending_from)
+        if self._pending is not None:
+            keep_from = min(keep_from, self._pending[0])
         if keep_from > self._first:
             self._audio = self._audio[keep_from - self._first :]
             self._first = keep_from

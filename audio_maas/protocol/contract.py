@@ -47,6 +47,8 @@ __all__ = [
     "MODEL_NAME_PATTERN",
     "NOTES_OUTPUT",
     "OUTPUT_NAME",
+    "PARTIAL_PARAMETER",
+    "PARTIAL_RESPONSE_PARAMETER",
     "SALIENCY_FRAME_S_OUTPUT",
     "SALIENCY_OUTPUT",
     "SAMPLE_RATE_PARAMETER",
@@ -117,6 +119,11 @@ END_S_OUTPUT = "end_s"
 """FP32 ``[1]``, beside ``START_S_OUTPUT``: where the sound ends."""
 FINAL_RESPONSE_PARAMETER = "triton_final_response"
 """Response parameter, true in the answer (without outputs) that ends a live recording, as Triton flags it."""
+PARTIAL_PARAMETER = "partial_ms"
+"""Request parameter of a live stream: also answer the sound going on, as heard so far, every this
+many ms of the recording; the sound's own answer follows when it ends."""
+PARTIAL_RESPONSE_PARAMETER = "partial"
+"""Response parameter, true in such an answer of a sound still going on."""
 MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 """Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""

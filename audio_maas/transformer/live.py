@@ -7,7 +7,8 @@ same parameter ``sequence_id`` (none: the stream's one recording); ``sequence_st
 anew and ``sequence_end`` ends it, as tritonclient's ``async_stream_infer`` sets them. Each sound
 is answered once, when it has ended (:class:`~audio_maas.features.stream.StreamSegmenter`): its
 ``label``, ``class_id``, ``probabilities``, and ``start_s`` and ``end_s`` on the recording's clock
-(seconds since its first piece). The end of a recording is answered too, by an answer without
+(seconds since its first piece). With the parameter ``partial_ms``, the sound going on is also
+answered as heard so far, every that many ms. The end of a recording is answered too, by an answer without
 outputs whose parameter ``triton_final_response`` is true.
 
 A piece that is not audio, or at another rate than the recording's first, ends the stream with
@@ -38,6 +39,8 @@ from audio_maas.protocol.contract import (
     FINAL_RESPONSE_PARAMETER,
     LABEL_OUTPUT,
     OUTPUT_NAME,
+    PARTIAL_PARAMETER,
+    PARTIAL_RESPONSE_PARAMETER,
     START_S_OUTPUT,
 )
 from audio_maas.protocol.errors import BadRequest, StreamIdle, StreamLimit
@@ -55,6 +58,8 @@ class _Recording:
     segmenter: StreamSegmenter
     sample_rate: int
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    partial_at_s: float = 0.0
+    """Stream time of the next partial answer, when they are asked for."""
 
 
 async def live_answers(
@@ -107,6 +112,18 @@ async def live_answers(
             probabilities = await classify(np.stack([sound.features for sound in sounds]))
             for sound, row in zip(sounds, probabilities, strict=True):
                 yield _answer(request, sound, row, key=key, model_name=model_name, labels=labels)
+        partial_ms = request_parameter(request, PARTIAL_PARAMETER)
+        if partial_ms is not None and not last:
+            if isinstance(partial_ms, bool) or not isinstance(partial_ms, int) or partial_ms < 10:
+                raise BadRequest(
+                    f"{name}: '{PARTIAL_PARAMETER}' must be a whole number of ms, 10 or more, got {partial_ms!r}"
+                )
+            if recording.segmenter.heard_s >= recording.partial_at_s:
+                recording.partial_at_s = recording.segmenter.heard_s + partial_ms / 1000
+                sound = await run(recording.segmenter.going_on)
+                if sound is not None:
+                    (row,) = await classify(sound.features[np.newaxis])
+                    yield _answer(request, sound, row, key=key, model_name=model_name, labels=labels, partial=True)
         if last:
             del recordings[key]
             yield InferResponse(
@@ -118,7 +135,14 @@ async def live_answers(
 
 
 def _answer(
-    request: InferRequest, sound: Sound, probabilities: np.ndarray, *, key: Any, model_name: str, labels: list[str]
+    request: InferRequest,
+    sound: Sound,
+    probabilities: np.ndarray,
+    *,
+    key: Any,
+    model_name: str,
+    labels: list[str],
+    partial: bool = False,
 ) -> InferResponse:
     class_id = int(probabilities.argmax())
     values = [
@@ -137,5 +161,6 @@ def _answer(
         response_id=request.id or str(uuid.uuid4()),
         model_name=model_name,
         infer_outputs=outputs,
-        parameters={"sequence_id": key} if key else None,
+        parameters={**({"sequence_id": key} if key else {}), **({PARTIAL_RESPONSE_PARAMETER: True} if partial else {})}
+        or None,
     )
