@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,3 +225,27 @@ def test_a_live_stream_needs_the_token_and_listen_sends_it_from_the_environment(
     )
     assert heard.returncode == 0, heard.stderr
     assert [line.split()[4] for line in heard.stdout.splitlines()] == ["7"]
+
+
+def test_a_websocket_stream_needs_the_token(guarded: GuardedService) -> None:
+    """The handshake is refused (403: a WebSocket's refusal has no body) without the token, and a
+    stream goes on with it."""
+    import asyncio
+
+    import websockets
+
+    url = f"ws://127.0.0.1:{guarded.local.http_port}/v2/models/digits/stream"
+    piece = {"name": "waveform", "shape": [1, 800], "datatype": "FP32", "data": [0.0] * 800}
+    silence = {"parameters": {"sample_rate": 8000, "sequence_end": True}, "inputs": [piece]}
+
+    async def attempt(headers: dict[str, str] | None) -> Any:
+        try:
+            async with websockets.connect(url, additional_headers=headers) as socket:
+                await socket.send(json.dumps(silence))
+                return json.loads(await socket.recv())["parameters"]
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    assert asyncio.run(attempt(None)) == 403
+    assert asyncio.run(attempt({"authorization": "Bearer not-the-token"})) == 403
+    assert asyncio.run(attempt({"authorization": f"Bearer {TOKEN}"})) == {"triton_final_response": True}

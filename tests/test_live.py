@@ -265,3 +265,54 @@ def test_partial_answers_come_while_a_sound_goes_on_and_its_own_answer_after(
     for answer in partial:  # before its sound's own answer, and heard up to no later than its end
         own = next(a for a in final if a["start_s"] == answer["start_s"])
         assert answers.index(answer) < answers.index(own) and answer["end_s"] <= own["end_s"] + 0.2
+
+
+def test_a_websocket_on_the_rest_port_streams_as_grpc_does(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """``/v2/models/digits/stream``: text messages of V2 JSON, each followed by its INT16 piece as a
+    binary message; the answers are gRPC's, as V2 JSON; a piece without its rate ends the socket
+    with 4400 and our words."""
+    import asyncio
+
+    import websockets
+
+    paths = [fsdd_dir / "recordings" / f"{digit}_nicolas_4.wav" for digit in (1, 9, 8)]
+    audio = _joined(paths, rate=8000, gaps_s=[0.3, 0.5, 0.4], seed=5)
+    url = f"ws://127.0.0.1:{live_service.http_port}/v2/models/digits/stream"
+
+    async def stream() -> list[dict[str, Any]]:
+        async with websockets.connect(url) as socket:
+            starts = list(range(0, len(audio), 800))
+            for n, first in enumerate(starts):
+                piece = (audio[first : first + 800] * 32767).astype("<i2")
+                parameters = {"sample_rate": 8000, "sequence_id": 3, "sequence_end": n == len(starts) - 1}
+                tensor = {"name": "waveform", "shape": [1, len(piece)], "datatype": "INT16",
+                          "parameters": {"binary_data_size": piece.nbytes}}  # fmt: skip
+                await socket.send(json.dumps({"parameters": parameters, "inputs": [tensor]}))
+                await socket.send(piece.tobytes())
+            answers = []
+            while not (answer := json.loads(await socket.recv()))["parameters"].get("triton_final_response"):
+                answers.append({output["name"]: output["data"][0] for output in answer["outputs"]})
+            return answers
+
+    async def bad_piece() -> tuple[str, int]:
+        async with websockets.connect(url) as socket:
+            await socket.send(
+                json.dumps({"inputs": [{"name": "waveform", "shape": [1, 2], "datatype": "FP32", "data": [0, "x"]}]})
+            )
+            said = await socket.recv()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.recv()
+            assert closed.value.rcvd is not None
+            return str(said), closed.value.rcvd.code
+
+    over_websocket = asyncio.run(stream())
+    over_grpc = _stream(f"127.0.0.1:{live_service.grpc_port}", "digits", audio, 8000, tmp_path)["answers"]
+    assert [(a["label"], round(a["start_s"], 3)) for a in over_websocket] == [
+        (a["label"], round(a["start_s"], 3)) for a in over_grpc
+    ]
+    said, code = asyncio.run(bad_piece())
+    assert code == 4400 and json.loads(said)["error"].startswith(
+        "input 'waveform' needs the request parameter 'sample_rate'"
+    )

@@ -49,7 +49,7 @@ class BearerToken:
         self.token = token.get_secret_value().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _HEALTH_PATH.match(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or _HEALTH_PATH.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         authorization = dict(scope.get("headers") or []).get(b"authorization")
@@ -58,6 +58,9 @@ class BearerToken:
             return
         problem = "is wrong" if authorization is not None else "is missing"
         message = f"the bearer token {problem}: send 'Authorization: Bearer <{AUTH_TOKEN_ENV}>'"
+        if scope["type"] == "websocket":  # refused before the handshake completes: the client sees 403
+            await send({"type": "websocket.close", "code": 4000 + Unauthenticated.http_status, "reason": message})
+            return
         await send_error(send, Unauthenticated.http_status, message, headers=[(b"www-authenticate", b"Bearer")])
 
 

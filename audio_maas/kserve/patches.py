@@ -53,7 +53,7 @@ from audio_maas.kserve.auth import BearerTokenInterceptor
 from audio_maas.kserve.errors import ErrorStatusInterceptor
 from audio_maas.kserve.metrics import RequestMetricsInterceptor
 from audio_maas.kserve.repository import ModelRepository, RepositoryExtension
-from audio_maas.kserve.streaming import stream_handler
+from audio_maas.kserve.streaming import StreamSlots, stream_handler, websocket_route
 from audio_maas.kserve.tensors import check_request, parse_rest_request
 from audio_maas.protocol.codec import dtype_of
 from audio_maas.protocol.errors import BadRequest, ModelNotFound
@@ -160,11 +160,11 @@ class GRPCServer(KServeGRPCServer):
     """KServe's gRPC server with our interceptors (see the module docstring)."""
 
     def __init__(
-        self, *args: Any, auth_token: SecretStr | None, max_receive_bytes: int, max_streams: int, **kwargs: Any
+        self, *args: Any, auth_token: SecretStr | None, max_receive_bytes: int, stream_slots: StreamSlots, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self._max_receive_bytes = max_receive_bytes
-        self._max_streams = max_streams
+        self._stream_slots = stream_slots
         self._interceptors: list[grpc.aio.ServerInterceptor] = [ErrorStatusInterceptor()]
         if auth_token is not None:
             self._interceptors.insert(0, BearerTokenInterceptor(auth_token))
@@ -183,7 +183,7 @@ class GRPCServer(KServeGRPCServer):
         )
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_generic_rpc_handlers([stream_handler(self._data_plane, max_streams=self._max_streams)])
+        self._server.add_generic_rpc_handlers([stream_handler(self._stream_slots)])
         self._server.add_insecure_port(f"[::]:{self._port}")
         log.info("gRPC server on [::]:%d", self._port)
         await self._server.start()
@@ -212,6 +212,7 @@ class ModelServer(KServeModelServer):
         self.max_streams = max_streams
 
     def start(self, models: list[Any]) -> None:
+        self.stream_slots = StreamSlots(self.dataplane, max_streams=self.max_streams)  # the data plane is final now
         if self.serve_grpc:  # started beside KServe's REST server, stopped by KServe's stop()
             self._grpc_server = GRPCServer(
                 self.grpc_port,
@@ -221,7 +222,7 @@ class ModelServer(KServeModelServer):
                 grace_period=self.grace_period,
                 auth_token=self.auth_token,
                 max_receive_bytes=self.max_body_bytes,
-                max_streams=self.max_streams,
+                stream_slots=self.stream_slots,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         super().start(models)
@@ -238,6 +239,7 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
       it (docs/performance.md has what that costs).
     - ``POST /v2/models/NAME/infer`` goes to KServe's V2 endpoint, on ``server``'s data plane and
       repository, through :func:`_infer_route`, ahead of the FastAPI route KServe registers for it.
+    - ``/v2/models/NAME/stream`` is a WebSocket of live streams (``audio_maas.kserve.streaming``).
 
     Starlette builds its middleware stack at the first call (the startup event itself), and
     builds it again, from what is set here, at the next.
@@ -251,6 +253,7 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
     app.middleware_stack = None
     endpoints = V2Endpoints(server.dataplane, server.model_repository_extension)
     app.router.routes.insert(0, _infer_route(endpoints))
+    app.router.routes.insert(1, websocket_route(server.stream_slots))
 
 
 def _infer_route(endpoints: V2Endpoints) -> Route:

@@ -1,29 +1,47 @@
-"""Triton's ``ModelStreamInfer`` on our gRPC port: the bidirectional stream that tritonclient's
-``start_stream`` and ``async_stream_infer`` drive, which KServe's servers do not offer.
+"""Live streams of requests: Triton's ``ModelStreamInfer`` on our gRPC port, the bidirectional
+stream that tritonclient's ``start_stream`` and ``async_stream_infer`` drive (KServe's servers do
+not offer it), and the same over a WebSocket on the REST port, for browsers.
 
-Each request on the stream is a ``ModelInferRequest``, as for ``ModelInfer``; each answer a
+On gRPC each request is a ``ModelInferRequest``, as for ``ModelInfer``; each answer a
 ``ModelStreamInferResponse`` (``error_message`` = 1, ``infer_response`` = 2), whose two fields
 are written here by hand: KServe's copy of the protocol has no such message, and tritonclient's
-cannot be imported beside KServe's (both register the same protobuf names). A model streams if it
-has a :class:`StreamingModel` ``stream`` method; the server holds at most ``max_streams`` at once.
+cannot be imported beside KServe's (both register the same protobuf names).
+
+On ``/v2/models/NAME/stream`` (WebSocket) each request is a text message holding a V2 REST
+request, followed by one binary message with the raw bytes of its inputs when they are sent with
+the binary tensor extension (``binary_data_size``), as a binary REST body would carry them; each
+answer is a text message holding a V2 REST response, data inline. An error ends the WebSocket
+with a text message ``{"error": ...}`` and the close code 4000 + its HTTP status (4400, 4429...).
+
+A model streams if it has a :class:`StreamingModel` ``stream`` method; the server holds at most
+``max_streams`` streams at once, of both kinds together.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 import grpc
+import numpy as np
 from kserve import InferRequest, InferResponse
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from audio_maas.kserve.tensors import check_request
+from audio_maas.kserve.errors import classify
+from audio_maas.kserve.tensors import check_request, parse_rest_request
 from audio_maas.protocol.errors import BadRequest, StreamLimit
 
-__all__ = ["STREAM_METHOD", "StreamingModel", "stream_handler"]
+__all__ = ["STREAM_METHOD", "StreamSlots", "StreamingModel", "stream_handler", "websocket_route"]
+
+log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 STREAM_METHOD = f"/{SERVICE}/ModelStreamInfer"
+WEBSOCKET_PATH = "/v2/models/{name}/stream"
 
 
 @runtime_checkable
@@ -33,42 +51,119 @@ class StreamingModel(Protocol):
     def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]: ...
 
 
-def stream_handler(data_plane: Any, *, max_streams: int) -> grpc.GenericRpcHandler:
-    """The ``ModelStreamInfer`` method for a server whose models ``data_plane`` finds."""
-    open_streams = 0
+class StreamSlots:
+    """The server's streams: at most ``max_streams`` open at once, whatever carries them."""
+
+    def __init__(self, data_plane: Any, *, max_streams: int) -> None:
+        self.data_plane = data_plane
+        self.max_streams = max_streams
+        self.open = 0
+
+    async def answers(self, model_name: str, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]:
+        """``model_name``'s answers to ``requests``, holding a slot meanwhile."""
+        if self.open >= self.max_streams:
+            raise StreamLimit(f"the server holds {self.open} streams, its limit (max_streams {self.max_streams})")
+        self.open += 1
+        try:
+            model = await self.data_plane.get_model(model_name)  # ModelNotFound names it
+            if not isinstance(model, StreamingModel):
+                raise BadRequest(f"model '{model_name}' does not answer streams: send it requests one by one")
+            async for response in model.stream(requests):
+                yield response
+        finally:
+            self.open -= 1
+
+
+def stream_handler(slots: StreamSlots) -> grpc.GenericRpcHandler:
+    """The ``ModelStreamInfer`` method."""
 
     async def model_stream_infer(
         messages: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        nonlocal open_streams
-        if open_streams >= max_streams:
-            raise StreamLimit(f"the server holds {open_streams} streams, its limit (max_streams {max_streams})")
-        open_streams += 1
-        try:
-            first = await anext(aiter(messages), None)
-            if first is None:
-                return
-            model = await data_plane.get_model(first.model_name)  # ModelNotFound names it
-            if not isinstance(model, StreamingModel):
-                raise BadRequest(f"model '{first.model_name}' does not answer streams: call ModelInfer")
+        first = await anext(aiter(messages), None)
+        if first is None:
+            return
 
-            async def requests() -> AsyncIterator[InferRequest]:
-                async for message in _and_then(first, messages):
-                    if message.model_name != first.model_name:
-                        raise BadRequest(f"one model per stream: '{first.model_name}', then '{message.model_name}'")
-                    request = InferRequest.from_grpc(message)
-                    check_request(request)
-                    yield request
+        async def requests() -> AsyncIterator[InferRequest]:
+            async for message in _and_then(first, messages):
+                if message.model_name != first.model_name:
+                    raise BadRequest(f"one model per stream: '{first.model_name}', then '{message.model_name}'")
+                request = InferRequest.from_grpc(message)
+                check_request(request)
+                yield request
 
-            async for response in model.stream(requests()):
-                yield _stream_response(response.to_grpc().SerializeToString())
-        finally:
-            open_streams -= 1
+        async for response in slots.answers(first.model_name, requests()):
+            yield _stream_response(response.to_grpc().SerializeToString())
 
     handler = grpc.stream_stream_rpc_method_handler(
         model_stream_infer, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=bytes
     )
     return grpc.method_handlers_generic_handler(SERVICE, {"ModelStreamInfer": handler})
+
+
+def websocket_route(slots: StreamSlots) -> WebSocketRoute:
+    """``/v2/models/NAME/stream``: the same streams over a WebSocket."""
+
+    async def stream(websocket: WebSocket) -> None:
+        model_name = websocket.path_params["name"]
+        await websocket.accept()
+
+        async def requests() -> AsyncIterator[InferRequest]:
+            while True:
+                try:
+                    header = await websocket.receive_text()
+                except WebSocketDisconnect:
+                    return
+                except KeyError:  # starlette's receive_text of a binary message
+                    raise BadRequest("each request begins with a text message: its V2 JSON") from None
+                body = header.encode()
+                if _declares_binary_data(header):
+                    body += await websocket.receive_bytes()
+                request = parse_rest_request(body, json_length=len(header.encode()), model_name=model_name)
+                check_request(request)
+                yield request
+
+        try:
+            async for response in slots.answers(model_name, requests()):
+                await websocket.send_text(json.dumps(_rest_json(response)))
+        except WebSocketDisconnect:
+            return
+        except Exception as error:
+            answer = classify(error)
+            if not answer.expected:
+                log.error("error answering a stream of %s", model_name, exc_info=error)
+            await websocket.send_text(json.dumps({"error": answer.message}))
+            await websocket.close(code=4000 + answer.http_status, reason=answer.message[:120])
+            return
+        await websocket.close()
+
+    return WebSocketRoute(WEBSOCKET_PATH, stream)
+
+
+def _declares_binary_data(header: str) -> bool:
+    """Whether the V2 request ``header`` sends an input's data in the binary message after it."""
+    try:
+        inputs = json.loads(header).get("inputs")
+    except (ValueError, AttributeError):
+        raise BadRequest("a request's text message must be a V2 request, a JSON object") from None
+    return isinstance(inputs, list) and any(
+        isinstance(item, dict) and "binary_data_size" in (item.get("parameters") or {}) for item in inputs
+    )
+
+
+def _rest_json(response: InferResponse) -> dict[str, Any]:
+    """A V2 REST response with every output's data inline (text for BYTES)."""
+    outputs = []
+    for output in response.outputs:
+        value = output.as_numpy()
+        data = [v.decode() for v in value.reshape(-1)] if value.dtype == object else value.reshape(-1).tolist()
+        outputs.append({"name": output.name, "shape": list(value.shape), "datatype": output.datatype, "data": data})
+    parameters = {name: _plain(value) for name, value in (response.parameters or {}).items()}
+    return {"model_name": response.model_name, "id": response.id, "parameters": parameters, "outputs": outputs}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 async def _and_then(
