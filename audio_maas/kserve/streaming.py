@@ -29,7 +29,7 @@ import numpy as np
 from kserve import InferRequest, InferResponse
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from audio_maas.kserve.errors import classify
 from audio_maas.kserve.tensors import check_request, parse_rest_request
@@ -132,10 +132,12 @@ def websocket_route(slots: StreamSlots) -> WebSocketRoute:
             answer = classify(error)
             if not answer.expected:
                 log.error("error answering a stream of %s", model_name, exc_info=error)
-            await websocket.send_text(json.dumps({"error": answer.message}))
-            await websocket.close(code=4000 + answer.http_status, reason=answer.message[:120])
+            if websocket.client_state == WebSocketState.CONNECTED:
+                await websocket.send_text(json.dumps({"error": answer.message}))
+                await websocket.close(code=4000 + answer.http_status, reason=answer.message[:120])
             return
-        await websocket.close()
+        if websocket.client_state == WebSocketState.CONNECTED:  # not when the client closed first
+            await websocket.close()
 
     return WebSocketRoute(WEBSOCKET_PATH, stream)
 

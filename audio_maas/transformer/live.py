@@ -72,8 +72,8 @@ async def live_answers(
     classify: Classify,
     run: Callable[..., Awaitable[Any]],
 ) -> AsyncIterator[InferResponse]:
-    """The answers to one stream's ``requests``; ``classify`` runs the model, ``run(function,
-    *args)`` runs CPU work off the event loop."""
+    """The answers to one stream's ``requests``; ``classify`` runs the model, ``run(function)``
+    runs CPU work off the event loop."""
     reader = RequestReader(model_name, settings, lambda waveform, sample_rate, mode: (waveform, sample_rate))
     options = SegmentOptions.for_spec(front_end.spec)
     recordings: dict[Any, _Recording] = {}
@@ -97,10 +97,10 @@ async def live_answers(
             recording = recordings[key] = _Recording(segmenter, sample_rate)
         if sample_rate != recording.sample_rate:
             raise BadRequest(f"{name}: a piece at {sample_rate} Hz after pieces at {recording.sample_rate} Hz")
-        held_s = recording.segmenter.held_s + len(waveform) / sample_rate
-        if held_s > settings.stream_max_held_s:
+        held_s = sum(other.segmenter.held_s for other in recordings.values()) + len(waveform) / sample_rate
+        if held_s > settings.stream_max_held_s:  # all its recordings together: a stream's memory is bounded
             raise StreamLimit(
-                f"{name} would hold {held_s:.1f} s of audio, over the limit of "
+                f"{name}: the stream would hold {held_s:.1f} s of audio, over the limit of "
                 f"{settings.stream_max_held_s:g} s (stream_max_held_s)"
             )
         last = bool(request_parameter(request, "sequence_end"))

@@ -18,9 +18,9 @@ class TransformerSettings(ServerSettings):
     max_batch_elements: int = Field(default=64, ge=1)
     """Most audio elements in one request."""
     stream_max_held_s: float = Field(default=30.0, ge=10, le=3600)
-    """Most seconds of audio one live stream may have the server hold: the 5 s of context every
-    stream keeps, a sound still going on, and the piece that just arrived. A piece that would take
-    it over ends the stream with RESOURCE_EXHAUSTED."""
+    """Most seconds of audio one live stream may have the server hold, all its recordings together:
+    the 5 s of context each keeps, a sound still going on, and the piece that just arrived. A piece
+    that would take it over ends the stream with RESOURCE_EXHAUSTED."""
     stream_idle_s: float = Field(default=30.0, gt=0, le=3600)
     """A live stream that sends nothing for this long ends with DEADLINE_EXCEEDED, and its audio is freed."""
     feature_threads: int = Field(default=1, ge=1)
