@@ -245,7 +245,7 @@ def json_body(case: Case) -> dict[str, Any]:
     return {"inputs": inputs, "outputs": [{"name": name} for name in case.outputs], "parameters": case.parameters}
 
 
-_TYPED_CONTENTS = {"BYTES": "bytes_contents", "FP32": "fp32_contents", "INT16": "int_contents"}
+_TYPED_CONTENTS = {"BYTES": "bytes_contents", "FP32": "fp32_contents", "INT16": "int_contents", "INT32": "int_contents"}
 
 
 def grpc_typed_request(case: Case) -> pb.ModelInferRequest:
