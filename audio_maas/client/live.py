@@ -82,7 +82,6 @@ def listen(
     headers = {"authorization": f"Bearer {auth_token}"} if auth_token else None
     client.start_stream(callback=lambda result, error: answers.put((result, error, time.monotonic())), headers=headers)
     sent_at: list[float] = []  # when the audio up to each piece's end left
-    sent_s = 0.0
     try:
         previous = next(pieces, None)
         first = True
@@ -97,11 +96,10 @@ def listen(
                 )  # fmt: skip
             except InferenceServerException:
                 break  # the service ended the stream: the callback has its words
-            sent_s += len(previous) / sample_rate
             sent_at.append(time.monotonic())
             first, previous = False, piece
-            _drain(answers, on_heard, sent_at, sent_s_per_piece=PIECE_S)
-        _drain(answers, on_heard, sent_at, sent_s_per_piece=PIECE_S, until_final=True)
+            _drain(answers, on_heard, sent_at)
+        _drain(answers, on_heard, sent_at, until_final=True)
     finally:
         client.stop_stream()
         client.close()
@@ -112,7 +110,6 @@ def _drain(
     on_heard: Callable[[Heard], None],
     sent_at: list[float],
     *,
-    sent_s_per_piece: float,
     until_final: bool = False,
 ) -> None:
     """Hand on the answers that have arrived; with ``until_final``, wait for the last one."""
@@ -128,7 +125,7 @@ def _drain(
         if FINAL_RESPONSE_PARAMETER in result.get_response().parameters:
             return
         end_s = float(result.as_numpy(END_S_OUTPUT)[0])
-        piece = min(len(sent_at) - 1, int(end_s / sent_s_per_piece))  # the piece that carried the sound's end
+        piece = min(len(sent_at) - 1, int(end_s / PIECE_S))  # the piece that carried the sound's end
         on_heard(
             Heard(
                 label=result.as_numpy(LABEL_OUTPUT)[0].decode(),
