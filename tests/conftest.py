@@ -111,6 +111,31 @@ def run_python(code: str, *args: str, first_on_path: Path | None = None, **envir
     return done.stdout
 
 
+AS_SERVED = """
+import sys
+from pathlib import Path
+import numpy as np
+from audio_maas.predictor.settings import PredictorSettings
+from audio_maas.savedmodel.load import load_signature, set_threads
+model_dir, rows, out = map(Path, sys.argv[1:])
+settings = PredictorSettings(model_dir=model_dir)
+set_threads(intra_op=settings.intra_op_threads, inter_op=settings.inter_op_threads)
+answered = load_signature(model_dir)(features=np.load(rows))
+np.savez(out, **{name: value.numpy() for name, value in answered.items()})
+"""
+
+
+def outputs_as_served(model_dir: Path, rows: np.ndarray, scratch: Path) -> dict[str, np.ndarray]:
+    """The model's outputs for ``rows`` in one call, computed as a predictor with default settings
+    computes them: in a fresh process with its thread pools, so the same kernels make the same
+    sums and a served answer must equal these bit for bit (a process with other thread pools may
+    round differently: see ``audio_maas.savedmodel.load.set_threads``)."""
+    np.save(scratch / "as-served-rows.npy", rows)
+    run_python(AS_SERVED, str(model_dir), str(scratch / "as-served-rows.npy"), str(scratch / "as-served.npz"))
+    with np.load(scratch / "as-served.npz") as outputs:
+        return dict(outputs)
+
+
 def free_port_pair() -> int:
     """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
     Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""

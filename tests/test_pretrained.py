@@ -31,7 +31,15 @@ from audio_maas.pretrained.convert import (
 )
 from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, read_labels
 from audio_maas.savedmodel.load import load_signature
-from tests.conftest import encode, free_port_pair, loopback_settings, running_service, tone, wait_ready
+from tests.conftest import (
+    encode,
+    free_port_pair,
+    loopback_settings,
+    outputs_as_served,
+    running_service,
+    tone,
+    wait_ready,
+)
 
 CACHE = CHECKOUT / "build" / "pretrained-archives"
 
@@ -65,10 +73,15 @@ def _chord(frequencies: list[float], *, samples: int, sample_rate: int) -> np.nd
 def test_notes_answers_as_basic_pitchs_own_tflite_export(
     converted: dict[str, tuple[Path, Path]], frequencies: list[float]
 ) -> None:
+    """Compared after decoding, as a user reads them: the same notes, starts and ends within one
+    frame, and the same best pitch bin of the contour wherever it is salient. The raw posteriorgrams
+    are not held to a tolerance: float32 kernels (TFLite's XNNPACK, oneDNN, Eigen) round
+    differently, and the log of near-empty CQT bins amplifies that into the third decimal."""
     import tensorflow as tf
 
     unpacked, model_dir = converted["notes"]
-    window = json.loads((model_dir / INTERFACE_FILE).read_text())["input"]["window"]
+    interface = ModelInterface.read(model_dir)
+    window = interface.input["window"]
     audio = _chord(frequencies, samples=window, sample_rate=22050).astype(np.float32)[None, :, None]
     ours = _serve(model_dir, audio)
 
@@ -76,14 +89,33 @@ def test_notes_answers_as_basic_pitchs_own_tflite_export(
     lite.allocate_tensors()
     lite.set_tensor(lite.get_input_details()[0]["index"], audio)
     lite.invoke()
-    theirs = [lite.get_tensor(detail["index"]) for detail in lite.get_output_details()]
-    for name, value in ours.items():  # the TFLite outputs are unnamed: each of ours must match one
-        closest = min(np.abs(value - other).max() for other in theirs if other.shape == value.shape)
-        assert closest < 1e-3, name
+    outputs = [lite.get_tensor(detail["index"]) for detail in lite.get_output_details()]
+    # The TFLite outputs are unnamed: each of ours is the one of its shape closest to it.
+    theirs = {
+        name: min(
+            (other for other in outputs if other.shape == value.shape), key=lambda other: np.abs(value - other).max()
+        )
+        for name, value in ours.items()
+    }
 
-    sounding = ours["note"][0].mean(axis=0)  # [88] keys, averaged over frames
+    def read(outputs: dict[str, np.ndarray]) -> list[tuple[str, float, float]]:
+        time_s = np.arange(outputs["note"].shape[1]) * interface.output["frame_s"]
+        found = notes(
+            outputs["note"][0], outputs["onset"][0], time_s, frame_s=interface.output["frame_s"], lowest_midi=21
+        )
+        return [(event["name"], float(event["start_s"]), float(event["end_s"])) for event in found]
+
+    ours_read, theirs_read = read(ours), read(theirs)
+    assert [name for name, _, _ in ours_read] == [name for name, _, _ in theirs_read]
+    frame_s = interface.output["frame_s"]
+    np.testing.assert_allclose([times for _, *times in ours_read], [times for _, *times in theirs_read], atol=frame_s)
+    salient = theirs["contour"][0].max(axis=1) > 0.3  # basic-pitch's frame threshold
+    assert salient.sum() > 100
+    best_bin = [outputs["contour"][0][salient].argmax(axis=1) for outputs in (ours, theirs)]
+    assert np.abs(best_bin[0] - best_bin[1]).max() <= 1  # a third of a semitone
+
     expected = {round(69 + 12 * np.log2(f / 440)) for f in frequencies}
-    assert {21 + int(key) for key in np.argsort(sounding)[-len(expected) :]} == expected
+    assert {name for name, _, _ in ours_read} == {read_labels(model_dir)[key - 21] for key in expected}
     assert [read_labels(model_dir)[key - 21] for key in sorted(expected)] == (
         ["A4"] if len(expected) == 1 else ["C4", "E4", "G4"]
     )
@@ -221,9 +253,10 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
 ) -> None:
     """The real predictor on loopback, called with tritonclient over HTTP and gRPC (in its own
     process: its protobuf symbols clash with KServe's): the notes model's metadata has its real
-    tensors, its three outputs answer as the SavedModel does, and what does not fit it (another
-    window length, saliency of a model that chooses no class) is a 400 naming the model or the
-    output, after which it keeps serving."""
+    tensors, its three outputs equal bit for bit what the SavedModel computes under the
+    predictor's thread settings, and what does not fit it (another window length, saliency of a
+    model that chooses no class) is a 400 naming the model or the output, after which it keeps
+    serving."""
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
@@ -246,7 +279,7 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
         windows = ModelInterface.read(model_dir).windows(
             waveform=tone(frequency_hz=440, seconds=1, sample_rate=22050), sample_rate=22050
         )
-        expected = _serve(model_dir, windows.rows)
+        expected = outputs_as_served(model_dir, windows.rows, tmp_path)
         features = httpclient.InferInput(INPUT_NAME, list(windows.rows.shape), "FP32")
         features.set_data_from_numpy(windows.rows)
         over_http = http.infer("notes", [features])
@@ -259,8 +292,8 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
         )
         with np.load(over_grpc) as answered_over_grpc:
             for name, value in expected.items():
-                np.testing.assert_allclose(over_http.as_numpy(name), value, atol=1e-5)
-                np.testing.assert_allclose(answered_over_grpc[name], value, atol=1e-5)
+                np.testing.assert_array_equal(over_http.as_numpy(name), value)
+                np.testing.assert_array_equal(answered_over_grpc[name], value)
 
         short = httpclient.InferInput(INPUT_NAME, [1, 1024, 1], "FP32")
         short.set_data_from_numpy(np.zeros((1, 1024, 1), np.float32))
@@ -366,7 +399,7 @@ def test_the_service_answers_notes_pitch_and_tags_alike_over_http_and_grpc(
             if isinstance(value, list):
                 assert over_grpc[f"{model}/{name}"] == value
             else:
-                np.testing.assert_allclose(over_grpc[f"{model}/{name}"], value, atol=1e-5)
+                np.testing.assert_array_equal(over_grpc[f"{model}/{name}"], value)  # same service, same sums
 
 
 def test_frame_outputs_of_elements_of_different_lengths_are_nan_padded(pretrained_service: ServiceSettings) -> None:

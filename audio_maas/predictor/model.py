@@ -25,7 +25,7 @@ from audio_maas.protocol.contract import (
 )
 from audio_maas.protocol.errors import BadRequest, ModelMismatch
 from audio_maas.savedmodel.explain import explainer
-from audio_maas.savedmodel.load import load_serving_function
+from audio_maas.savedmodel.load import load_serving_function, set_threads
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
 
@@ -70,9 +70,7 @@ class SavedModelPredictor(Model):
         """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
         import tensorflow as tf
 
-        # Before anything runs: TensorFlow fixes its thread pools when its runtime starts.
-        tf.config.threading.set_intra_op_parallelism_threads(self.settings.intra_op_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(self.settings.inter_op_threads)
+        set_threads(intra_op=self.settings.intra_op_threads, inter_op=self.settings.inter_op_threads)
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # take memory as needed, so other processes on the GPU still fit
             tf.config.experimental.set_memory_growth(gpu, True)

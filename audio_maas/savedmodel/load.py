@@ -12,7 +12,7 @@ from typing import Any
 
 from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, OUTPUT_NAME, SIGNATURE_KEY
 
-__all__ = ["load_serving_function", "load_signature"]
+__all__ = ["load_serving_function", "load_signature", "set_threads"]
 
 
 def load_serving_function(model_dir: Path) -> Any:
@@ -49,3 +49,13 @@ def load_signature(model_dir: Path) -> Any:
     signature = loaded.signatures[SIGNATURE_KEY]
     signature._loaded = loaded  # keep the variables alive as long as the function
     return signature
+
+
+def set_threads(*, intra_op: int, inter_op: int) -> None:
+    """TensorFlow's thread pools (0: TensorFlow's choice), before anything runs: its runtime fixes
+    them when it starts. The thread count is part of the arithmetic: a float32 kernel may split
+    its sums by thread, so outputs computed under other counts may differ in the last bits."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
