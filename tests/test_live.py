@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,7 @@ def live_service(live_log: Path) -> Iterator[ServiceSettings]:
     models = ["--model", str(BUNDLED_MODEL), "--model", str(BUNDLED_MODEL.parent / "sounds")]
     with live_log.open("wb") as log, running_service(
         settings,
-        "--max-streams", "1", "--stream-max-held-s", "10", "--stream-idle-s", "2",
+        "--max-streams", "1", "--sequence-max-held-s", "10", "--stream-idle-s", "2",
         models=models, output=log,
     ):  # fmt: skip
         yield settings
@@ -193,7 +194,7 @@ def test_environmental_sounds_streamed_at_44_1_khz_read_as_segment_reads_them(
         ("garbage", "StatusCode.INVALID_ARGUMENT.*element 0: could not decode audio \\(204 bytes\\)"),
     ],
 )
-def test_a_bad_or_silent_stream_ends_in_our_words_and_the_next_one_is_served(
+def test_a_bad_piece_or_a_silent_stream_is_answered_in_our_words_and_the_next_one_is_served(
     live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path, mode: str, refusal: str
 ) -> None:
     url = f"127.0.0.1:{live_service.grpc_port}"
@@ -226,8 +227,9 @@ def test_a_client_that_vanishes_mid_stream_frees_its_place(
 def test_streams_over_the_servers_bounds_end_naming_the_bound(
     live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
 ) -> None:
-    """One stream at a time here: a second while the first waits is refused; a piece that would
-    have the server hold more than 10 s of audio ends its stream."""
+    """One stream at a time here: a second while the first waits is refused, and /metrics counts
+    the one open and the refusal; a piece that would have the server hold more than 10 s of its
+    recording is refused."""
     url = f"127.0.0.1:{live_service.grpc_port}"
     audio = _joined([fsdd_dir / "recordings" / "7_theo_0.wav"], rate=8000, gaps_s=[0.3], seed=0)
     np.save(tmp_path / "first.npy", audio)
@@ -237,16 +239,22 @@ def test_streams_over_the_servers_bounds_end_naming_the_bound(
     )  # fmt: skip
     try:
         time.sleep(1.5)  # the first has sent its first piece and waits
+        refused_before = _metric(live_service, "audio_maas_stream_refusals_total", setting="max_streams")
         second = _stream(url, "digits", audio, 8000, tmp_path)
         assert re.search(
             r"RESOURCE_EXHAUSTED.*the server holds 1 streams, its limit \(max_streams 1\)", second["error"]
         )
+        assert _metric(live_service, "audio_maas_streams_open") == 1
+        assert _metric(live_service, "audio_maas_stream_sequences_open") == 1
+        assert _metric(live_service, "audio_maas_stream_refusals_total", setting="max_streams") == refused_before + 1
     finally:
         first.communicate(timeout=60)
     long = np.random.default_rng(0).uniform(-0.1, 0.1, 8000 * 12).astype(np.float32)
     refused = _stream(url, "digits", long, 8000, tmp_path, piece_s=11)
     assert re.search(
-        r"RESOURCE_EXHAUSTED.*stream would hold 11\.0 s of audio, over the limit of 10 s", refused["error"]
+        r"RESOURCE_EXHAUSTED\] sequence 7: the server would hold 11\.0 s of its audio, over the limit of 10 s "
+        r"\(sequence_max_held_s\)",
+        refused["error"],
     )
 
 
@@ -297,8 +305,8 @@ def test_a_websocket_on_the_rest_port_streams_as_grpc_does(
     live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
 ) -> None:
     """``/v2/models/digits/stream``: text messages of V2 JSON, each followed by its INT16 piece as a
-    binary message; the answers are gRPC's, as V2 JSON; a piece without its rate ends the socket
-    with 4400 and our words."""
+    binary message; the answers are gRPC's, as V2 JSON; a piece without its rate is answered 400
+    in our words and the socket stays open, until it has been silent for stream_idle_s (4408)."""
     import asyncio
 
     import websockets
@@ -322,26 +330,29 @@ def test_a_websocket_on_the_rest_port_streams_as_grpc_does(
                 answers.append({output["name"]: output["data"][0] for output in answer["outputs"]})
             return answers
 
-    async def bad_piece() -> tuple[str, int]:
+    async def bad_piece_then_silence() -> tuple[dict[str, Any], dict[str, Any], int]:
         async with websockets.connect(url) as socket:
             await socket.send(
-                json.dumps({"inputs": [{"name": "waveform", "shape": [1, 2], "datatype": "FP32", "data": [0, "x"]}]})
+                json.dumps({"inputs": [{"name": "waveform", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}]})
             )
-            said = await socket.recv()
+            refused = json.loads(await socket.recv())
+            ended = json.loads(await socket.recv())  # after stream_idle_s, 2 s here
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await socket.recv()
             assert closed.value.rcvd is not None
-            return str(said), closed.value.rcvd.code
+            return refused, ended, closed.value.rcvd.code
 
     over_websocket = asyncio.run(stream())
     over_grpc = _stream(f"127.0.0.1:{live_service.grpc_port}", "digits", audio, 8000, tmp_path)["answers"]
     assert [(a["label"], round(a["start_s"], 3)) for a in over_websocket] == [
         (a["label"], round(a["start_s"], 3)) for a in over_grpc
     ]
-    said, code = asyncio.run(bad_piece())
-    assert code == 4400 and json.loads(said)["error"].startswith(
-        "input 'waveform' needs the request parameter 'sample_rate'"
+    refused, ended, code = asyncio.run(bad_piece_then_silence())
+    assert refused["status"] == 400 and refused["outputs"] == []
+    assert refused["error"].startswith(
+        "the stream's recording: input 'waveform' needs the request parameter 'sample_rate'"
     )
+    assert ended == {"error": "nothing received for 2 s (stream_idle_s)"} and code == 4408
 
 
 def test_pieces_may_be_encoded_files(live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path) -> None:
@@ -352,6 +363,128 @@ def test_pieces_may_be_encoded_files(live_service: ServiceSettings, fsdd_dir: Pa
     encoded = _stream(url, "digits", audio, 8000, tmp_path, mode="encoded")
     assert encoded["error"] is None
     assert encoded["answers"] == _stream(url, "digits", audio, 8000, tmp_path)["answers"]
+
+
+SEQUENCES_CLIENT = """
+import json, os, queue, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+url, model, path, garbage_in = sys.argv[1:5]
+recordings = dict(np.load(path))
+answers = queue.Queue()
+client = grpcclient.InferenceServerClient(url)
+client.start_stream(callback=lambda result, error: answers.put((result, error)))
+pieces = {int(key): [audio[i : i + 800] for i in range(0, len(audio), 800)] for key, audio in recordings.items()}
+for n in range(max(len(p) for p in pieces.values())):  # one piece of each sequence in turn
+    for key, sequence in pieces.items():
+        if n >= len(sequence):
+            continue
+        tensor = grpcclient.InferInput("waveform", [1, len(sequence[n])], "INT16")
+        tensor.set_data_from_numpy((sequence[n] * 32767).astype(np.int16)[None])
+        if key == int(garbage_in) and n == 2:
+            tensor = grpcclient.InferInput("audio", [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([b"RIFF" + bytes(range(200))], dtype=object))
+        client.async_stream_infer(model, [tensor], sequence_id=key, sequence_start=n == 0,
+                                  sequence_end=n == len(sequence) - 1, parameters={"sample_rate": 8000})
+out = {"answers": {}, "errors": []}
+ended = 0
+while ended < len(pieces) - 1:
+    try:
+        result, error = answers.get(timeout=60)
+    except queue.Empty:
+        out["errors"].append("no answer within 60 s")
+        break
+    if error is not None:
+        out["errors"].append(str(error))
+        continue
+    response = result.get_response()
+    key = response.parameters["sequence_id"].int64_param
+    if "triton_final_response" in response.parameters:
+        ended += 1
+        continue
+    out["answers"].setdefault(str(key), []).append(
+        [result.as_numpy("label")[0].decode(), round(float(result.as_numpy("start_s")[0]), 3)]
+    )
+client.stop_stream()
+print(json.dumps(out), flush=True)
+os._exit(0)
+"""
+
+
+def _metric(service: ServiceSettings, name: str, **labels: str) -> float:
+    """A sample of the transformer's /metrics for model ``digits``; 0 when it has none yet."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"{service.url}/metrics", timeout=5).read().decode()
+    wanted = {"model": "digits", **labels}
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples if s.name == name]
+    return sum(sample.value for sample in samples if sample.labels == wanted)
+
+
+def test_eight_recordings_on_one_stream_are_heard_as_eight_streams_and_a_bad_piece_stops_one(
+    live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path
+) -> None:
+    """Eight digit strings of four speakers sent as eight sequences interleaved on one stream, as
+    a gateway carrying eight callers would, one of them with a garbage piece: that sequence is
+    answered its error, naming it, and the seven others are heard exactly as each alone on a
+    stream of its own. /metrics has the refusal and each sound's time to its answer."""
+    rng = np.random.default_rng(8)
+    recordings = {}
+    for key, speaker in enumerate(["george", "jackson", "lucas", "nicolas"] * 2, start=1):
+        digits = rng.choice(10, size=3, replace=False)
+        paths = [fsdd_dir / "recordings" / f"{digit}_{speaker}_{10 + key}.wav" for digit in digits]
+        recordings[str(key)] = _joined(paths, rate=8000, gaps_s=[0.3, 0.4, 0.5], seed=key)
+    url = f"127.0.0.1:{live_service.grpc_port}"
+    alone = {
+        key: [[a["label"], round(a["start_s"], 3)] for a in _stream(url, "digits", audio, 8000, tmp_path)["answers"]]
+        for key, audio in recordings.items()
+    }
+    refusals = _metric(live_service, "audio_maas_stream_refusals_total", setting="bad_piece")
+    delays = _metric(live_service, "audio_maas_stream_answer_delay_seconds_count")
+    np.savez(tmp_path / "recordings.npz", **recordings)
+    done = subprocess.run(
+        [sys.executable, "-c", SEQUENCES_CLIENT, url, "digits", str(tmp_path / "recordings.npz"), "3"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    together = json.loads(done.stdout)
+    first, *later = together["errors"]
+    assert first.startswith("[StatusCode.INVALID_ARGUMENT] sequence 3: element 0: could not decode audio (204 bytes)")
+    refused_later = "[StatusCode.INVALID_ARGUMENT] sequence 3: it was refused before: start it anew (sequence_start)"
+    assert later == [refused_later] * (-(-len(recordings["3"]) // 800) - 3)  # each piece after the bad one
+    heard = {key: answers for key, answers in together["answers"].items() if key != "3"}
+    assert heard == {key: answers for key, answers in alone.items() if key != "3"}
+    assert len(heard) == 7 and all(heard.values())
+    assert _metric(live_service, "audio_maas_stream_refusals_total", setting="bad_piece") - refusals == len(
+        together["errors"]
+    )
+    heard_alone_and_together = sum(len(answers) for answers in heard.values())
+    assert _metric(live_service, "audio_maas_stream_answer_delay_seconds_count") - delays >= heard_alone_and_together
+    assert (
+        _metric(live_service, "audio_maas_streams_open")
+        == _metric(live_service, "audio_maas_stream_sequences_open")
+        == 0
+    )
+
+
+def test_the_predictor_serves_no_stream(live_service: ServiceSettings, fsdd_dir: Path, tmp_path: Path) -> None:
+    """Only the transformer streams: the predictor has no ModelStreamInfer and no WebSocket route."""
+    import asyncio
+
+    import websockets
+
+    audio = _joined([fsdd_dir / "recordings" / "7_theo_0.wav"], rate=8000, gaps_s=[0.3], seed=0)
+    refused = _stream(f"127.0.0.1:{live_service.predictor_grpc_port}", "digits", audio, 8000, tmp_path)
+    assert refused["error"] is not None and "StatusCode.UNIMPLEMENTED" in refused["error"]
+
+    async def connect() -> None:
+        url = f"ws://127.0.0.1:{live_service.predictor_http_port}/v2/models/digits/stream"
+        async with websockets.connect(url):
+            pass
+
+    with pytest.raises(websockets.InvalidStatus):
+        asyncio.run(connect())
 
 
 def test_the_streams_above_left_no_traceback_in_the_logs(live_service: ServiceSettings, live_log: Path) -> None:

@@ -160,7 +160,12 @@ class GRPCServer(KServeGRPCServer):
     """KServe's gRPC server with our interceptors (see the module docstring)."""
 
     def __init__(
-        self, *args: Any, auth_token: SecretStr | None, max_receive_bytes: int, stream_slots: StreamSlots, **kwargs: Any
+        self,
+        *args: Any,
+        auth_token: SecretStr | None,
+        max_receive_bytes: int,
+        stream_slots: StreamSlots | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._max_receive_bytes = max_receive_bytes
@@ -183,7 +188,8 @@ class GRPCServer(KServeGRPCServer):
         )
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_generic_rpc_handlers([stream_handler(self._stream_slots)])
+        if self._stream_slots is not None:
+            self._server.add_generic_rpc_handlers([stream_handler(self._stream_slots)])
         self._server.add_insecure_port(f"[::]:{self._port}")
         log.info("gRPC server on [::]:%d", self._port)
         await self._server.start()
@@ -212,7 +218,8 @@ class ModelServer(KServeModelServer):
         self.max_streams = max_streams
 
     def start(self, models: list[Any]) -> None:
-        self.stream_slots = StreamSlots(self.dataplane, max_streams=self.max_streams)  # the data plane is final now
+        # The data plane is final now; a server of no streams (max_streams 0) mounts no stream route.
+        self.stream_slots = StreamSlots(self.dataplane, max_streams=self.max_streams) if self.max_streams else None
         if self.serve_grpc:  # started beside KServe's REST server, stopped by KServe's stop()
             self._grpc_server = GRPCServer(
                 self.grpc_port,
@@ -253,7 +260,8 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
     app.middleware_stack = None
     endpoints = V2Endpoints(server.dataplane, server.model_repository_extension)
     app.router.routes.insert(0, _infer_route(endpoints))
-    app.router.routes.insert(1, websocket_route(server.stream_slots))
+    if server.stream_slots is not None:
+        app.router.routes.insert(1, websocket_route(server.stream_slots))
 
 
 def _infer_route(endpoints: V2Endpoints) -> Route:

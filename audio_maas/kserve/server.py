@@ -49,10 +49,12 @@ def run(
     description: str | None,
     argv: list[str] | None,
     setup: Callable[[argparse.Namespace, SettingsT], tuple[Build[SettingsT], Close | None]],
+    streams: bool = False,
 ) -> None:
     """Parse flags into ``settings_class``, set the logs, then ``setup(flags, settings)`` gives how
     this server builds a model and what follows an unload. Every model the settings name is built
-    and loaded, then served; models in the repository can be loaded and unloaded by name meanwhile."""
+    and loaded, then served; models in the repository can be loaded and unloaded by name meanwhile.
+    With ``streams``, live streams are served too (``audio_maas.kserve.streaming``)."""
     args, settings = parse_flags(settings_class, description=description, argv=argv)
     configure_logs(args)
     build, close_model = setup(args, settings)
@@ -74,11 +76,16 @@ def run(
         close_model=close_model,
         version=settings.model_version,
     )
-    start_server(models, repository=repository, args=args, settings=settings)
+    start_server(models, repository=repository, args=args, settings=settings, streams=streams)
 
 
 def start_server(
-    models: list[Model], *, repository: ModelRepository, args: argparse.Namespace, settings: ServerSettings
+    models: list[Model],
+    *,
+    repository: ModelRepository,
+    args: argparse.Namespace,
+    settings: ServerSettings,
+    streams: bool,
 ) -> None:
     """Run KServe's ModelServer for ``models`` (already loaded) with our middleware and patches;
     ``repository`` holds them, and loads and unloads others by name while they serve.
@@ -116,7 +123,7 @@ def start_server(
         enable_latency_logging=args.enable_latency_logging,
         auth_token=settings.auth_token,
         max_body_bytes=settings.max_body_bytes,
-        max_streams=settings.max_streams,
+        max_streams=settings.max_streams if streams else 0,
     )
     server.dataplane = DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
     add_index_route(app, server.model_repository_extension)

@@ -5,16 +5,21 @@ not offer it), and the same over a WebSocket on the REST port, for browsers.
 On gRPC each request is a ``ModelInferRequest``, as for ``ModelInfer``; each answer a
 ``ModelStreamInferResponse`` (``error_message`` = 1, ``infer_response`` = 2), whose two fields
 are written here by hand: KServe's copy of the protocol has no such message, and tritonclient's
-cannot be imported beside KServe's (both register the same protobuf names).
+cannot be imported beside KServe's (both register the same protobuf names). As Triton answers
+them, a request the model refuses gets ``error_message`` ("[StatusCode.NAME] our words"), with
+the response's id and parameters beside it, and the stream goes on; what ends the stream (the
+server's or the stream's bounds, a stream that falls silent) is its gRPC status.
 
 On ``/v2/models/NAME/stream`` (WebSocket) each request is a text message holding a V2 REST
 request, followed by one binary message with the raw bytes of its inputs when they are sent with
 the binary tensor extension (``binary_data_size``), as a binary REST body would carry them; each
-answer is a text message holding a V2 REST response, data inline. An error ends the WebSocket
-with a text message ``{"error": ...}`` and the close code 4000 + its HTTP status (4400, 4429...).
+answer is a text message holding a V2 REST response, data inline. A refused request is answered
+``{"error": ..., "status": HTTP status, "id": ..., "parameters": ...}`` and the socket goes on;
+what ends the stream ends the WebSocket with ``{"error": ...}`` and the close code 4000 + its
+HTTP status (4408, 4429...).
 
 A model streams if it has a :class:`StreamingModel` ``stream`` method; the server holds at most
-``max_streams`` streams at once, of both kinds together.
+``max_streams`` streams at once, of both kinds together (``audio_maas_streams_open``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import grpc
@@ -32,10 +38,11 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from audio_maas.kserve.errors import classify
+from audio_maas.kserve.metrics import STREAM_REFUSALS, STREAMS_OPEN
 from audio_maas.kserve.tensors import check_request, parse_rest_request
-from audio_maas.protocol.errors import BadRequest, StreamLimit
+from audio_maas.protocol.errors import BadRequest, ServiceError, StreamLimit
 
-__all__ = ["STREAM_METHOD", "StreamSlots", "StreamingModel", "stream_handler", "websocket_route"]
+__all__ = ["STREAM_METHOD", "Refusal", "StreamSlots", "StreamingModel", "stream_handler", "websocket_route"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +53,19 @@ WEBSOCKET_PATH = "/v2/models/{name}/stream"
 
 @runtime_checkable
 class StreamingModel(Protocol):
-    """A model that answers a stream of requests with a stream of answers, as they come."""
+    """A model that answers a stream of requests with a stream of responses, as they come; a
+    :class:`Refusal` refuses one request, and the stream goes on; an error raised ends it."""
 
-    def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]: ...
+    def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse | Refusal]: ...
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request of a stream refused: why, and the response that names it (its id and
+    parameters, the sequence among them; no outputs)."""
+
+    error: ServiceError
+    response: InferResponse
 
 
 class StreamSlots:
@@ -59,19 +76,24 @@ class StreamSlots:
         self.max_streams = max_streams
         self.open = 0
 
-    async def answers(self, model_name: str, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]:
-        """``model_name``'s answers to ``requests``, holding a slot meanwhile."""
+    async def responses(
+        self, model_name: str, requests: AsyncIterator[InferRequest]
+    ) -> AsyncIterator[InferResponse | Refusal]:
+        """``model_name``'s responses to ``requests``, holding a slot meanwhile."""
+        model = await self.data_plane.get_model(model_name)  # ModelNotFound names it
+        if not isinstance(model, StreamingModel):
+            raise BadRequest(f"model '{model_name}' does not answer streams: send it requests one by one")
         if self.open >= self.max_streams:
+            STREAM_REFUSALS.labels(model_name, "max_streams").inc()
             raise StreamLimit(f"the server holds {self.open} streams, its limit (max_streams {self.max_streams})")
         self.open += 1
+        STREAMS_OPEN.labels(model_name).inc()
         try:
-            model = await self.data_plane.get_model(model_name)  # ModelNotFound names it
-            if not isinstance(model, StreamingModel):
-                raise BadRequest(f"model '{model_name}' does not answer streams: send it requests one by one")
             async for response in model.stream(requests):
                 yield response
         finally:
             self.open -= 1
+            STREAMS_OPEN.labels(model_name).dec()
 
 
 def stream_handler(slots: StreamSlots) -> grpc.GenericRpcHandler:
@@ -92,8 +114,13 @@ def stream_handler(slots: StreamSlots) -> grpc.GenericRpcHandler:
                 check_request(request)
                 yield request
 
-        async for response in slots.answers(first.model_name, requests()):
-            yield _stream_response(response.to_grpc().SerializeToString())
+        async for response in slots.responses(first.model_name, requests()):
+            if isinstance(response, Refusal):
+                refusal = classify(response.error)
+                message = f"[StatusCode.{refusal.grpc_code.name}] {refusal.message}"
+                yield _field(1, message.encode()) + _field(2, response.response.to_grpc().SerializeToString())
+            else:
+                yield _field(2, response.to_grpc().SerializeToString())
 
     handler = grpc.stream_stream_rpc_method_handler(
         model_stream_infer, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=bytes
@@ -124,8 +151,17 @@ def websocket_route(slots: StreamSlots) -> WebSocketRoute:
                 yield request
 
         try:
-            async for response in slots.answers(model_name, requests()):
-                await websocket.send_text(json.dumps(_rest_json(response)))
+            async for response in slots.responses(model_name, requests()):
+                if isinstance(response, Refusal):
+                    refusal = classify(response.error)
+                    said = {
+                        "error": refusal.message,
+                        "status": int(refusal.http_status),
+                        **_rest_json(response.response),
+                    }
+                    await websocket.send_text(json.dumps(said))
+                else:
+                    await websocket.send_text(json.dumps(_rest_json(response)))
         except WebSocketDisconnect:
             return
         except Exception as error:
@@ -176,9 +212,9 @@ async def _and_then(
         yield message
 
 
-def _stream_response(infer_response: bytes) -> bytes:
-    """``ModelStreamInferResponse{infer_response: ...}`` on the wire: field 2, length-delimited."""
-    return b"\x12" + _varint(len(infer_response)) + infer_response
+def _field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field of ``ModelStreamInferResponse`` on the wire."""
+    return bytes([number << 3 | 2]) + _varint(len(value)) + value
 
 
 def _varint(value: int) -> bytes:

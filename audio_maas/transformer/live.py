@@ -1,166 +1,242 @@
-"""Live audio on one gRPC stream (``ModelStreamInfer``): each sound answered as soon as it ends.
+"""Live audio: the sequences of one stream, each sound answered as soon as it ends.
 
-A client sends the pieces of one or more recordings on a stream, each piece a request as for
-``ModelInfer`` with one element: ``waveform`` (FP32 or INT16 PCM ``[1, samples]`` at the
-parameter ``sample_rate``) or ``audio`` (one encoded file). Pieces of one recording carry the
-same parameter ``sequence_id`` (none: the stream's one recording); ``sequence_start`` begins it
-anew and ``sequence_end`` ends it, as tritonclient's ``async_stream_infer`` sets them. Each sound
-is answered once, when it has ended (:class:`~audio_maas.features.stream.StreamSegmenter`): its
-``label``, ``class_id``, ``probabilities``, and ``start_s`` and ``end_s`` on the recording's clock
-(seconds since its first piece). With the parameter ``partial_ms``, the sound going on is also
-answered as heard so far, every that many ms. The end of a recording is answered too, by an answer without
-outputs whose parameter ``triton_final_response`` is true.
+A stream carries pieces of one or more recordings, each piece one element of audio; pieces of
+one recording share a sequence id (none: the stream's one recording), ``start`` begins it anew
+and ``end`` ends it, as Triton's sequence parameters do. Each sound is heard once, when it has
+ended (:class:`~audio_maas.features.stream.StreamSegmenter`): its label, class id,
+probabilities, and start and end on the recording's clock (seconds since its first piece). With
+``partial_ms``, the sound going on is also heard as so far, every that many ms of the recording.
+The end of a recording is answered too (:class:`SequenceEnded`).
 
-A piece that is not audio, or at another rate than the recording's first, ends the stream with
-INVALID_ARGUMENT; more than ``stream_max_held_s`` of audio held, RESOURCE_EXHAUSTED; nothing sent
-for ``stream_idle_s``, DEADLINE_EXCEEDED. Other streams go on.
+As Triton keeps its streams, a fault is the sequence's own: a piece that is not audio, at another
+rate than the recording's first, or that would have the server hold more than
+``sequence_max_held_s`` of the recording, or a sequence beyond ``stream_max_sequences`` at once,
+is answered :class:`SequenceFailed` naming it; that sequence is forgotten, its later pieces are
+refused until one starts it anew, and the stream goes on for the others. Nothing received for
+``stream_idle_s`` ends the stream (:class:`~audio_maas.protocol.errors.StreamIdle`).
+
+No framework here: the server's adapter turns its requests into :class:`Piece` objects and
+these events into its responses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse
 
 from audio_maas.features.audio import InvalidAudioError
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions
 from audio_maas.features.stream import Sound, StreamSegmenter
-from audio_maas.kserve.tensors import request_parameter
-from audio_maas.protocol.contract import (
-    CLASS_ID_OUTPUT,
-    END_S_OUTPUT,
-    FINAL_RESPONSE_PARAMETER,
-    LABEL_OUTPUT,
-    OUTPUT_NAME,
-    PARTIAL_PARAMETER,
-    PARTIAL_RESPONSE_PARAMETER,
-    START_S_OUTPUT,
-)
-from audio_maas.protocol.errors import BadRequest, StreamIdle, StreamLimit
-from audio_maas.transformer.inputs import RequestReader
+from audio_maas.kserve.metrics import STREAM_ANSWER_DELAY_SECONDS, STREAM_REFUSALS, STREAM_SEQUENCES
+from audio_maas.protocol.contract import PARTIAL_PARAMETER
+from audio_maas.protocol.errors import BadRequest, ServiceError, StreamIdle, StreamLimit
 from audio_maas.transformer.settings import TransformerSettings
 
-__all__ = ["live_answers"]
+__all__ = ["Heard", "LiveStream", "Piece", "SequenceEnded", "SequenceFailed"]
 
 Classify = Callable[[np.ndarray], Awaitable[np.ndarray]]
 """Features ``[n, frames, bins]`` -> probabilities ``[n, classes]``."""
+Run = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs CPU work off the event loop."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One request of a stream: a piece of one sequence's recording."""
+
+    decode: Callable[[], tuple[np.ndarray, int]]
+    """The piece's audio, float32 ``[samples]`` or ``[samples, channels]``, and its rate; raises
+    :class:`BadRequest` when it is not one element of audio. Called off the event loop."""
+    sequence_id: Hashable = 0
+    """0: the stream's one recording."""
+    start: bool = False
+    end: bool = False
+    partial_ms: Any = None
+    """The request parameter as sent: checked here."""
+    request: Any = None
+    """What the adapter needs to answer it (its request); never read here."""
+
+    @property
+    def sequence(self) -> str:
+        return f"sequence {self.sequence_id!r}" if self.sequence_id else "the stream's recording"
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A sound of ``piece``'s sequence, heard: whole, or as far as it went (``partial``)."""
+
+    piece: Piece
+    probabilities: np.ndarray
+    """float32 ``[classes]``."""
+    start_s: float
+    end_s: float
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class SequenceEnded:
+    """``piece`` ended its sequence, whose every sound has been heard."""
+
+    piece: Piece
+
+
+@dataclass(frozen=True)
+class SequenceFailed:
+    """``piece`` was refused: its sequence is over, the stream goes on."""
+
+    piece: Piece
+    error: ServiceError
+
+
+Event = Heard | SequenceEnded | SequenceFailed
+
+_FAILED_KEPT = 1024
+"""Refused sequences a stream remembers: a bound on what a client can make it hold."""
 
 
 @dataclass
-class _Recording:
+class _Sequence:
     segmenter: StreamSegmenter
     sample_rate: int
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
     partial_at_s: float = 0.0
-    """Stream time of the next partial answer, when they are asked for."""
+    """Recording time of the next partial answer, when they are asked for."""
+    arrivals: list[tuple[float, float]] = field(default_factory=list)
+    """(recording time at a piece's end, when it arrived) of the pieces still held."""
+
+    def arrived(self, end_s: float) -> float:
+        """When the audio up to ``end_s`` had arrived."""
+        index = bisect.bisect_left(self.arrivals, (end_s, -np.inf))
+        return self.arrivals[min(index, len(self.arrivals) - 1)][1]
+
+    def forget_arrivals(self) -> None:
+        """Keep the arrivals of the audio the segmenter still holds, and the last one."""
+        held_from_s = self.segmenter.heard_s - self.segmenter.held_s
+        keep = bisect.bisect_left(self.arrivals, (held_from_s, -np.inf))
+        del self.arrivals[: min(keep, len(self.arrivals) - 1)]
 
 
-async def live_answers(
-    requests: AsyncIterator[InferRequest],
-    *,
-    model_name: str,
-    front_end: FrontEnd,
-    labels: list[str],
-    settings: TransformerSettings,
-    classify: Classify,
-    run: Callable[..., Awaitable[Any]],
-) -> AsyncIterator[InferResponse]:
-    """The answers to one stream's ``requests``; ``classify`` runs the model, ``run(function)``
-    runs CPU work off the event loop."""
-    reader = RequestReader(model_name, settings, lambda waveform, sample_rate, mode: (waveform, sample_rate))
-    options = SegmentOptions.for_spec(front_end.spec)
-    recordings: dict[Any, _Recording] = {}
-    pieces = aiter(requests)
-    while True:
+class LiveStream:
+    """One stream's sequences: :meth:`events` answers its pieces as they come."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        front_end: FrontEnd,
+        settings: TransformerSettings,
+        classify: Classify,
+        run: Run,
+    ) -> None:
+        self.model_name = model_name
+        self.front_end = front_end
+        self.settings = settings
+        self.classify = classify
+        self.run = run
+        self.options = SegmentOptions.for_spec(front_end.spec)
+        self._sequences: dict[Hashable, _Sequence] = {}
+        self._failed: dict[Hashable, None] = {}
+        """Sequences refused, the latest ``_FAILED_KEPT``: their pieces are refused until one starts them anew."""
+
+    async def events(self, pieces: AsyncIterator[Piece]) -> AsyncIterator[Event]:
+        """The events of ``pieces``, in order; raises :class:`StreamIdle` when none comes for ``stream_idle_s``."""
+        pieces = aiter(pieces)
         try:
-            request = await asyncio.wait_for(anext(pieces), settings.stream_idle_s)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise StreamIdle(f"nothing received for {settings.stream_idle_s:g} s (stream_idle_s)") from None
-        key = request_parameter(request, "sequence_id") or 0
-        name = f"sequence {key!r}" if key else "the stream's recording"
-        jobs, _ = reader.jobs(request, None)
-        if len(jobs) != 1:
-            raise BadRequest(f"{name}: a piece of a live recording is one element, got {len(jobs)}")
-        waveform, sample_rate = await run(jobs[0])
-        recording = recordings.get(key)
-        if recording is None or request_parameter(request, "sequence_start"):
-            segmenter = StreamSegmenter(front_end, options, sample_rate=sample_rate)
-            recording = recordings[key] = _Recording(segmenter, sample_rate)
-        if sample_rate != recording.sample_rate:
-            raise BadRequest(f"{name}: a piece at {sample_rate} Hz after pieces at {recording.sample_rate} Hz")
-        held_s = sum(other.segmenter.held_s for other in recordings.values()) + len(waveform) / sample_rate
-        if held_s > settings.stream_max_held_s:  # all its recordings together: a stream's memory is bounded
+            while True:
+                try:
+                    piece = await asyncio.wait_for(anext(pieces), self.settings.stream_idle_s)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    self._refused("stream_idle_s")
+                    raise StreamIdle(
+                        f"nothing received for {self.settings.stream_idle_s:g} s (stream_idle_s)"
+                    ) from None
+                try:
+                    async for event in self._answer(piece):
+                        yield event
+                except (ServiceError, InvalidAudioError) as error:
+                    refusal = type(error) if isinstance(error, ServiceError) else BadRequest
+                    if not isinstance(error, StreamLimit):  # a bound counts its refusals by its setting
+                        self._refused("bad_piece")
+                    self._fail(piece.sequence_id)
+                    yield SequenceFailed(piece, refusal(f"{piece.sequence}: {error}"))
+        finally:
+            STREAM_SEQUENCES.labels(self.model_name).dec(len(self._sequences))
+            self._sequences.clear()
+
+    async def _answer(self, piece: Piece) -> AsyncIterator[Event]:
+        key = piece.sequence_id
+        if key in self._failed and not piece.start:
+            raise BadRequest("it was refused before: start it anew (sequence_start)")
+        self._failed.pop(key, None)
+        partial_ms = piece.partial_ms
+        if partial_ms is not None and (
+            isinstance(partial_ms, bool) or not isinstance(partial_ms, int) or partial_ms < 10
+        ):
+            raise BadRequest(f"'{PARTIAL_PARAMETER}' must be a whole number of ms, 10 or more, got {partial_ms!r}")
+        waveform, sample_rate = await self.run(piece.decode)
+        sequence = self._sequences.get(key)
+        if sequence is None or piece.start:
+            sequence = self._begin(piece, sample_rate)
+        if sample_rate != sequence.sample_rate:
+            raise BadRequest(f"a piece at {sample_rate} Hz after pieces at {sequence.sample_rate} Hz")
+        held_s = sequence.segmenter.held_s + len(waveform) / sample_rate
+        if held_s > self.settings.sequence_max_held_s:
+            self._refused("sequence_max_held_s")
             raise StreamLimit(
-                f"{name}: the stream would hold {held_s:.1f} s of audio, over the limit of "
-                f"{settings.stream_max_held_s:g} s (stream_max_held_s)"
+                f"the server would hold {held_s:.1f} s of its audio, over the limit of "
+                f"{self.settings.sequence_max_held_s:g} s (sequence_max_held_s)"
             )
-        last = bool(request_parameter(request, "sequence_end"))
-        try:
-            sounds = await run(functools.partial(recording.segmenter.push, waveform, last=last))
-        except InvalidAudioError as error:
-            raise BadRequest(f"{name}: {error}") from None
+        sounds = await self.run(functools.partial(sequence.segmenter.push, waveform, last=piece.end))
+        sequence.arrivals.append((sequence.segmenter.heard_s, time.monotonic()))
         if sounds:
-            probabilities = await classify(np.stack([sound.features for sound in sounds]))
+            probabilities = await self.classify(np.stack([sound.features for sound in sounds]))
             for sound, row in zip(sounds, probabilities, strict=True):
-                yield _answer(request, sound, row, key=key, model_name=model_name, labels=labels)
-        partial_ms = request_parameter(request, PARTIAL_PARAMETER)
-        if partial_ms is not None and not last:
-            if isinstance(partial_ms, bool) or not isinstance(partial_ms, int) or partial_ms < 10:
-                raise BadRequest(
-                    f"{name}: '{PARTIAL_PARAMETER}' must be a whole number of ms, 10 or more, got {partial_ms!r}"
+                STREAM_ANSWER_DELAY_SECONDS.labels(self.model_name).observe(
+                    time.monotonic() - sequence.arrived(sound.end_s)
                 )
-            if recording.segmenter.heard_s >= recording.partial_at_s:
-                recording.partial_at_s = recording.segmenter.heard_s + partial_ms / 1000
-                sound = await run(recording.segmenter.going_on)
-                if sound is not None:
-                    (row,) = await classify(sound.features[np.newaxis])
-                    yield _answer(request, sound, row, key=key, model_name=model_name, labels=labels, partial=True)
-        if last:
-            del recordings[key]
-            yield InferResponse(
-                response_id=request.id or recording.id,
-                model_name=model_name,
-                infer_outputs=[],
-                parameters={FINAL_RESPONSE_PARAMETER: True, **({"sequence_id": key} if key else {})},
-            )
+                yield Heard(piece, row, sound.start_s, sound.end_s)
+        sequence.forget_arrivals()
+        if partial_ms is not None and not piece.end and sequence.segmenter.heard_s >= sequence.partial_at_s:
+            sequence.partial_at_s = sequence.segmenter.heard_s + partial_ms / 1000
+            going_on: Sound | None = await self.run(sequence.segmenter.going_on)
+            if going_on is not None:
+                (row,) = await self.classify(going_on.features[np.newaxis])
+                yield Heard(piece, row, going_on.start_s, going_on.end_s, partial=True)
+        if piece.end:
+            self._end(key)
+            yield SequenceEnded(piece)
 
+    def _begin(self, piece: Piece, sample_rate: int) -> _Sequence:
+        if piece.sequence_id not in self._sequences:
+            if len(self._sequences) >= self.settings.stream_max_sequences:
+                self._refused("stream_max_sequences")
+                raise StreamLimit(
+                    f"the stream holds {len(self._sequences)} sequences, its limit "
+                    f"(stream_max_sequences {self.settings.stream_max_sequences})"
+                )
+            STREAM_SEQUENCES.labels(self.model_name).inc()
+        segmenter = StreamSegmenter(self.front_end, self.options, sample_rate=sample_rate)
+        sequence = self._sequences[piece.sequence_id] = _Sequence(segmenter, sample_rate)
+        return sequence
 
-def _answer(
-    request: InferRequest,
-    sound: Sound,
-    probabilities: np.ndarray,
-    *,
-    key: Any,
-    model_name: str,
-    labels: list[str],
-    partial: bool = False,
-) -> InferResponse:
-    class_id = int(probabilities.argmax())
-    values = [
-        (LABEL_OUTPUT, "BYTES", np.array([labels[class_id].encode()], dtype=object)),
-        (CLASS_ID_OUTPUT, "INT64", np.array([class_id], np.int64)),
-        (OUTPUT_NAME, "FP32", probabilities[np.newaxis]),
-        (START_S_OUTPUT, "FP32", np.array([sound.start_s], np.float32)),
-        (END_S_OUTPUT, "FP32", np.array([sound.end_s], np.float32)),
-    ]
-    outputs = []
-    for name, datatype, value in values:
-        output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
-        output.set_data_from_numpy(value, binary_data=True)  # raw_output_contents, as ModelInfer answers
-        outputs.append(output)
-    return InferResponse(
-        response_id=request.id or str(uuid.uuid4()),
-        model_name=model_name,
-        infer_outputs=outputs,
-        parameters={**({"sequence_id": key} if key else {}), **({PARTIAL_RESPONSE_PARAMETER: True} if partial else {})}
-        or None,
-    )
+    def _end(self, key: Hashable) -> None:
+        if self._sequences.pop(key, None) is not None:
+            STREAM_SEQUENCES.labels(self.model_name).dec()
+
+    def _fail(self, key: Hashable) -> None:
+        self._end(key)
+        self._failed[key] = None
+        if len(self._failed) > _FAILED_KEPT:
+            del self._failed[next(iter(self._failed))]
+
+    def _refused(self, setting: str) -> None:
+        STREAM_REFUSALS.labels(self.model_name, setting).inc()

@@ -14,6 +14,7 @@ Two kinds of model directory: a classifier we trained (``feature_spec.json``:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.segment import SEGMENT_PARAMETER, segment_features, segment_options
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.batching import DynamicBatcher
+from audio_maas.kserve.streaming import Refusal
 from audio_maas.kserve.tensors import request_parameter
 from audio_maas.protocol.contract import (
     AUDIO_INPUT,
@@ -37,6 +39,7 @@ from audio_maas.protocol.contract import (
     INTERFACE_FILE,
     LABEL_OUTPUT,
     OUTPUT_NAME,
+    PARTIAL_PARAMETER,
     SALIENCY_FRAME_S_OUTPUT,
     SALIENCY_OUTPUT,
     SEGMENTS_OUTPUT,
@@ -46,9 +49,9 @@ from audio_maas.protocol.contract import (
     read_labels,
 )
 from audio_maas.protocol.errors import BadRequest, ServiceError, UpstreamUnavailable
-from audio_maas.transformer.answers import answer, interface_answer
+from audio_maas.transformer.answers import answer, interface_answer, stream_response
 from audio_maas.transformer.inputs import Featurised, Mode, RequestReader
-from audio_maas.transformer.live import live_answers
+from audio_maas.transformer.live import LiveStream, Piece, SequenceFailed
 from audio_maas.transformer.settings import TransformerSettings
 from audio_maas.transformer.upstream import PredictorClient
 
@@ -322,11 +325,32 @@ class ClassifierTransformer(AudioTransformer):
             result.featurised, result.probabilities, result.saliency, model_name=self.name, labels=self.labels
         )
 
-    def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse]:
-        """Live audio (gRPC ``ModelStreamInfer``): see :mod:`~audio_maas.transformer.live`.
-        The sounds' features go to the predictor through the same batches as requests'."""
-        assert self.front_end is not None, "load() runs before the server starts"
+    async def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse | Refusal]:
+        """Live audio (:mod:`~audio_maas.transformer.live`): a response per sound heard and per
+        sequence ended, and a refused piece's error, after which the stream goes on. The sounds'
+        features go to the predictor through the same batches as requests'."""
+        if self.front_end is None:
+            raise UpstreamUnavailable(f"model '{self.name}' is not loaded")
         loop = asyncio.get_running_loop()
+        reader = RequestReader(self.name, self.settings, lambda waveform, sample_rate, mode: (waveform, sample_rate))
+
+        def audio(request: InferRequest) -> tuple[np.ndarray, int]:
+            jobs, _ = reader.jobs(request, None)
+            if len(jobs) != 1:
+                raise BadRequest(f"a piece of a live recording is one element, got {len(jobs)}")
+            waveform, sample_rate = jobs[0]()
+            return waveform, sample_rate
+
+        async def pieces() -> AsyncIterator[Piece]:
+            async for request in requests:
+                yield Piece(
+                    decode=functools.partial(audio, request),
+                    sequence_id=request_parameter(request, "sequence_id") or 0,
+                    start=bool(request_parameter(request, "sequence_start")),
+                    end=bool(request_parameter(request, "sequence_end")),
+                    partial_ms=request_parameter(request, PARTIAL_PARAMETER),
+                    request=request,
+                )
 
         async def classify(features: np.ndarray) -> np.ndarray:
             (probabilities,) = await self._batcher.submit(features)
@@ -335,15 +359,12 @@ class ClassifierTransformer(AudioTransformer):
         async def run(function: Callable[[], Any]) -> Any:
             return await loop.run_in_executor(self._pool, function)
 
-        return live_answers(
-            requests,
-            model_name=self.name,
-            front_end=self.front_end,
-            labels=self.labels,
-            settings=self.settings,
-            classify=classify,
-            run=run,
+        live = LiveStream(
+            model_name=self.name, front_end=self.front_end, settings=self.settings, classify=classify, run=run
         )
+        async for event in live.events(pieces()):
+            response = stream_response(event, model_name=self.name, labels=self.labels)
+            yield Refusal(event.error, response) if isinstance(event, SequenceFailed) else response
 
     async def _forward_explained(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
         """As :meth:`_forward`, and the saliency ``[n, frames, bins]`` too."""

@@ -17,10 +17,14 @@ class TransformerSettings(ServerSettings):
     """Longest audio accepted per element (s); longer is answered 400 before it is featurised."""
     max_batch_elements: int = Field(default=64, ge=1)
     """Most audio elements in one request."""
-    stream_max_held_s: float = Field(default=30.0, ge=10, le=3600)
-    """Most seconds of audio one live stream may have the server hold, all its recordings together:
-    the 5 s of context each keeps, a sound still going on, and the piece that just arrived. A piece
-    that would take it over ends the stream with RESOURCE_EXHAUSTED."""
+    sequence_max_held_s: float = Field(default=30.0, ge=10, le=3600)
+    """Most seconds of one recording (a sequence of a live stream) the server may hold: the 5 s of
+    context it keeps, a sound still going on, and the piece that just arrived. A piece that would
+    take it over is refused with RESOURCE_EXHAUSTED and ends its sequence; the stream goes on."""
+    stream_max_sequences: int = Field(default=16, ge=1, le=1024)
+    """Sequences one live stream may hold open at once (a gateway carrying several callers on one
+    stream, as Triton's clients do); one more is refused with RESOURCE_EXHAUSTED. A stream holds
+    at most this many times ``sequence_max_held_s`` of audio."""
     stream_idle_s: float = Field(default=30.0, gt=0, le=3600)
     """A live stream that sends nothing for this long ends with DEADLINE_EXCEEDED, and its audio is freed."""
     feature_threads: int = Field(default=1, ge=1)
