@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
+from audio_maas.serving.settings import ServiceSettings  # noqa: E402
 from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 from bench.segments import RATE, build_sequences  # noqa: E402
 from bench.serving import binary_body, cpu_seconds, hey  # noqa: E402

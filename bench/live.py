@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from audio_maas.client.live import Heard, file_pieces, listen  # noqa: E402
-from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
+from audio_maas.serving.settings import ServiceSettings  # noqa: E402
 from bench.serving import cpu_seconds  # noqa: E402
 from bench.soak import server_pid, start_service  # noqa: E402
 

@@ -27,8 +27,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
 from audio_maas.protocol.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
+from audio_maas.serving.settings import ServiceSettings  # noqa: E402
 from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 from bench.soak import server_rss_mib, start_service  # noqa: E402
 

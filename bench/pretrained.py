@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from audio_maas.cli.serving import BUNDLED_REPOSITORY, PRETRAINED_REPOSITORY  # noqa: E402
 from audio_maas.features.interface import ModelInterface  # noqa: E402
-from audio_maas.kserve.settings import ServiceSettings  # noqa: E402
 from audio_maas.pretrained.archives import ARCHIVES  # noqa: E402
 from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
+from audio_maas.serving.settings import ServiceSettings  # noqa: E402
 from bench.serving import binary_body, cpu_seconds, hey  # noqa: E402
 from bench.soak import rss_mib, server_pid, start_service  # noqa: E402
 

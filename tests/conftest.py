@@ -22,8 +22,8 @@ from audio_maas.client.v2 import wait_ready as client_wait_ready
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.images.patching import installed_package
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import read_labels
+from audio_maas.serving.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parent.parent
 FSDD_DIR = Path(os.environ.get("AUDIO_MAAS_DATA_DIR", REPO.parent / "shared" / "data" / "fsdd")).resolve()

@@ -532,8 +532,9 @@ def test_container_args_are_flags_the_servers_read_as_the_values_say() -> None:
 def test_the_charts_defaults_are_the_settings_classes_defaults() -> None:
     """Defaults live in the settings classes; the chart's values.yaml must say the same, so a
     cluster and ``audio-maas serve`` behave alike unless a user chooses otherwise."""
-    from audio_maas.kserve.settings import ServiceSettings, parse_flags
+    from audio_maas.kserve.settings import parse_flags
     from audio_maas.predictor.settings import PredictorSettings
+    from audio_maas.serving.settings import ServiceSettings
     from audio_maas.transformer.settings import TransformerSettings
 
     service = ServiceSettings()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 
 SERVER_PACKAGES = {"kserve", "tensorflow", "keras", "librosa", "fastapi", "pydantic", "pydantic_settings"}
 

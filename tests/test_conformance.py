@@ -21,7 +21,7 @@ import schemathesis
 import yaml
 from schemathesis.config import SchemathesisConfig
 
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 
 PINNED = {"MODEL_NAME": "digits", "MODEL_VERSION": "1"}
 """The served model and version; generated requests go to them."""

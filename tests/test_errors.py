@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.codec import encode_bytes_tensor
+from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import encode, loopback_settings, running_service, tone
 
 GOOD_WAV = encode(tone(frequency_hz=300, seconds=0.5, sample_rate=8000), sample_rate=8000, format="WAV")

@@ -19,9 +19,9 @@ from tritonclient.utils import InferenceServerException
 
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.savedmodel.explain import STEPS, explainer
 from audio_maas.savedmodel.load import load_serving_function
+from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_fsdd, select_split
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, tone
 

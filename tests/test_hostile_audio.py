@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_fsdd, select_split
 from bench.soak import server_rss_mib
 from tests.conftest import encode, tone

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from bench.soak import server_rss_mib
 from tests.conftest import BUNDLED_MODEL, SHARED_DATA, loopback_settings, running_service
 

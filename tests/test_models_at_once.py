@@ -25,8 +25,8 @@ import tritonclient.http as httpclient
 from audio_maas.cli import main
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import model_directories
+from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import (
     BUNDLED_LABELS,
     BUNDLED_MODEL,

@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from audio_maas.deploy.chart import CHART_DIR, render
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import free_port_pair
 
 PROMETHEUS, PROMTOOL = shutil.which("prometheus") or "prometheus", shutil.which("promtool") or "promtool"

@@ -21,7 +21,6 @@ import pytest
 from audio_maas import CHECKOUT
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.readers import notes, pitch_track, top_tags
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import (
     BASIC_PITCH_SAVED_MODEL,
@@ -31,6 +30,7 @@ from audio_maas.pretrained.convert import (
 )
 from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, read_labels
 from audio_maas.savedmodel.load import load_signature
+from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import (
     encode,
     free_port_pair,

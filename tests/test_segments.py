@@ -21,7 +21,7 @@ from audio_maas.features.audio import decode
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions, find_segments, segment_features, segment_options
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_fsdd, select_split
 from tests.conftest import BUNDLED_LABELS, encode, tone
 

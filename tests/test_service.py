@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from audio_maas.cli import main
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import Utterance
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, encode, tone
 

@@ -8,21 +8,22 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from kserve.protocol.infer_type import InferInput, InferRequest
+from kserve.protocol.infer_type import InferInput
 
-from audio_maas.kserve.batching import DynamicBatcher
+from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import parse_flags
 from audio_maas.kserve.tensors import bytes_elements, parse_rest_request
+from audio_maas.kserve.upstream import PredictorClient
 from audio_maas.predictor.settings import PredictorSettings
-from audio_maas.protocol.contract import AUDIO_INPUT, AUTH_TOKEN_ENV
+from audio_maas.protocol.contract import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import BadRequest
-from audio_maas.transformer.model import ClassifierTransformer
+from audio_maas.serving.batching import DynamicBatcher
 from audio_maas.transformer.settings import TransformerSettings
-from audio_maas.transformer.upstream import PredictorClient
+from audio_maas.transformer.stages import Stages
 from tests.conftest import BUNDLED_MODEL
 
 
@@ -244,33 +245,23 @@ def test_binary_request_headers_of_the_wrong_type_are_bad_requests(header: dict,
 def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_feature_threads(
     fsdd_dir: Path, inline_max_bytes: int, on_the_loop: bool
 ) -> None:
-    """The transformer's preprocess alone (no predictor): where one FSDD file (about 5 KB) is
-    featurised follows ``inline_features_max_bytes``, and the features do not depend on where."""
+    """Where a request's elements are featurised (``Stages.featurise``) follows
+    ``inline_features_max_bytes``: one FSDD file (about 5 KB), no predictor called."""
     data = sorted((fsdd_dir / "recordings").glob("*.wav"))[0].read_bytes()
     assert 1000 < len(data) <= 32 * 1024
     settings = TransformerSettings(model_dir=BUNDLED_MODEL, inline_features_max_bytes=inline_max_bytes)
     unused = PredictorClient(host="127.0.0.1:9", protocol="grpc-v2", use_ssl=False, timeout_s=1, auth_token=None)
-    transformer = ClassifierTransformer("digits", settings, predictor=unused)
-    transformer.load()
-    assert transformer.front_end is not None
+    stages = Stages("digits", settings, unused)
+    front_end = FrontEnd(FeatureSpec.read(BUNDLED_MODEL))
     threads: list[threading.Thread] = []
-    featurise = transformer.reader._from_waveform
 
-    def recording_thread(*args: Any) -> Any:
+    def featurise() -> np.ndarray:
         threads.append(threading.current_thread())
-        return featurise(*args)
-
-    transformer.reader._from_waveform = recording_thread  # type: ignore[method-assign]
-    audio = InferInput(name=AUDIO_INPUT, shape=[1], datatype="BYTES", data=[data])
-
-    async def preprocess() -> np.ndarray:
-        featurised = await transformer.preprocess(InferRequest(model_name="digits", infer_inputs=[audio]))
-        return featurised.features
+        return front_end.from_bytes(data=data, max_duration_s=60)
 
     try:
-        features = asyncio.run(preprocess())
+        (features,) = asyncio.run(stages.featurise([featurise], len(data)))
     finally:
-        transformer.stop()
+        stages.close()
     assert (threads[0] is threading.main_thread()) == on_the_loop
-    expected = transformer.front_end.from_bytes(data=data, max_duration_s=60)
-    np.testing.assert_array_equal(features, expected[np.newaxis])
+    np.testing.assert_array_equal(features, front_end.from_bytes(data=data, max_duration_s=60))

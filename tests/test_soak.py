@@ -10,7 +10,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from audio_maas.kserve.settings import ServiceSettings
+from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import Utterance
 from bench.soak import server_rss_mib, soak
 from tests.conftest import BUNDLED_LABELS

@@ -14,8 +14,8 @@ from pathlib import Path
 from types import FrameType
 
 from audio_maas.client.v2 import wait_ready
-from audio_maas.kserve.settings import ServiceSettings
 from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.serving.settings import ServiceSettings
 
 __all__ = ["LocalService", "serve"]
 

@@ -154,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from audio_maas.cli.local import LocalService, serve
-    from audio_maas.kserve.settings import ServiceSettings
+    from audio_maas.serving.settings import ServiceSettings
 
     models = _models(args)
     try:

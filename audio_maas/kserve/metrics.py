@@ -11,14 +11,7 @@ included, by outcome, and time each from its first byte to its answer:
 - ``audio_maas_request_seconds{model, protocol}``: a histogram;
 - ``audio_maas_model_ready{model}``: 1 while a model serves, 0 while it loads or failed to.
 
-Live streams (gRPC ``ModelStreamInfer`` and the WebSocket alike):
-
-- ``audio_maas_streams_open{model}`` and ``audio_maas_stream_sequences_open{model}``: gauges;
-- ``audio_maas_stream_refusals_total{model, setting}``: what a bound refused, by the setting that
-  bounds it (``max_streams``, ``stream_max_sequences``, ``sequence_max_held_s``,
-  ``stream_idle_s``), and pieces refused as not audio (``bad_piece``);
-- ``audio_maas_stream_answer_delay_seconds{model}``: from the arrival of the piece that carried a
-  sound's end to its answer, the wait for the quiet that ends it included.
+Live streams have theirs in ``audio_maas.serving.metrics``.
 """
 
 from __future__ import annotations
@@ -29,21 +22,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = [
-    "REQUESTS",
-    "REQUEST_SECONDS",
-    "STREAMS_OPEN",
-    "STREAM_ANSWER_DELAY_SECONDS",
-    "STREAM_REFUSALS",
-    "STREAM_SEQUENCES",
-    "ReadyCollector",
-    "RequestMetrics",
-    "RequestMetricsInterceptor",
-]
+__all__ = ["REQUESTS", "REQUEST_SECONDS", "ReadyCollector", "RequestMetrics", "RequestMetricsInterceptor"]
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -57,20 +40,6 @@ REQUEST_SECONDS = Histogram(
     ["model", "protocol"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-STREAMS_OPEN = Gauge("audio_maas_streams_open", "Live streams open", ["model"])
-STREAM_SEQUENCES = Gauge("audio_maas_stream_sequences_open", "Sequences open on live streams", ["model"])
-STREAM_REFUSALS = Counter(
-    "audio_maas_stream_refusals",
-    "Live stream pieces and streams refused, by the setting or fault",
-    ["model", "setting"],
-)
-STREAM_ANSWER_DELAY_SECONDS = Histogram(
-    "audio_maas_stream_answer_delay_seconds",
-    "Seconds from the arrival of a sound's end on a live stream to its answer",
-    ["model"],
-    buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0),
-)
-
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer/?$")
 _INFER_RPC = "/inference.GRPCInferenceService/ModelInfer"
 _CLIENT_CODES = {

@@ -7,38 +7,32 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from fastapi import FastAPI
 from kserve import Model, model_server
 
+from audio_maas.kserve.adapter import KServeModel
 from audio_maas.kserve.asgi import BodyLimit, InferContentType, ModelVersions, V2Errors
 from audio_maas.kserve.auth import BearerToken
 from audio_maas.kserve.logs import configure_logs
 from audio_maas.kserve.metrics import MODEL_READY, RequestMetrics
 from audio_maas.kserve.patches import DataPlane, ModelServer, finish_app
 from audio_maas.kserve.repository import ModelRepository, add_index_route
-from audio_maas.kserve.settings import ServerSettings, parse_flags
+from audio_maas.kserve.settings import parse_flags
 from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.serving.model import ServedModel
+from audio_maas.serving.settings import ServerSettings
 
-__all__ = ["OpenableModel", "run", "start_server"]
+__all__ = ["run", "start_server"]
 
 log = logging.getLogger(__name__)
 
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
 
 
-class OpenableModel(Protocol):
-    """A model a server serves: ``load()`` before the server starts, ``open()`` when loaded by name
-    while it serves (``audio_maas.kserve.repository``)."""
-
-    def load(self) -> bool: ...
-
-    async def open(self) -> None: ...
-
-
-Build = Callable[[str, SettingsT], Any]
-"""(model name, the server's settings for its directory) -> an :class:`OpenableModel`, not loaded."""
+Build = Callable[[str, SettingsT], ServedModel]
+"""(model name, the server's settings for its directory) -> the model, not loaded."""
 Close = Callable[[str], Awaitable[None]]
 """Follows each unload by name (the transformer's predictor unloads the model too)."""
 
@@ -59,13 +53,13 @@ def run(
     configure_logs(args)
     build, close_model = setup(args, settings)
 
-    def model_for(name: str, model_dir: Path) -> Any:
-        return build(name, settings.model_copy(update={"model_dir": model_dir}))
+    def model_for(name: str, model_dir: Path) -> KServeModel:
+        return KServeModel(build(name, settings.model_copy(update={"model_dir": model_dir})))
 
     async def open_model(name: str, model_dir: Path) -> Model:
         model = model_for(name, model_dir)
         await model.open()
-        return model  # type: ignore[no-any-return]
+        return model
 
     models = [model_for(name, model_dir) for name, model_dir in settings.served_models(args.model_name).items()]
     for model in models:

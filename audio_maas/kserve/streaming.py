@@ -18,8 +18,8 @@ answer is a text message holding a V2 REST response, data inline. A refused requ
 what ends the stream ends the WebSocket with ``{"error": ...}`` and the close code 4000 + its
 HTTP status (4408, 4429...).
 
-A model streams if it has a :class:`StreamingModel` ``stream`` method; the server holds at most
-``max_streams`` streams at once, of both kinds together (``audio_maas_streams_open``).
+A model streams if it is a :class:`~audio_maas.serving.model.StreamingModel`; the server holds
+at most ``max_streams`` streams at once, of both kinds together (``audio_maas_streams_open``).
 """
 
 from __future__ import annotations
@@ -27,45 +27,30 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import grpc
 import numpy as np
-from kserve import InferRequest, InferResponse
+from kserve import InferRequest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from audio_maas.kserve.adapter import KServeModel, read_request, write_response
 from audio_maas.kserve.errors import classify
-from audio_maas.kserve.metrics import STREAM_REFUSALS, STREAMS_OPEN
 from audio_maas.kserve.tensors import check_request, parse_rest_request
-from audio_maas.protocol.errors import BadRequest, ServiceError, StreamLimit
+from audio_maas.protocol.errors import BadRequest, StreamLimit
+from audio_maas.protocol.messages import Request, Response
+from audio_maas.serving.metrics import STREAM_REFUSALS, STREAMS_OPEN
+from audio_maas.serving.model import Refusal, StreamingModel
 
-__all__ = ["STREAM_METHOD", "Refusal", "StreamSlots", "StreamingModel", "stream_handler", "websocket_route"]
+__all__ = ["STREAM_METHOD", "StreamSlots", "stream_handler", "websocket_route"]
 
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 STREAM_METHOD = f"/{SERVICE}/ModelStreamInfer"
 WEBSOCKET_PATH = "/v2/models/{name}/stream"
-
-
-@runtime_checkable
-class StreamingModel(Protocol):
-    """A model that answers a stream of requests with a stream of responses, as they come; a
-    :class:`Refusal` refuses one request, and the stream goes on; an error raised ends it."""
-
-    def stream(self, requests: AsyncIterator[InferRequest]) -> AsyncIterator[InferResponse | Refusal]: ...
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A request of a stream refused: why, and the response that names it (its id and
-    parameters, the sequence among them; no outputs)."""
-
-    error: ServiceError
-    response: InferResponse
 
 
 class StreamSlots:
@@ -76,11 +61,10 @@ class StreamSlots:
         self.max_streams = max_streams
         self.open = 0
 
-    async def responses(
-        self, model_name: str, requests: AsyncIterator[InferRequest]
-    ) -> AsyncIterator[InferResponse | Refusal]:
+    async def responses(self, model_name: str, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
         """``model_name``'s responses to ``requests``, holding a slot meanwhile."""
-        model = await self.data_plane.get_model(model_name)  # ModelNotFound names it
+        served = await self.data_plane.get_model(model_name)  # ModelNotFound names it
+        model = served.model if isinstance(served, KServeModel) else None
         if not isinstance(model, StreamingModel):
             raise BadRequest(f"model '{model_name}' does not answer streams: send it requests one by one")
         if self.open >= self.max_streams:
@@ -106,21 +90,21 @@ def stream_handler(slots: StreamSlots) -> grpc.GenericRpcHandler:
         if first is None:
             return
 
-        async def requests() -> AsyncIterator[InferRequest]:
+        async def requests() -> AsyncIterator[Request]:
             async for message in _and_then(first, messages):
                 if message.model_name != first.model_name:
                     raise BadRequest(f"one model per stream: '{first.model_name}', then '{message.model_name}'")
                 request = InferRequest.from_grpc(message)
                 check_request(request)
-                yield request
+                yield read_request(request)
 
         async for response in slots.responses(first.model_name, requests()):
             if isinstance(response, Refusal):
                 refusal = classify(response.error)
                 message = f"[StatusCode.{refusal.grpc_code.name}] {refusal.message}"
-                yield _field(1, message.encode()) + _field(2, response.response.to_grpc().SerializeToString())
+                yield _field(1, message.encode()) + _field(2, _grpc(response.response))
             else:
-                yield _field(2, response.to_grpc().SerializeToString())
+                yield _field(2, _grpc(response))
 
     handler = grpc.stream_stream_rpc_method_handler(
         model_stream_infer, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=bytes
@@ -135,7 +119,7 @@ def websocket_route(slots: StreamSlots) -> WebSocketRoute:
         model_name = websocket.path_params["name"]
         await websocket.accept()
 
-        async def requests() -> AsyncIterator[InferRequest]:
+        async def requests() -> AsyncIterator[Request]:
             while True:
                 try:
                     header = await websocket.receive_text()
@@ -148,7 +132,7 @@ def websocket_route(slots: StreamSlots) -> WebSocketRoute:
                     body += await websocket.receive_bytes()
                 request = parse_rest_request(body, json_length=len(header.encode()), model_name=model_name)
                 check_request(request)
-                yield request
+                yield read_request(request)
 
         try:
             async for response in slots.responses(model_name, requests()):
@@ -189,14 +173,19 @@ def _declares_binary_data(header: str) -> bool:
     )
 
 
-def _rest_json(response: InferResponse) -> dict[str, Any]:
+def _grpc(response: Response) -> bytes:
+    """A ``ModelInferResponse`` on the wire, outputs as raw contents (as ``ModelInfer``'s)."""
+    return bytes(write_response(response, raw=True).to_grpc().SerializeToString())
+
+
+def _rest_json(response: Response) -> dict[str, Any]:
     """A V2 REST response with every output's data inline (text for BYTES)."""
     outputs = []
     for output in response.outputs:
-        value = output.as_numpy()
+        value = output.value
         data = [v.decode() for v in value.reshape(-1)] if value.dtype == object else value.reshape(-1).tolist()
         outputs.append({"name": output.name, "shape": list(value.shape), "datatype": output.datatype, "data": data})
-    parameters = {name: _plain(value) for name, value in (response.parameters or {}).items()}
+    parameters = {name: _plain(value) for name, value in response.parameters.items()}
     return {"model_name": response.model_name, "id": response.id, "parameters": parameters, "outputs": outputs}
 
 

@@ -1,22 +1,21 @@
 """KServe's request objects read through our codec (``audio_maas.protocol.codec``): framing
-checked, tensors to numpy, answers built from numpy, binary REST bodies parsed into requests.
+checked, tensors to numpy, binary REST bodies parsed into requests.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from kserve import InferInput, InferOutput, InferRequest
+from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
 from audio_maas.protocol import codec
 from audio_maas.protocol.codec import Tensor
 from audio_maas.protocol.errors import BadRequest
 
-__all__ = ["asked_outputs", "bytes_elements", "check_request", "parse_rest_request", "request_parameter", "to_numpy"]
+__all__ = ["bytes_elements", "check_request", "parse_rest_request", "request_parameter", "tensor", "to_numpy"]
 
 
 def tensor(infer_input: InferInput) -> Tensor:
@@ -44,21 +43,6 @@ def to_numpy(infer_input: InferInput) -> np.ndarray:
 def bytes_elements(infer_input: InferInput) -> list[bytes]:
     """:func:`audio_maas.protocol.codec.bytes_elements` of a KServe input."""
     return codec.bytes_elements(tensor(infer_input))
-
-
-def asked_outputs(
-    request: InferRequest, answers: Iterable[tuple[str, str, np.ndarray]], *, binary_data: bool
-) -> list[InferOutput]:
-    """The ``(name, datatype, value)`` answers the request asked for (all when it names none), as
-    outputs. Both protocols alike: KServe leaves out what was not asked for only in REST's encoder."""
-    wanted = {output.name for output in request.request_outputs or []}
-    outputs = []
-    for name, datatype, value in answers:
-        if not wanted or name in wanted:
-            output = InferOutput(name=name, shape=list(value.shape), datatype=datatype)
-            output.set_data_from_numpy(value, binary_data=binary_data)
-            outputs.append(output)
-    return outputs
 
 
 def request_parameter(request: InferRequest, name: str) -> Any:

@@ -1,21 +1,19 @@
-"""The KServe predictor: a TensorFlow SavedModel behind the V2 protocol, with dynamic batching."""
+"""The predictor's model: a TensorFlow SavedModel answering V2 requests of feature rows, with
+dynamic batching. No framework: ``audio_maas.kserve.adapter`` serves it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from kserve import InferRequest, InferResponse, Model
 from prometheus_client import Histogram
 
-from audio_maas.kserve.batching import DynamicBatcher
-from audio_maas.kserve.tensors import asked_outputs, request_parameter, to_numpy
 from audio_maas.predictor.settings import PredictorSettings
+from audio_maas.protocol.codec import to_numpy
 from audio_maas.protocol.contract import (
     INPUT_NAME,
     MODEL_FINGERPRINT_PARAMETER,
@@ -23,9 +21,12 @@ from audio_maas.protocol.contract import (
     SALIENCY_OUTPUT,
     model_fingerprint,
 )
-from audio_maas.protocol.errors import BadRequest, ModelMismatch
+from audio_maas.protocol.errors import BadRequest, ModelMismatch, UpstreamUnavailable
+from audio_maas.protocol.messages import Output, Request, Response, respond
 from audio_maas.savedmodel.explain import explainer
 from audio_maas.savedmodel.load import load_serving_function, set_threads
+from audio_maas.serving.batching import DynamicBatcher
+from audio_maas.serving.model import TensorMetadata
 
 __all__ = ["BATCH_SIZE", "MODEL_SECONDS", "SavedModelPredictor"]
 
@@ -41,11 +42,11 @@ MODEL_SECONDS = Histogram("audio_maas_model_seconds", "Seconds per batched model
 EXPLAIN_SECONDS = Histogram("audio_maas_explain_seconds", "Seconds per batched explanation call", ["model"])
 
 
-class SavedModelPredictor(Model):
-    """Serves ``settings.model_dir``'s serving signature; ``load()`` must succeed before ``ready``."""
+class SavedModelPredictor:
+    """Serves ``settings.model_dir``'s serving signature (a :class:`~audio_maas.serving.model.ServedModel`)."""
 
     def __init__(self, name: str, settings: PredictorSettings) -> None:
-        super().__init__(name)
+        self.name = name
         self.settings = settings
         self.device = "unloaded"
         self._signature: Any = None
@@ -66,7 +67,10 @@ class SavedModelPredictor(Model):
         and builds TensorFlow graphs)."""
         await asyncio.to_thread(self.load)
 
-    def load(self) -> bool:
+    async def ready(self) -> bool:
+        return self._batcher is not None
+
+    def load(self) -> None:
         """Load the SavedModel, resolve its signature, warm it up, and only then report ready."""
         import tensorflow as tf
 
@@ -109,13 +113,11 @@ class SavedModelPredictor(Model):
             self.settings.max_batch_size,
             self.settings.max_batch_wait_ms,
         )
-        self.ready = True
-        return self.ready
 
-    def get_input_types(self) -> list[dict[str, Any]]:
+    def inputs(self) -> list[TensorMetadata]:
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]
 
-    def get_output_types(self) -> list[dict[str, Any]]:
+    def outputs(self) -> list[TensorMetadata]:
         outputs = [{"name": name, "datatype": "FP32", "shape": shape} for name, shape in self._output_shapes.items()]
         if self._explains:  # only when asked for
             outputs.append({"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": self._input_shape})
@@ -126,48 +128,36 @@ class SavedModelPredictor(Model):
         """Saliency explains a class choice: for classifiers, whose one output is ``OUTPUT_NAME``."""
         return list(self._output_shapes) == [OUTPUT_NAME]
 
-    async def predict(
-        self,
-        payload: InferRequest,
-        headers: dict[str, str] | None = None,
-        response_headers: dict[str, str] | None = None,
-    ) -> InferResponse:
-        if self._batcher is None:
-            raise RuntimeError("predict called before load()")
-        self._check_caller_model(payload)
-        features = self._features(payload)
-        if self._explains and any(output.name == SALIENCY_OUTPUT for output in payload.request_outputs or []):
-            assert self._explain_batcher is not None
+    async def infer(self, request: Request) -> Response:
+        if self._batcher is None or self._explain_batcher is None:
+            raise UpstreamUnavailable(f"model '{self.name}' is not loaded")
+        self._check_caller_model(request)
+        features = self._features(request)
+        if self._explains and SALIENCY_OUTPUT in request.outputs:
             probabilities, saliency = await self._explain_batcher.submit(features)
-            answers = [(OUTPUT_NAME, "FP32", probabilities), (SALIENCY_OUTPUT, "FP32", saliency)]
+            outputs = [Output(OUTPUT_NAME, "FP32", probabilities), Output(SALIENCY_OUTPUT, "FP32", saliency)]
         else:
             values = await self._batcher.submit(features)
-            answers = [(name, "FP32", value) for name, value in zip(self._output_shapes, values, strict=True)]
-        return InferResponse(
-            response_id=payload.id or str(uuid.uuid4()),  # V2 answers always carry an id
-            model_name=self.name,
-            infer_outputs=asked_outputs(payload, answers, binary_data=payload.use_binary_outputs),
-            use_binary_outputs=payload.use_binary_outputs,
-            requested_outputs=payload.request_outputs,
-        )
+            outputs = [Output(name, "FP32", value) for name, value in zip(self._output_shapes, values, strict=True)]
+        return respond(request, outputs, model_name=self.name)
 
-    def _check_caller_model(self, payload: InferRequest) -> None:
+    def _check_caller_model(self, request: Request) -> None:
         """ModelMismatch when the transformer calling says it holds another model's spec or labels:
         a rollout pairing revisions of different models, or a storageUri changed between the two
         containers' downloads. Features of another front end would be answered wrongly, silently."""
-        theirs = request_parameter(payload, MODEL_FINGERPRINT_PARAMETER)
+        theirs = request.parameter(MODEL_FINGERPRINT_PARAMETER)
         if theirs is not None and theirs != self.fingerprint:
             raise ModelMismatch(
                 f"model '{self.name}' here has feature spec and labels {self.fingerprint}, the caller's are "
                 f"{theirs}: transformer and predictor serve different models (a rollout mixing revisions?)"
             )
 
-    def _features(self, payload: InferRequest) -> np.ndarray:
+    def _features(self, request: Request) -> np.ndarray:
         """The request's one input as float32 ``[N, ...]`` of the model's shape, or BadRequest naming the fault."""
-        names = [infer_input.name for infer_input in payload.inputs]
+        names = [infer_input.name for infer_input in request.inputs]
         if names != [INPUT_NAME]:
             raise BadRequest(f"expected exactly one input named '{INPUT_NAME}', got {names}")
-        infer_input = payload.inputs[0]
+        infer_input = request.inputs[0]
         if infer_input.datatype != "FP32":
             raise BadRequest(f"input '{INPUT_NAME}' must be FP32, got {infer_input.datatype}")
         shape = list(infer_input.shape)
@@ -180,8 +170,8 @@ class SavedModelPredictor(Model):
             raise BadRequest(f"input '{INPUT_NAME}' contains NaN or infinite values")
         return features
 
-    def stop(self) -> None:
-        """Unloaded (``audio_maas.kserve.repository``): requests in flight finish, then nothing holds the model."""
+    def unload(self) -> None:
+        """Requests in flight finish, then nothing holds the model."""
         for batcher in (self._batcher, self._explain_batcher):
             if batcher is not None:
                 batcher.close()

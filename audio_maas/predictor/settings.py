@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from audio_maas.kserve.settings import ServerSettings
+from audio_maas.serving.settings import ServerSettings
 
 __all__ = ["PredictorSettings"]
 

@@ -13,9 +13,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from audio_maas.features.frontend import one_blas_thread
     from audio_maas.kserve.server import run
-    from audio_maas.transformer.model import AudioTransformer, transformer_for
+    from audio_maas.kserve.upstream import PredictorClient
+    from audio_maas.transformer.model import AudioTransformer
     from audio_maas.transformer.settings import TransformerSettings
-    from audio_maas.transformer.upstream import PredictorClient
 
     def setup(args: argparse.Namespace, settings: TransformerSettings) -> tuple:  # type: ignore[type-arg]
         one_blas_thread()
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         def build(name: str, model_settings: TransformerSettings) -> AudioTransformer:
-            return transformer_for(name, model_settings, predictor=predictor)
+            return AudioTransformer(name, model_settings, predictor=predictor)
 
         return build, predictor.unload
 

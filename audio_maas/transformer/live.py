@@ -35,9 +35,9 @@ from audio_maas.features.audio import InvalidAudioError
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions
 from audio_maas.features.stream import Sound, StreamSegmenter
-from audio_maas.kserve.metrics import STREAM_ANSWER_DELAY_SECONDS, STREAM_REFUSALS, STREAM_SEQUENCES
 from audio_maas.protocol.contract import PARTIAL_PARAMETER
 from audio_maas.protocol.errors import BadRequest, ServiceError, StreamIdle, StreamLimit
+from audio_maas.serving.metrics import STREAM_ANSWER_DELAY_SECONDS, STREAM_REFUSALS, STREAM_SEQUENCES
 from audio_maas.transformer.settings import TransformerSettings
 
 __all__ = ["Heard", "LiveStream", "Piece", "SequenceEnded", "SequenceFailed"]

@@ -13,6 +13,7 @@ COPY pyproject.toml README.md ${PIP_CERT} /src/
 COPY audio_maas/__init__.py /src/audio_maas/
 COPY audio_maas/protocol /src/audio_maas/protocol
 COPY audio_maas/savedmodel /src/audio_maas/savedmodel
+COPY audio_maas/serving /src/audio_maas/serving
 COPY audio_maas/kserve /src/audio_maas/kserve
 COPY audio_maas/predictor /src/audio_maas/predictor
 COPY audio_maas/images /src/audio_maas/images

@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ${PIP_CERT} /src/
 COPY audio_maas/__init__.py /src/audio_maas/
 COPY audio_maas/protocol /src/audio_maas/protocol
 COPY audio_maas/features /src/audio_maas/features
+COPY audio_maas/serving /src/audio_maas/serving
 COPY audio_maas/kserve /src/audio_maas/kserve
 COPY audio_maas/transformer /src/audio_maas/transformer
 COPY audio_maas/client /src/audio_maas/client

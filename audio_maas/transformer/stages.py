@@ -1,0 +1,98 @@
+"""What every transformer pipeline runs on: its elements featurised on the event loop or the
+feature threads, and rows sent to the predictor, stacked with other requests' rows.
+
+Rows of concurrent requests go to the predictor in one call (see
+:class:`~audio_maas.serving.batching.DynamicBatcher`): one hop per batch instead of one per
+request. A batched call carries no client's headers or request id; responses keep their
+client's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from prometheus_client import Histogram
+
+from audio_maas.protocol.contract import model_fingerprint
+from audio_maas.serving.batching import DynamicBatcher
+from audio_maas.transformer.settings import TransformerSettings
+
+__all__ = ["Predictor", "Stages"]
+
+FORWARDED_BATCH_SIZE = Histogram(
+    "audio_maas_forwarded_batch_size",
+    "Feature rows per transformer-to-predictor call",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
+T = TypeVar("T")
+
+
+class Predictor(Protocol):
+    """The transformer's predictor (``audio_maas.kserve.upstream.PredictorClient`` on the wire)."""
+
+    async def infer(
+        self, model_name: str, features: np.ndarray, *, outputs: Sequence[str], fingerprint: str
+    ) -> tuple[np.ndarray, ...]:
+        """The predictor's ``outputs`` for float32 rows ``[n, ...]``, each with ``n`` rows."""
+
+    async def load(self, model_name: str) -> None: ...
+
+    async def unload(self, model_name: str) -> None: ...
+
+
+class Stages:
+    """One model's feature threads and its calls to ``predictor``."""
+
+    def __init__(self, name: str, settings: TransformerSettings, predictor: Predictor) -> None:
+        self.name = name
+        self.settings = settings
+        self.predictor = predictor
+        self.fingerprint = ""
+        """The model directory's, once loaded: the predictor checks it against its own."""
+        self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
+        self._batchers: list[DynamicBatcher[Any]] = []
+
+    def load(self) -> None:
+        self.fingerprint = model_fingerprint(self.settings.model_dir)
+
+    async def featurise(self, jobs: Sequence[Callable[[], T]], audio_bytes: int) -> list[T]:
+        """Each job's result, in order: on the event loop for little audio, else on the feature
+        threads (``inline_features_max_bytes`` says why)."""
+        if audio_bytes <= self.settings.inline_features_max_bytes:
+            return [job() for job in jobs]
+        return list(await asyncio.gather(*(self.run(job) for job in jobs)))
+
+    async def run(self, job: Callable[[], T]) -> T:
+        """``job`` on the feature threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    def batcher(self, outputs: Callable[[], Sequence[str]]) -> DynamicBatcher[tuple[np.ndarray, ...]]:
+        """Stacks concurrent rows into one predictor call for the ``outputs()`` of the moment
+        (a model read through its interface knows them once loaded)."""
+
+        async def forward(rows: np.ndarray) -> tuple[np.ndarray, ...]:
+            return await self.forward(rows, outputs())
+
+        batcher = DynamicBatcher(
+            forward,
+            max_batch_size=self.settings.max_batch_size,
+            on_batch=FORWARDED_BATCH_SIZE.labels(self.name).observe,
+        )
+        self._batchers.append(batcher)
+        return batcher
+
+    async def forward(self, rows: np.ndarray, outputs: Sequence[str]) -> tuple[np.ndarray, ...]:
+        """One predictor call for stacked rows ``[n, ...]``: each of ``outputs``, ``n`` rows."""
+        return await self.predictor.infer(self.name, rows, outputs=outputs, fingerprint=self.fingerprint)
+
+    def close(self) -> None:
+        """No more batches or featurising threads: requests in flight finish, then the threads end."""
+        for batcher in self._batchers:
+            batcher.close()
+        self._pool.shutdown(wait=False)
