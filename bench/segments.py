@@ -99,7 +99,7 @@ def sliding_window(
     for sequence in sequences:
         waveform = sequence["waveform"]
         clips = [waveform[start : start + window] for start in range(0, len(waveform) - window + 1, hop)]
-        features = np.stack([front_end.featurize(front_end.clip_from_mono(clip)) for clip in clips])
+        features = np.stack([front_end.featurise(front_end.clip_from_mono(clip)) for clip in clips])
         answers = serve(**{INPUT_NAME: tf.constant(features)})[OUTPUT_NAME].numpy().argmax(axis=1)
         runs = [(int(a), len(list(group))) for a, group in itertools.groupby(answers)]
         said = [labels[a] for a, length in runs if length >= min_run and labels[a] != UNKNOWN_LABEL]

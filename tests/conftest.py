@@ -53,9 +53,9 @@ def offline_probabilities(test_split: list[Any]) -> np.ndarray:
     """What the exported bundled model answers for each file of ``test_split``, computed in process:
     float32 ``[300, classes]``, the reference every served answer is held to."""
     from audio_maas.training.evaluate import predict
-    from audio_maas.training.featurize import featurize
+    from audio_maas.training.featurise import featurise
 
-    return predict(BUNDLED_MODEL, featurize(test_split, FeatureSpec.read(BUNDLED_MODEL)))
+    return predict(BUNDLED_MODEL, featurise(test_split, FeatureSpec.read(BUNDLED_MODEL)))
 
 
 @pytest.fixture(scope="session")

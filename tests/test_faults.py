@@ -142,6 +142,7 @@ def _relabelled_copy(tmp_path: Path) -> Path:
     return model_dir
 
 
+@pytest.mark.slow
 def test_transformer_refuses_a_predictor_of_another_model_with_the_same_shapes(tmp_path: Path) -> None:
     """Shapes and label counts agree, so only the model fingerprint tells: at start the transformer
     stays unready; when its predictor is replaced by another model's (a rollout pairing revisions
@@ -292,6 +293,7 @@ def test_timing_log_lines_appear_only_when_latency_logging_is_asked_for(tmp_path
     assert ("kserve.io.v2.health.live" in log_path.read_text()) is latency_logging
 
 
+@pytest.mark.slow
 def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> None:
     """What Kubernetes does on scale-down: SIGTERM, then SIGKILL after the grace period (30 s)."""
     with _requests_held_in_flight(6) as (transformer, _, url, in_flight):
@@ -304,6 +306,7 @@ def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits() -> 
         assert transformer.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_service_recovers() -> None:
     transformer_port, predictor_port = free_port_pair(), free_port_pair()
     predictor = _start_predictor(predictor_port)
@@ -350,6 +353,7 @@ def test_predictor_killed_under_load_gives_quick_503s_never_500s_or_hangs_and_se
     assert all(status == 200 for sent, status, _ in outcomes if sent > recovered + 0.5)
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_predictor_finishes_the_batch_in_flight_and_exits() -> None:
     """The predictor's side of a scale-down: the batch it holds is answered; the transformer
     answers 503 for what it could no longer forward, never 500."""

@@ -65,6 +65,7 @@ def _python(code: str, *, librosa_in: Path | None) -> dict[str, Any]:
     return answer
 
 
+@pytest.mark.slow
 def test_slim_librosa_gives_the_front_ends_features_without_sklearn(slim_copy: Path) -> None:
     slim = _python(_WITHOUT_SKLEARN + _FEATURES_OF_EVERY_BUNDLED_MODEL, librosa_in=slim_copy)
     stock = _python(_FEATURES_OF_EVERY_BUNDLED_MODEL, librosa_in=None)
@@ -76,6 +77,7 @@ def test_slim_librosa_gives_the_front_ends_features_without_sklearn(slim_copy: P
     assert slim["features"] == stock["features"]
 
 
+@pytest.mark.slow
 def test_slim_librosa_keeps_hpss_where_sklearn_is_installed(slim_copy: Path) -> None:
     code = """
 import json, numpy as np, librosa

@@ -18,7 +18,7 @@ from audio_maas.protocol.contract import read_labels
 from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_dataset, select_split
 from audio_maas.training.evaluate import predict
-from audio_maas.training.featurize import featurize
+from audio_maas.training.featurise import featurise
 from tests.conftest import SHARED_DATA, loopback_settings, running_service
 
 WORDS = {"01 - yes": "yes", "02 - no": "no", "03 - _silence_": "_silence_"}
@@ -79,7 +79,7 @@ def test_the_trained_model_is_served_under_its_folders_name_and_answers_as_expor
     served: ServiceSettings, words_model: Path, own_recordings: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     test = select_split(load_dataset(own_recordings).utterances, "test")
-    offline = predict(words_model, featurize(test, FeatureSpec.read(words_model)))
+    offline = predict(words_model, featurise(test, FeatureSpec.read(words_model)))
     labels = read_labels(words_model)
     for utterance, probabilities in zip(test[:6], offline, strict=False):
         assert main(["predict", "--url", served.url, "--model", "words", utterance.name]) == 0
@@ -87,6 +87,7 @@ def test_the_trained_model_is_served_under_its_folders_name_and_answers_as_expor
         assert printed.startswith(f"{utterance.name}: {labels[int(np.argmax(probabilities))]}  (top-3"), printed
 
 
+@pytest.mark.slow
 def test_cross_validation_holds_out_each_fold_once_and_records_it_in_the_card(
     words_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

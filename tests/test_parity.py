@@ -9,7 +9,7 @@ import numpy as np
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.dataset import load_fsdd, select_split
-from audio_maas.training.featurize import featurize
+from audio_maas.training.featurise import featurise
 
 
 def test_training_features_equal_serving_features_for_real_recordings(fsdd_dir: Path, tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_training_features_equal_serving_features_for_real_recordings(fsdd_dir: 
     the model directory and runs the front end on the request bytes. Every value must agree."""
     utterances = select_split(load_fsdd(fsdd_dir), "test")[::3]  # 100 files, all speakers and digits
     spec = FeatureSpec()
-    training_features = featurize(utterances, spec, workers=2)
+    training_features = featurise(utterances, spec, workers=2)
 
     spec.write(tmp_path)
     serving = FrontEnd(FeatureSpec.read(tmp_path))

@@ -15,7 +15,7 @@ from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY,
 from audio_maas.training.config import TrainConfig
 from audio_maas.training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, load_fsdd, select_split
 from audio_maas.training.evaluate import compute_metrics, predict
-from audio_maas.training.featurize import featurize
+from audio_maas.training.featurise import featurise
 from audio_maas.training.models import build_model, shift_logit
 from audio_maas.training.outside_voices import ALLISON_CREDIT
 from audio_maas.training.train import train
@@ -38,7 +38,7 @@ def small_fsdd(fsdd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root.parent
 
 
-@pytest.fixture(scope="module", params=["cnn", "lstm+unknown"])
+@pytest.fixture(scope="module", params=["cnn", pytest.param("lstm+unknown", marks=pytest.mark.slow)])
 def trained(request: pytest.FixtureRequest, small_fsdd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The CNN on digits; the LSTM on digits and ``unknown`` (three of each Speech Commands folder),
     with a bias against ``unknown``."""
@@ -77,7 +77,7 @@ def test_serving_signature_has_the_contract_names_and_shapes(trained: Path) -> N
 
 
 def test_exported_model_outputs_probabilities(trained: Path, small_fsdd: Path) -> None:
-    features = featurize(load_fsdd(small_fsdd)[:20], FeatureSpec(), workers=1)
+    features = featurise(load_fsdd(small_fsdd)[:20], FeatureSpec(), workers=1)
     probabilities = predict(trained, features)
     assert probabilities.shape == (20, len(_labels(trained)))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)

@@ -7,12 +7,12 @@ Bytes in, features out, in three pure stages that training and the transformer b
 ``condition``  any waveform at any rate -> float32 clip [spec.clip_samples] at ``spec.sample_rate``:
                downmix, resample, band-pass, silence trim, gain normalisation, centre pad/crop,
                pre-emphasis
-``featurize``  clip -> float32 features [spec.n_frames, spec.n_bins] (log-mel dB or MFCC)
+``featurise``  clip -> float32 features [spec.n_frames, spec.n_bins] (log-mel dB or MFCC)
 
 Every setting lives in one frozen :class:`~audio_maas.features.spec.FeatureSpec`, written next to
 the model at export and read back by whoever computes features.
 Training-only augmentation slots in between the stages (see ``audio_maas.training.augment``); the serving
-path is exactly ``featurize(condition(decode(data)))``.
+path is exactly ``featurise(condition(decode(data)))``.
 """
 
 from __future__ import annotations
@@ -132,18 +132,18 @@ class FrontEnd:
             log_mel = librosa.feature.mfcc(S=log_mel, n_mfcc=self.spec.n_mfcc)
         return np.ascontiguousarray(log_mel.T, dtype=np.float32)
 
-    def featurize(self, clip: np.ndarray) -> np.ndarray:
+    def featurise(self, clip: np.ndarray) -> np.ndarray:
         """float32 clip ``[spec.clip_samples]`` -> features float32 ``[spec.n_frames, spec.n_bins]``."""
         return self.features_from_power(self.power_spectrogram(clip))
 
     def from_waveform(self, *, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Any waveform -> features float32 ``[spec.n_frames, spec.n_bins]``."""
-        return self.featurize(self.condition(waveform=waveform, sample_rate=sample_rate))
+        return self.featurise(self.condition(waveform=waveform, sample_rate=sample_rate))
 
     def features_and_frame_times(self, *, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`from_waveform`'s features, and :meth:`frame_times` in seconds of ``waveform``."""
         clip, start = self.clip_and_start(self.to_model_rate(waveform=waveform, sample_rate=sample_rate))
-        return self.featurize(clip), self.frame_times(start)
+        return self.featurise(clip), self.frame_times(start)
 
     def from_bytes(self, *, data: bytes, max_duration_s: float) -> np.ndarray:
         """Encoded audio file -> features float32 ``[spec.n_frames, spec.n_bins]``: the serving path."""

@@ -137,7 +137,7 @@ def segment_features(
             f"'{_PREFIX}max_segments')"
         )
     clips = [mono] + [mono[s.context_start : s.context_end] for s in segments]
-    features = np.stack([front_end.featurize(front_end.clip_from_mono(clip)) for clip in clips])
+    features = np.stack([front_end.featurise(front_end.clip_from_mono(clip)) for clip in clips])
     return features, [(s.start / spec.sample_rate, s.end / spec.sample_rate) for s in segments]
 
 

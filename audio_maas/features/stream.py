@@ -70,7 +70,7 @@ class StreamSegmenter:
         audio_from, start = self._pending
         clip = self.front_end.clip_from_mono(self._audio[audio_from - self._first :])
         rate = self.front_end.spec.sample_rate
-        return Sound(self.front_end.featurize(clip), start / rate, self.heard_s)
+        return Sound(self.front_end.featurise(clip), start / rate, self.heard_s)
 
     @property
     def held_s(self) -> float:
@@ -120,7 +120,7 @@ class StreamSegmenter:
                 self._pending = (self._first + segment.context_start, self._first + segment.start)
                 break  # more audio may still join it; the later ones wait for it
             clip = self.front_end.clip_from_mono(self._audio[segment.context_start : segment.context_end])
-            sounds.append(Sound(self.front_end.featurize(clip), start / rate, end / rate))
+            sounds.append(Sound(self.front_end.featurise(clip), start / rate, end / rate))
             self._answered_until = end
         return sounds
 

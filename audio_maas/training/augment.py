@@ -21,7 +21,7 @@ from audio_maas.features.audio import decode
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.dataset import LONGEST_RECORDING_S
-from audio_maas.training.featurize import map_chunks
+from audio_maas.training.featurise import map_chunks
 
 __all__ = [
     "AugmentSettings",

@@ -76,7 +76,7 @@ def write_model_card(model_dir: Path) -> None:
         f"{training['examples']['total']:,} training examples in all.",
         f"- {_architecture(config)}; {config['epochs']} epochs, batch {config['batch_size']}, "
         f"AdamW with cosine decay from {config['learning_rate']}, seed {config['seed']}.",
-        f"- Training took {training['seconds']['total']:.0f} s ({training['seconds']['featurize']:.0f} s of it "
+        f"- Training took {training['seconds']['total']:.0f} s ({training['seconds']['featurise']:.0f} s of it "
         f"featurisation) on {training['machine']}.",
         "",
         f"## Evaluation: {metrics['split']}, n = {metrics['n']}",

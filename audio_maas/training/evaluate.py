@@ -21,7 +21,7 @@ from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
 from audio_maas.savedmodel.load import load_serving_function
 from audio_maas.training.dataset import LONGEST_RECORDING_S, UNKNOWN_LABEL, Utterance
-from audio_maas.training.featurize import featurize
+from audio_maas.training.featurise import featurise
 
 __all__ = ["compute_metrics", "evaluate", "predict", "write_explanations", "write_report"]
 
@@ -95,7 +95,7 @@ def evaluate(model_dir: Path, utterances: Sequence[Utterance], *, report_dir: Pa
     if unknown:
         raise ValueError(f"utterances carry labels the model does not know: {unknown}")
     y_true = np.array([labels.index(u.label) for u in utterances])
-    probabilities = predict(model_dir, featurize(utterances, spec))
+    probabilities = predict(model_dir, featurise(utterances, spec))
     result = compute_metrics(y_true=y_true, probabilities=probabilities, labels=labels)
     if report_dir is not None:
         training = model_dir / TRAINING_FILE

@@ -29,7 +29,7 @@ from audio_maas.training.dataset import (
 )
 from audio_maas.training.evaluate import evaluate
 from audio_maas.training.export import export_model
-from audio_maas.training.featurize import featurize
+from audio_maas.training.featurise import featurise
 from audio_maas.training.models import build_model, shift_logit
 from audio_maas.training.outside_voices import allison_digits
 from audio_maas.training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, silences, synthetic_digits
@@ -71,7 +71,7 @@ def train(
         len(synthetic),
         config.augment_copies,
     )
-    clean = featurize(sources, config.spec, workers=config.workers)
+    clean = featurise(sources, config.spec, workers=config.workers)
     augmented = augmented_features(
         [u.data for u in sources],
         spec=config.spec,
@@ -84,7 +84,7 @@ def train(
     classes = np.array([labels.index(u.label) for u in sources])
     x_train = np.concatenate([clean, augmented])
     y_train = np.concatenate([classes, np.repeat(classes, config.augment_copies)])
-    x_val = featurize(validation_set, config.spec, workers=config.workers)
+    x_val = featurise(validation_set, config.spec, workers=config.workers)
     y_val = np.array([labels.index(u.label) for u in validation_set])
     featurised = time.perf_counter()
     log.info("%d training examples ready in %.0f s", len(x_train), featurised - started)
@@ -129,7 +129,7 @@ def train(
         # The named classes' speakers or sources; `unknown`'s sources are the model card's own list.
         "speakers": sorted({u.speaker for u in train_set if u.label != UNKNOWN_LABEL}),
         "history": {key: [float(v) for v in values] for key, values in fit.history.items()},
-        "seconds": {"featurize": round(featurised - started, 1), "total": round(time.perf_counter() - started, 1)},
+        "seconds": {"featurise": round(featurised - started, 1), "total": round(time.perf_counter() - started, 1)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {_gpus()} GPUs",
     }
     (model_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")

@@ -14,23 +14,23 @@ from audio_maas.features.frontend import FrontEnd, one_blas_thread
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.dataset import LONGEST_RECORDING_S, Utterance
 
-__all__ = ["featurize", "map_chunks"]
+__all__ = ["featurise", "map_chunks"]
 
 T = TypeVar("T")
 
 
-def featurize(utterances: Sequence[Utterance], spec: FeatureSpec, *, workers: int | None = None) -> np.ndarray:
+def featurise(utterances: Sequence[Utterance], spec: FeatureSpec, *, workers: int | None = None) -> np.ndarray:
     """Serving features of each utterance: float32 ``[len(utterances), frames, bins]``.
 
     Runs exactly the transformer's path (``FrontEnd.from_bytes``), spread over processes.
     """
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(utterances) < 64:  # spawning workers costs more than it saves
-        return _featurize_chunk(list(utterances), spec)
-    return np.concatenate(map_chunks(_featurize_chunk, list(utterances), spec, workers=workers))
+        return _featurise_chunk(list(utterances), spec)
+    return np.concatenate(map_chunks(_featurise_chunk, list(utterances), spec, workers=workers))
 
 
-def _featurize_chunk(utterances: list[Utterance], spec: FeatureSpec) -> np.ndarray:
+def _featurise_chunk(utterances: list[Utterance], spec: FeatureSpec) -> np.ndarray:
     front_end = FrontEnd(spec)
     return np.stack([front_end.from_bytes(data=u.data, max_duration_s=LONGEST_RECORDING_S) for u in utterances])
 
