@@ -441,7 +441,7 @@ def test_eight_recordings_on_one_stream_are_heard_as_eight_streams_and_a_bad_pie
         for key, audio in recordings.items()
     }
     refusals = _metric(live_service, "audio_maas_stream_refusals_total", setting="bad_piece")
-    delays = _metric(live_service, "audio_maas_stream_answer_delay_seconds_count")
+    delays = _metric(live_service, "audio_maas_stream_response_delay_seconds_count")
     np.savez(tmp_path / "recordings.npz", **recordings)
     done = subprocess.run(
         [sys.executable, "-c", SEQUENCES_CLIENT, url, "digits", str(tmp_path / "recordings.npz"), "3"],
@@ -460,7 +460,7 @@ def test_eight_recordings_on_one_stream_are_heard_as_eight_streams_and_a_bad_pie
         together["errors"]
     )
     heard_alone_and_together = sum(len(answers) for answers in heard.values())
-    assert _metric(live_service, "audio_maas_stream_answer_delay_seconds_count") - delays >= heard_alone_and_together
+    assert _metric(live_service, "audio_maas_stream_response_delay_seconds_count") - delays >= heard_alone_and_together
     assert (
         _metric(live_service, "audio_maas_streams_open")
         == _metric(live_service, "audio_maas_stream_sequences_open")

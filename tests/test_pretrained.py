@@ -173,7 +173,7 @@ def test_each_model_carries_its_licence_card_and_interface(converted: dict[str, 
     assert sorted(signature.structured_outputs) == sorted(interface["output"]["names"])
 
 
-def _answer(
+def _windowed(
     model_dir: Path, audio: np.ndarray, sample_rate: int
 ) -> tuple[ModelInterface, Windows, dict[str, np.ndarray]]:
     """Audio through the model's interface and its SavedModel, as the service will run it."""
@@ -187,7 +187,7 @@ def test_a_long_tone_is_one_note_across_windows(converted: dict[str, tuple[Path,
     own inference cuts them (one every 1.64 s, from 0.17 s before the start), put back on one
     time axis with no seam: one note, A4, from the start to the end."""
     _, model_dir = converted["notes"]
-    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=5, sample_rate=44100), 44100)
+    interface, windows, outputs = _windowed(model_dir, tone(frequency_hz=440, seconds=5, sample_rate=44100), 44100)
     assert len(windows.rows) == -(-(5 * 22050 + 3840) // 36164) == 4
     note, time_s = interface.frames(windows, outputs["note"])
     onset, _ = interface.frames(windows, outputs["onset"])
@@ -200,7 +200,7 @@ def test_a_long_tone_is_one_note_across_windows(converted: dict[str, tuple[Path,
 def test_a_c_major_chord_gives_c_e_and_g(converted: dict[str, tuple[Path, Path]]) -> None:
     _, model_dir = converted["notes"]
     chord = _chord([261.63, 329.63, 392.0], samples=3 * 22050, sample_rate=22050)
-    interface, windows, outputs = _answer(model_dir, chord, 22050)
+    interface, windows, outputs = _windowed(model_dir, chord, 22050)
     note, time_s = interface.frames(windows, outputs["note"])
     onset, _ = interface.frames(windows, outputs["onset"])
     found = notes(note, onset, time_s, frame_s=interface.output["frame_s"], lowest_midi=interface.output["lowest_midi"])
@@ -210,7 +210,7 @@ def test_a_c_major_chord_gives_c_e_and_g(converted: dict[str, tuple[Path, Path]]
 
 def test_the_pitch_track_follows_a_tone_every_10_ms(converted: dict[str, tuple[Path, Path]]) -> None:
     _, model_dir = converted["pitch"]
-    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=1.5, sample_rate=44100), 44100)
+    interface, windows, outputs = _windowed(model_dir, tone(frequency_hz=440, seconds=1.5, sample_rate=44100), 44100)
     activation, time_s = interface.frames(windows, outputs["activation"])
     np.testing.assert_allclose(time_s, np.arange(len(time_s)) * 0.01, atol=1e-9)
     assert len(time_s) == 150
@@ -223,7 +223,7 @@ def test_the_pitch_track_follows_a_tone_every_10_ms(converted: dict[str, tuple[P
 def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[Path, Path]]) -> None:
     """7 s are two whole patches of 2.992 s and one padded with silence: none of the audio is left out."""
     _, model_dir = converted["music-tags"]
-    interface, windows, outputs = _answer(model_dir, tone(frequency_hz=440, seconds=7, sample_rate=16000), 16000)
+    interface, windows, outputs = _windowed(model_dir, tone(frequency_hz=440, seconds=7, sample_rate=16000), 16000)
     assert windows.rows.shape == (3, 187, 96)
     assert list(windows.start_s) == pytest.approx([0, 187 * 256 / 16000, 2 * 187 * 256 / 16000])
     assert np.isfinite(windows.rows).all()  # a loud tone too: 10000 x power stays finite
@@ -339,7 +339,7 @@ print(json.dumps(answers))
 """
 
 
-def _answers(result: Any) -> dict[str, Any]:
+def _outputs(result: Any) -> dict[str, Any]:
     """A tritonclient result's outputs by name: BYTES decoded to text, FP32 as arrays."""
     answers = {}
     for output in result.get_response()["outputs"]:
@@ -369,7 +369,7 @@ def test_the_service_answers_notes_pitch_and_tags_alike_over_http_and_grpc(
     for model, data in files.items():
         audio = httpclient.InferInput("audio", [1], "BYTES")
         audio.set_data_from_numpy(np.array([data], dtype=object))
-        over_http[model] = _answers(client.infer(model, [audio]))
+        over_http[model] = _outputs(client.infer(model, [audio]))
 
     found = json.loads(over_http["notes"]["notes"][0])
     assert set(over_http["notes"]) == {"notes"}  # the posteriorgrams only on request
@@ -412,7 +412,7 @@ def test_frame_outputs_of_elements_of_different_lengths_are_nan_padded(pretraine
     tones = [tone(frequency_hz=220, seconds=seconds, sample_rate=16000) for seconds in (1, 0.5)]
     audio.set_data_from_numpy(np.array([encode(t, sample_rate=16000, format="WAV") for t in tones], dtype=object))
     asked = [httpclient.InferRequestedOutput(name) for name in ("frequency_hz", "time_s", "activation")]
-    answers = _answers(client.infer("pitch", [audio], outputs=asked))
+    answers = _outputs(client.infer("pitch", [audio], outputs=asked))
     assert answers["activation"].shape == (2, 100, 360)
     assert answers["frequency_hz"].shape == answers["time_s"].shape == (2, 100)
     finite = np.isfinite(answers["time_s"])
@@ -542,7 +542,7 @@ def test_a_predictor_call_whose_answer_is_over_8_mib_is_answered(pretrained_serv
     audio = httpclient.InferInput("audio", [5], "BYTES")
     wav = encode(_chord([440.0], samples=10 * 22050, sample_rate=22050), sample_rate=22050, format="WAV")
     audio.set_data_from_numpy(np.array([wav] * 5, dtype=object))
-    answers = _answers(client.infer("notes", [audio]))
+    answers = _outputs(client.infer("notes", [audio]))
     assert [[note["name"] for note in json.loads(element)] for element in answers["notes"]] == [["A4"]] * 5
 
 
@@ -592,12 +592,12 @@ def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: 
             encode(recording[-8000:], sample_rate=16000, format="FLAC"),
         ]
         audio.set_data_from_numpy(np.array(files, dtype=object))
-        answers = _answers(client.infer("pitch-class", [audio]))
+        answers = _outputs(client.infer("pitch-class", [audio]))
         assert set(answers) == {"label", "class_id", "probabilities"}
         assert answers["label"] == ["low", "high"] and list(answers["class_id"]) == [0, 1]
         np.testing.assert_allclose(answers["probabilities"].sum(axis=1), 1, atol=1e-5)
         asked = [httpclient.InferRequestedOutput(name) for name in ("scores", "time_s")]
-        answers = _answers(client.infer("pitch-class", [audio], outputs=asked))
+        answers = _outputs(client.infer("pitch-class", [audio], outputs=asked))
         assert answers["scores"].shape == (2, 8, 2)
         np.testing.assert_allclose(answers["time_s"][0], np.arange(8) * 0.25)
         assert list(answers["scores"][0].argmax(axis=1)) == [0] * 6 + [1] * 2

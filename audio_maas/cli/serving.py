@@ -255,7 +255,7 @@ def _list_models(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from audio_maas.client.v2 import ServiceUnreachable, answer_files, model_outputs, predict_files, write_midi
+    from audio_maas.client.v2 import ServiceUnreachable, model_outputs, outputs_of_files, predict_files, write_midi
 
     if args.midi and len(args.files) != 1:
         raise ValueError("--midi writes the notes of one FILE")
@@ -268,10 +268,10 @@ def _predict(args: argparse.Namespace) -> int:
                 f"--midi needs a model that answers '{NOTES_OUTPUT}'; '{args.model_name}' answers {outputs}"
             )
         if LABEL_OUTPUT not in outputs:  # not a classifier: what its reader made of each file
-            for path, answers in zip(args.files, answer_files(args.files, **where), strict=True):
-                _print_answers(path, answers)
+            for path, file_outputs in zip(args.files, outputs_of_files(args.files, **where), strict=True):
+                _print_outputs(path, file_outputs)
                 if args.midi:
-                    write_midi(answers[NOTES_OUTPUT], args.midi)
+                    write_midi(file_outputs[NOTES_OUTPUT], args.midi)
                     print(f"notes written to {args.midi}")
             return 0
         predictions = predict_files(args.files, **where, segment=args.segment)
@@ -291,16 +291,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_answers(path: Path, answers: dict[str, Any]) -> None:
+def _print_outputs(path: Path, outputs: dict[str, Any]) -> None:
     """One file's notes, pitch track or tags, as a person reads them."""
-    if NOTES_OUTPUT in answers:
-        print(f"{path}: {len(answers[NOTES_OUTPUT])} notes")
-        if answers[NOTES_OUTPUT]:
+    if NOTES_OUTPUT in outputs:
+        print(f"{path}: {len(outputs[NOTES_OUTPUT])} notes")
+        if outputs[NOTES_OUTPUT]:
             print(f"    {'start s':>8}  {'end s':>8}  {'confidence':>10}  note")
-        for note in answers[NOTES_OUTPUT]:
+        for note in outputs[NOTES_OUTPUT]:
             print(f"    {note['start_s']:8.2f}  {note['end_s']:8.2f}  {note['confidence']:10.3f}  {note['name']}")
-    elif FREQUENCY_OUTPUT in answers:
-        frequency, confidence, time_s = answers[FREQUENCY_OUTPUT], answers[CONFIDENCE_OUTPUT], answers[TIME_OUTPUT]
+    elif FREQUENCY_OUTPUT in outputs:
+        frequency, confidence, time_s = outputs[FREQUENCY_OUTPUT], outputs[CONFIDENCE_OUTPUT], outputs[TIME_OUTPUT]
         frame_s = float(np.median(np.diff(time_s))) if len(time_s) > 1 else VOICED_SHORTEST_S
         voiced = confidence >= VOICED_CONFIDENCE
         summary = f"{path}: {len(time_s)} frames {frame_s * 1000:.3g} ms apart, {voiced.mean():.0%} voiced"
@@ -317,13 +317,13 @@ def _print_answers(path: Path, answers: dict[str, Any]) -> None:
             hz = float(np.median(frequency[start:end]))
             name = note_name(round(69 + 12 * np.log2(hz / 440)))  # the nearest note, for a person reading
             print(f"    {time_s[start]:8.2f}  {time_s[end - 1] + frame_s:8.2f}  {hz:9.1f}  {name}")
-    elif TOP_TAGS_OUTPUT in answers:
-        print(f"{path}: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in answers[TOP_TAGS_OUTPUT]))
-        for window in answers.get(TAG_TIMELINE_OUTPUT, []):
+    elif TOP_TAGS_OUTPUT in outputs:
+        print(f"{path}: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in outputs[TOP_TAGS_OUTPUT]))
+        for window in outputs.get(TAG_TIMELINE_OUTPUT, []):
             tags = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in window["tags"])
             print(f"    {window['start_s']:8.2f}  {window['end_s']:8.2f}  {tags}")
     else:
-        print(f"{path}: " + ", ".join(f"{name} {value}" for name, value in answers.items()))
+        print(f"{path}: " + ", ".join(f"{name} {value}" for name, value in outputs.items()))
 
 
 def _stretches(voiced: np.ndarray, steps: np.ndarray, *, shortest: int) -> list[tuple[int, int]]:

@@ -45,11 +45,11 @@ __all__ = [
     "Explanation",
     "Prediction",
     "ServiceUnreachable",
-    "answer_files",
     "check_deployment",
     "explain_file",
     "is_ready",
     "model_outputs",
+    "outputs_of_files",
     "predict_files",
     "wait_ready",
     "write_midi",
@@ -109,26 +109,26 @@ def predict_files(
     ]
 
 
-def answer_files(
+def outputs_of_files(
     paths: Sequence[Path], *, url: str, model_name: str, auth_token: str | None = None
 ) -> list[dict[str, Any]]:
-    """Each file's answers by output name, those the model answers when none is named: BYTES as
-    text (JSON documents parsed), numbers as arrays, frame-wise ones cut to the file's own frames
-    (the service pads shorter files' frames with NaN, ``time_s`` too). Errors as :func:`predict_files`."""
+    """Each file's outputs by name, those the model gives when none is named: BYTES as text (JSON
+    documents parsed), numbers as arrays, frame-wise ones cut to the file's own frames (the
+    service pads shorter files' frames with NaN, ``time_s`` too). Errors as :func:`predict_files`."""
     result = _infer(paths, [], url=url, model_name=model_name, auth_token=auth_token)
-    answers: list[dict[str, Any]] = [{} for _ in paths]
+    per_file: list[dict[str, Any]] = [{} for _ in paths]
     outputs = {output["name"]: result.as_numpy(output["name"]) for output in result.get_response()["outputs"]}
     times = outputs.get(TIME_OUTPUT)
     for name, value in outputs.items():
-        for element, answer in enumerate(answers):
+        for element, file_outputs in enumerate(per_file):
             if value.dtype == object:
                 text = value[element].decode()
-                answer[name] = json.loads(text) if name in JSON_OUTPUTS else text
+                file_outputs[name] = json.loads(text) if name in JSON_OUTPUTS else text
             elif times is not None and value.ndim > 1 and value.shape[1] == times.shape[1]:
-                answer[name] = value[element][np.isfinite(times[element])]
+                file_outputs[name] = value[element][np.isfinite(times[element])]
             else:
-                answer[name] = value[element]
-    return answers
+                file_outputs[name] = value[element]
+    return per_file
 
 
 def model_outputs(*, url: str, model_name: str, auth_token: str | None = None) -> list[str]:

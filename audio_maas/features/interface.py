@@ -192,10 +192,10 @@ class ModelInterface:
         inside = (times >= -1e-9) & (times < windows.duration_s)
         return flat[inside], times[inside]
 
-    def answers(self, windows: Windows, values: dict[str, np.ndarray], wanted: Collection[str]) -> dict[str, Any]:
-        """One recording's answers by output name (those of :meth:`outputs`; the reader runs only
-        when one of its outputs is ``wanted``), from the model's ``values`` for its ``windows``:
-        arrays, or lists that answer as JSON."""
+    def outputs_of(self, windows: Windows, values: dict[str, np.ndarray], wanted: Collection[str]) -> dict[str, Any]:
+        """One recording's outputs by name (those of :meth:`outputs`; the reader runs only when
+        one of its outputs is ``wanted``), from the model's ``values`` for its ``windows``: arrays,
+        or lists sent as JSON."""
         out = self.output
         if out["kind"] in ("classes", "tags"):
             ((name, scores),) = values.items()

@@ -37,7 +37,7 @@ from audio_maas.features.segment import SegmentOptions
 from audio_maas.features.stream import Sound, StreamSegmenter
 from audio_maas.protocol.contract import PARTIAL_PARAMETER
 from audio_maas.protocol.errors import BadRequest, ServiceError, StreamIdle, StreamLimit
-from audio_maas.serving.metrics import STREAM_ANSWER_DELAY_SECONDS, STREAM_REFUSALS, STREAM_SEQUENCES
+from audio_maas.serving.metrics import STREAM_REFUSALS, STREAM_RESPONSE_DELAY_SECONDS, STREAM_SEQUENCES
 from audio_maas.transformer.settings import TransformerSettings
 
 __all__ = ["Heard", "LiveStream", "Piece", "SequenceEnded", "SequenceFailed"]
@@ -160,7 +160,7 @@ class LiveStream:
                         f"nothing received for {self.settings.stream_idle_s:g} s (stream_idle_s)"
                     ) from None
                 try:
-                    async for event in self._answer(piece):
+                    async for event in self._events_of(piece):
                         yield event
                 except (ServiceError, InvalidAudioError) as error:
                     refusal = type(error) if isinstance(error, ServiceError) else BadRequest
@@ -172,7 +172,7 @@ class LiveStream:
             STREAM_SEQUENCES.labels(self.model_name).dec(len(self._sequences))
             self._sequences.clear()
 
-    async def _answer(self, piece: Piece) -> AsyncIterator[Event]:
+    async def _events_of(self, piece: Piece) -> AsyncIterator[Event]:
         key = piece.sequence_id
         if key in self._failed and not piece.start:
             raise BadRequest("it was refused before: start it anew (sequence_start)")
@@ -200,7 +200,7 @@ class LiveStream:
         if sounds:
             probabilities = await self.classify(np.stack([sound.features for sound in sounds]))
             for sound, row in zip(sounds, probabilities, strict=True):
-                STREAM_ANSWER_DELAY_SECONDS.labels(self.model_name).observe(
+                STREAM_RESPONSE_DELAY_SECONDS.labels(self.model_name).observe(
                     time.monotonic() - sequence.arrived(sound.end_s)
                 )
                 yield Heard(piece, row, sound.start_s, sound.end_s)

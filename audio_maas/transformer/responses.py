@@ -85,7 +85,7 @@ def interface_response(
     request: Request, read: list[dict[str, Any]], outputs: list[InterfaceOutput], *, model_name: str
 ) -> Response:
     """The response to ``request`` from each element's outputs as its model's reader ``read``
-    them (``ModelInterface.answers``), for ``outputs``: text as it is, lists as JSON, a number per
+    them (``ModelInterface.outputs_of``), for ``outputs``: text as it is, lists as JSON, a number per
     element as a vector, arrays stacked with NaN padding."""
     tensors = []
     for output in outputs:

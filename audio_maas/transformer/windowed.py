@@ -110,7 +110,7 @@ class InterfacePipeline:
             for element in windows:
                 end = start + len(element.rows)
                 own = {name: value[start:end] for name, value in zip(self.outputs, values, strict=True)}
-                read.append(interface.answers(element, own, wanted))
+                read.append(interface.outputs_of(element, own, wanted))
                 start = end
             return read
 
