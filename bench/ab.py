@@ -7,9 +7,9 @@ of each round's B/A (the two sides of a round ran back to back).
 
     python bench/ab.py --baseline /tmp/old [--rounds 10] [--requests 2000]
 
-``--baseline`` is a checkout of the earlier commit (``git worktree add /tmp/old c417785``); it runs
-with this virtual environment, its own top-level packages (``serving``, ``transformer``, ...)
-found from its folder.
+``--baseline`` is a checkout of the earlier commit (``git worktree add /tmp/old ed2b245``); it runs
+with this virtual environment, its own packages (``audio_maas``, or before c417785 the top-level
+``serving``, ``transformer``, ...) found from its folder.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.client.v2 import wait_ready  # noqa: E402
+from audio_maas.client.check import wait_ready  # noqa: E402
 from audio_maas.protocol.codec import BINARY_HEADER, binary_body  # noqa: E402
 
 MODEL = REPO / "models" / "digits"
@@ -45,8 +45,7 @@ def cpu_s(pid: int) -> float:
 
 
 def start(side: str, checkout: Path, port: int) -> dict[str, subprocess.Popen[bytes]]:
-    new = side == "B"
-    package = "audio_maas." if new else ""
+    package = "audio_maas." if (checkout / "audio_maas").is_dir() else ""  # before c417785: top-level packages
     common = ["--model_name", "digits", "--model_dir", str(MODEL)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(checkout)}
     predictor = subprocess.Popen(

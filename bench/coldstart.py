@@ -37,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.client.v2 import is_ready  # noqa: E402
+from audio_maas.client.check import is_ready  # noqa: E402
 from tests.test_images import PODMAN, podman, run_container, run_flags  # noqa: E402
 
 MODEL = REPO / "models" / "digits"

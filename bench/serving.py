@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from audio_maas.cli.local import LocalService  # noqa: E402
-from audio_maas.client.v2 import wait_ready as client_wait_ready  # noqa: E402
+from audio_maas.client.check import wait_ready as client_wait_ready  # noqa: E402
 from audio_maas.protocol.codec import encode_bytes_tensor  # noqa: E402
 from audio_maas.protocol.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from audio_maas.serving.settings import ServiceSettings  # noqa: E402

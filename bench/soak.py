@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audio_maas.client.v2 import wait_ready  # noqa: E402
+from audio_maas.client.check import wait_ready  # noqa: E402
 from audio_maas.protocol.contract import AUDIO_INPUT, LABEL_OUTPUT  # noqa: E402
 from audio_maas.serving.settings import ServiceSettings  # noqa: E402
 from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402

@@ -18,7 +18,7 @@ import pytest
 import soundfile
 
 from audio_maas.cli.local import LocalService
-from audio_maas.client.v2 import wait_ready as client_wait_ready
+from audio_maas.client.check import wait_ready as client_wait_ready
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.images.patching import installed_package

@@ -243,7 +243,7 @@ def test_no_audio_reaches_logs_or_disk_even_at_debug_level(tmp_path: Path) -> No
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=30)
     logs = log_path.read_bytes()
-    assert b"DEBUG [model.py:preprocess" in logs  # the level took effect, in our code too
+    assert b"DEBUG [model.py:infer" in logs  # the level took effect, in our code too
     for secret in (b"PRIVATE-VOICE", base64.b64encode(marker[:48]), base64.b64encode(wav[44:92])):
         assert secret not in logs
     assert list(work.iterdir()) == [] and list(temp.iterdir()) == []

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from audio_maas.client.v2 import check_deployment
+from audio_maas.client.check import check_deployment
 from audio_maas.training.dataset import Utterance
 from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, free_port_pair, wait_ready
 from tests.test_service import GRPC_CLIENT, _infer_files

@@ -523,7 +523,7 @@ def test_serve_with_no_flags_serves_the_bundled_and_the_imported_models(
 
 def test_the_deployment_check_passes_on_each_pretrained_model(pretrained_service: ServiceSettings) -> None:
     """What ``helm test`` runs after a release of any of them: a tone in, the outputs it answers by default out."""
-    from audio_maas.client.v2 import check_deployment
+    from audio_maas.client.check import check_deployment
 
     answered = {name: check_deployment(url=pretrained_service.url, model_name=name, timeout_s=10) for name in ARCHIVES}
     assert answered == {
@@ -579,7 +579,8 @@ def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: 
     when named."""
     import tritonclient.http as httpclient
 
-    from audio_maas.client.v2 import check_deployment, predict_files
+    from audio_maas.client.check import check_deployment
+    from audio_maas.client.v2 import predict_files
 
     settings = loopback_settings(model_name="pitch-class")
     recording = np.concatenate([tone(frequency_hz=220, seconds=1.5, sample_rate=16000),

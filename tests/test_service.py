@@ -312,7 +312,7 @@ def test_predictor_refuses_features_computed_for_another_model(service: ServiceS
 
 
 def test_the_helm_test_check_passes_against_the_service_and_names_what_is_wrong(service: ServiceSettings) -> None:
-    from audio_maas.client.v2 import check_deployment
+    from audio_maas.client.check import check_deployment
 
     assert check_deployment(url=service.url, model_name="digits", timeout_s=10) in BUNDLED_LABELS
     with pytest.raises(RuntimeError, match=r"/v2/models/nope/ready did not answer 200 within 1 s"):

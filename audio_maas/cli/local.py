@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from audio_maas.client.v2 import wait_ready
+from audio_maas.client.check import wait_ready
 from audio_maas.protocol.contract import AUTH_TOKEN_ENV
 from audio_maas.serving.settings import ServiceSettings
 

@@ -255,7 +255,8 @@ def _list_models(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from audio_maas.client.v2 import ServiceUnreachable, model_outputs, outputs_of_files, predict_files, write_midi
+    from audio_maas.client.midi import write_midi
+    from audio_maas.client.v2 import ServiceUnreachable, model_outputs, outputs_of_files, predict_files
 
     if args.midi and len(args.files) != 1:
         raise ValueError("--midi writes the notes of one FILE")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from audio_maas.client.v2 import main
+from audio_maas.client.check import main
 
 sys.exit(main())
