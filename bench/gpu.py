@@ -77,7 +77,7 @@ def _rebuild(model_dir: Path) -> Any:
     import tensorflow as tf
 
     from audio_maas.features.spec import FeatureSpec
-    from audio_maas.protocol.contract import read_labels
+    from audio_maas.protocol.model_dir import read_labels
     from audio_maas.training.config import recorded_cnn_filters
     from audio_maas.training.models import build_model
 

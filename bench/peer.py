@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from audio_maas.features.frontend import FrontEnd  # noqa: E402
 from audio_maas.features.spec import FeatureSpec  # noqa: E402
-from audio_maas.protocol.contract import read_labels  # noqa: E402
+from audio_maas.protocol.model_dir import read_labels  # noqa: E402
 
 
 class SampleTransformer(Model):

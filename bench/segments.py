@@ -33,7 +33,8 @@ from audio_maas.features.audio import decode  # noqa: E402
 from audio_maas.features.frontend import FrontEnd  # noqa: E402
 from audio_maas.features.segment import SegmentOptions, segment_features  # noqa: E402
 from audio_maas.features.spec import FeatureSpec  # noqa: E402
-from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, read_labels  # noqa: E402
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME  # noqa: E402
+from audio_maas.protocol.model_dir import read_labels  # noqa: E402
 from audio_maas.savedmodel.load import load_serving_function  # noqa: E402
 from audio_maas.training.dataset import UNKNOWN_LABEL, load_fsdd, select_split  # noqa: E402
 

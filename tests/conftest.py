@@ -22,7 +22,7 @@ from audio_maas.client.check import wait_ready as client_wait_ready
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.images.patching import installed_package
-from audio_maas.protocol.contract import read_labels
+from audio_maas.protocol.model_dir import read_labels
 from audio_maas.serving.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parent.parent

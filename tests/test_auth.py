@@ -23,7 +23,7 @@ import requests
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import loopback_settings, running_service
 

@@ -13,7 +13,7 @@ import pytest
 
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import model_directories, read_labels
+from audio_maas.protocol.model_dir import model_directories, read_labels
 from audio_maas.training.dataset import UNKNOWN_LABEL, Utterance, load_dataset, select_split, with_unknown
 from audio_maas.training.evaluate import evaluate, predict
 from audio_maas.training.outside_voices import ALLISON_DIGITS, allison_digits

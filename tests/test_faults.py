@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from audio_maas.protocol.contract import FEATURE_SPEC_FILE, LABELS_FILE
+from audio_maas.protocol.model_dir import FEATURE_SPEC_FILE, LABELS_FILE
 from tests.conftest import BUNDLED_MODEL, encode, free_port_pair, tone, wait_ready
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

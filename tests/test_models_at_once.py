@@ -25,7 +25,7 @@ import tritonclient.http as httpclient
 from audio_maas.cli import main
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import model_directories
+from audio_maas.protocol.model_dir import model_directories
 from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import (
     BUNDLED_LABELS,
@@ -393,7 +393,7 @@ print(json.dumps(answers))
 def test_one_serve_answers_every_bundled_model_with_its_own_labels(fsdd_dir: Path) -> None:
     """`audio-maas serve` with no model flags: digits, digits-lstm and sounds through one transformer
     and one predictor, each with its own labels in metadata and answers, over HTTP and gRPC."""
-    from audio_maas.protocol.contract import read_labels
+    from audio_maas.protocol.model_dir import read_labels
 
     esc10 = fsdd_dir.parent / "esc10"
     folders = sorted(folder for folder in esc10.iterdir() if folder.is_dir())

@@ -14,7 +14,7 @@ import pytest
 
 from audio_maas.cli import main
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import read_labels
+from audio_maas.protocol.model_dir import read_labels
 from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_dataset, select_split
 from audio_maas.training.evaluate import predict

@@ -28,7 +28,8 @@ from audio_maas.pretrained.convert import (
     MUSICNN_CHECKPOINT,
     convert,
 )
-from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, MODEL_CARD_FILE, read_labels
+from audio_maas.protocol.contract import INPUT_NAME
+from audio_maas.protocol.model_dir import INTERFACE_FILE, MODEL_CARD_FILE, read_labels
 from audio_maas.savedmodel.load import load_signature
 from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import (

@@ -291,7 +291,7 @@ except InferenceServerException as error:
 def test_predictor_refuses_features_computed_for_another_model(service: ServiceSettings) -> None:
     """Features of the right shape, but computed with another model's spec or labels (the
     transformer says so in a parameter): 409 / FAILED_PRECONDITION naming both fingerprints."""
-    from audio_maas.protocol.contract import model_fingerprint
+    from audio_maas.protocol.model_dir import model_fingerprint
 
     ours = model_fingerprint(BUNDLED_MODEL)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{service.predictor_http_port}")

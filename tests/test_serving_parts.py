@@ -19,7 +19,7 @@ from audio_maas.kserve.settings import parse_flags
 from audio_maas.kserve.tensors import bytes_elements, parse_rest_request
 from audio_maas.kserve.upstream import PredictorClient
 from audio_maas.predictor.settings import PredictorSettings
-from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import BadRequest
 from audio_maas.serving.batching import DynamicBatcher
 from audio_maas.transformer.settings import TransformerSettings

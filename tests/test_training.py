@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from audio_maas.cli import main
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.model_dir import read_labels
 from audio_maas.training.config import TrainConfig
 from audio_maas.training.dataset import DIGIT_LABELS, UNKNOWN_LABEL, load_fsdd, select_split
 from audio_maas.training.evaluate import compute_metrics, predict

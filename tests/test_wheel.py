@@ -19,9 +19,14 @@ from tests.conftest import BUNDLED_MODEL, REPO, free_port_pair, wait_ready
 
 
 def test_a_wheel_installed_elsewhere_serves_a_model_directory(tmp_path: Path, fsdd_dir: Path) -> None:
+    source = tmp_path / "source"  # setuptools builds in the source tree: a copy keeps the checkout clean
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / "audio_maas", source / "audio_maas", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
-    subprocess.run([*build, str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run([*build, str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheels.glob("audio_maas-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

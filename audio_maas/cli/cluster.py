@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from audio_maas.protocol.contract import DEFAULT_MODEL_NAME
+from audio_maas.protocol.defaults import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
     from audio_maas.deploy.cluster import ServiceStatus

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from audio_maas.client.check import wait_ready
-from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.serving.settings import ServiceSettings
 
 __all__ = ["LocalService", "serve"]

@@ -20,24 +20,24 @@ from audio_maas import CHECKOUT
 from audio_maas.cli.training import BUNDLED_MODEL_DIR
 from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.protocol.contract import (
-    AUTH_TOKEN_ENV,
     CONFIDENCE_OUTPUT,
+    FREQUENCY_OUTPUT,
+    LABEL_OUTPUT,
+    NOTES_OUTPUT,
+    TAG_TIMELINE_OUTPUT,
+    TIME_OUTPUT,
+    TOP_TAGS_OUTPUT,
+)
+from audio_maas.protocol.defaults import (
+    AUTH_TOKEN_ENV,
     DEFAULT_HTTP_PORT,
     DEFAULT_MODEL_NAME,
     DEFAULT_PREDICTOR_HTTP_PORT,
     DEFAULT_PREDICTOR_PROTOCOL,
     DEFAULT_URL,
-    FREQUENCY_OUTPUT,
-    LABEL_OUTPUT,
-    LABELS_FILE,
-    MODEL_NAME_PATTERN,
-    NOTES_OUTPUT,
-    TAG_TIMELINE_OUTPUT,
-    TIME_OUTPUT,
-    TOP_TAGS_OUTPUT,
-    model_directories,
-    note_name,
 )
+from audio_maas.protocol.model_dir import LABELS_FILE, MODEL_NAME_PATTERN, model_directories
+from audio_maas.protocol.notes import note_name
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -361,7 +361,7 @@ def _listen(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from audio_maas.client.v2 import ServiceUnreachable, explain_file
     from audio_maas.features.audio import decode
-    from audio_maas.protocol.contract import read_labels
+    from audio_maas.protocol.model_dir import read_labels
     from audio_maas.training.figures import draw_explanation
 
     try:

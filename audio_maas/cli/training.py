@@ -184,7 +184,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from audio_maas.protocol.contract import TRAINING_FILE
+    from audio_maas.protocol.model_dir import TRAINING_FILE
     from audio_maas.training.card import confusion_matrix_lines
     from audio_maas.training.dataset import select_split
     from audio_maas.training.evaluate import evaluate

@@ -17,14 +17,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from audio_maas.protocol.contract import (
-    AUDIO_INPUT,
-    AUTH_TOKEN_ENV,
-    CLASS_ID_OUTPUT,
-    DEFAULT_MODEL_NAME,
-    LABEL_OUTPUT,
-    OUTPUT_NAME,
-)
+from audio_maas.protocol.contract import AUDIO_INPUT, CLASS_ID_OUTPUT, LABEL_OUTPUT, OUTPUT_NAME
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV, DEFAULT_MODEL_NAME
 
 __all__ = ["check_deployment", "is_ready", "main", "wait_ready"]
 

@@ -43,15 +43,14 @@ from audio_maas.protocol.contract import (
     CLASS_ID_OUTPUT,
     CONFIDENCE_OUTPUT,
     FREQUENCY_OUTPUT,
-    INTERFACE_FILE,
     LABEL_OUTPUT,
     NOTES_OUTPUT,
     OUTPUT_NAME,
     TAG_TIMELINE_OUTPUT,
     TIME_OUTPUT,
     TOP_TAGS_OUTPUT,
-    read_labels,
 )
+from audio_maas.protocol.model_dir import INTERFACE_FILE, read_labels
 
 __all__ = ["ModelInterface", "Output", "Windows"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-from audio_maas.protocol.contract import note_name
+from audio_maas.protocol.notes import note_name
 
 __all__ = ["Note", "notes", "pitch_track", "top_tags"]
 

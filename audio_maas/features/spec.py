@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from audio_maas.protocol.contract import FEATURE_SPEC_FILE
+from audio_maas.protocol.model_dir import FEATURE_SPEC_FILE
 
 __all__ = ["FeatureSpec"]
 

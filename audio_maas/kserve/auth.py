@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from audio_maas.kserve.asgi import ASGIApp, Receive, Scope, Send, send_error
 from audio_maas.kserve.streaming import STREAM_METHOD
-from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import Unauthenticated
 
 __all__ = ["BearerToken", "BearerTokenInterceptor", "bearer_header"]

@@ -20,7 +20,7 @@ from audio_maas.kserve.metrics import MODEL_READY, RequestMetrics
 from audio_maas.kserve.patches import DataPlane, ModelServer, finish_app
 from audio_maas.kserve.repository import ModelRepository, add_index_route
 from audio_maas.kserve.settings import parse_flags
-from audio_maas.protocol.contract import AUTH_TOKEN_ENV
+from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.serving.model import ServedModel
 from audio_maas.serving.settings import ServerSettings
 

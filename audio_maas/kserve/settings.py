@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic_settings import BaseSettings
 
-from audio_maas.protocol.contract import DEFAULT_MODEL_NAME
+from audio_maas.protocol.defaults import DEFAULT_MODEL_NAME
 
 __all__ = ["parse_flags"]
 

@@ -14,15 +14,10 @@ from prometheus_client import Histogram
 
 from audio_maas.predictor.settings import PredictorSettings
 from audio_maas.protocol.codec import to_numpy
-from audio_maas.protocol.contract import (
-    INPUT_NAME,
-    MODEL_FINGERPRINT_PARAMETER,
-    OUTPUT_NAME,
-    SALIENCY_OUTPUT,
-    model_fingerprint,
-)
+from audio_maas.protocol.contract import INPUT_NAME, MODEL_FINGERPRINT_PARAMETER, OUTPUT_NAME, SALIENCY_OUTPUT
 from audio_maas.protocol.errors import BadRequest, ModelMismatch, UpstreamUnavailable
 from audio_maas.protocol.messages import Output, Request, Response, respond
+from audio_maas.protocol.model_dir import model_fingerprint
 from audio_maas.savedmodel.explain import explainer
 from audio_maas.savedmodel.load import load_serving_function, set_threads
 from audio_maas.serving.batching import DynamicBatcher

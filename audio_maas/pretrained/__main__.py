@@ -10,7 +10,7 @@ from pathlib import Path
 
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import convert
-from audio_maas.protocol.contract import MODEL_CARD_FILE
+from audio_maas.protocol.model_dir import MODEL_CARD_FILE
 
 log = logging.getLogger("audio_maas")
 

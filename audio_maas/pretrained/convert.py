@@ -20,14 +20,9 @@ import numpy as np
 
 from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.pretrained.cards import card
-from audio_maas.protocol.contract import (
-    INPUT_NAME,
-    INTERFACE_FILE,
-    MODEL_CARD_FILE,
-    SIGNATURE_KEY,
-    note_name,
-    write_labels,
-)
+from audio_maas.protocol.contract import INPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.model_dir import INTERFACE_FILE, MODEL_CARD_FILE, write_labels
+from audio_maas.protocol.notes import note_name
 
 __all__ = ["CONVERTERS", "convert"]
 

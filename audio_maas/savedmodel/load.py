@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE, OUTPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.model_dir import INTERFACE_FILE
 
 __all__ = ["load_serving_function", "load_signature", "set_threads"]
 

@@ -17,16 +17,14 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audio_maas.protocol.contract import (
+from audio_maas.protocol.defaults import (
     AUTH_TOKEN_ENV,
     DEFAULT_HTTP_PORT,
     DEFAULT_MODEL_NAME,
     DEFAULT_PREDICTOR_HTTP_PORT,
     DEFAULT_PREDICTOR_PROTOCOL,
-    MODEL_NAME_PATTERN,
-    model_directories,
-    storage_model_dir,
 )
+from audio_maas.protocol.model_dir import MODEL_NAME_PATTERN, model_directories, storage_model_dir
 
 __all__ = ["ServerSettings", "ServiceSettings"]
 

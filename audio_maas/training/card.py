@@ -8,14 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import (
-    INPUT_NAME,
-    METRICS_FILE,
-    MODEL_CARD_FILE,
-    OUTPUT_NAME,
-    TRAINING_FILE,
-    read_labels,
-)
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME
+from audio_maas.protocol.model_dir import METRICS_FILE, MODEL_CARD_FILE, TRAINING_FILE, read_labels
 from audio_maas.training.config import recorded_cnn_filters
 from audio_maas.training.dataset import UNKNOWN_LABEL
 from audio_maas.training.outside_voices import ALLISON_CREDIT

@@ -18,7 +18,8 @@ import tensorflow as tf
 from sklearn import metrics as skm
 
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, TRAINING_FILE, read_labels
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME
+from audio_maas.protocol.model_dir import TRAINING_FILE, read_labels
 from audio_maas.savedmodel.load import load_serving_function
 from audio_maas.training.dataset import LONGEST_RECORDING_S, UNKNOWN_LABEL, Utterance
 from audio_maas.training.featurise import featurise

@@ -9,7 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from audio_maas.features.spec import FeatureSpec
-from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY, read_labels, write_labels
+from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
+from audio_maas.protocol.model_dir import read_labels, write_labels
 from audio_maas.savedmodel.load import load_serving_function
 
 __all__ = ["export_model"]

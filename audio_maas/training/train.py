@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from audio_maas.protocol.contract import METRICS_FILE, TRAINING_FILE
+from audio_maas.protocol.model_dir import METRICS_FILE, TRAINING_FILE
 from audio_maas.training.augment import augmented_features
 from audio_maas.training.card import write_model_card
 from audio_maas.training.config import TrainConfig

@@ -27,10 +27,10 @@ from audio_maas.protocol.contract import (
     SALIENCY_OUTPUT,
     SEGMENTS_OUTPUT,
     SEQUENCE_OUTPUT,
-    read_labels,
 )
 from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
+from audio_maas.protocol.model_dir import read_labels
 from audio_maas.serving.model import Refusal, TensorMetadata
 from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
 from audio_maas.transformer.live import LiveStream, Piece, SequenceFailed

@@ -17,9 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from audio_maas.protocol.contract import AUDIO_INPUT, INTERFACE_FILE, WAVEFORM_INPUT
+from audio_maas.protocol.contract import AUDIO_INPUT, WAVEFORM_INPUT
 from audio_maas.protocol.errors import BadRequest, ServiceError, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
+from audio_maas.protocol.model_dir import INTERFACE_FILE
 from audio_maas.serving.model import Refusal, TensorMetadata
 from audio_maas.transformer.classifier import ClassifierPipeline
 from audio_maas.transformer.settings import TransformerSettings

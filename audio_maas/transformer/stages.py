@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from prometheus_client import Histogram
 
-from audio_maas.protocol.contract import model_fingerprint
+from audio_maas.protocol.model_dir import model_fingerprint
 from audio_maas.serving.batching import DynamicBatcher
 from audio_maas.transformer.settings import TransformerSettings
 

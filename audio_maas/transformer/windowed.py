@@ -19,9 +19,10 @@ import numpy as np
 from audio_maas.features.audio import InvalidAudioError
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.segment import SEGMENT_PARAMETER
-from audio_maas.protocol.contract import INPUT_NAME, INTERFACE_FILE
+from audio_maas.protocol.contract import INPUT_NAME
 from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
+from audio_maas.protocol.model_dir import INTERFACE_FILE
 from audio_maas.serving.model import Refusal, TensorMetadata
 from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
 from audio_maas.transformer.responses import interface_response
