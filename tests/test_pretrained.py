@@ -20,7 +20,7 @@ import pytest
 
 from audio_maas import CHECKOUT
 from audio_maas.features.interface import ModelInterface, Windows
-from audio_maas.features.readers import notes, pitch_track, top_tags
+from audio_maas.features.readers import notes, pitch_track, top_tags, voiced_stretches
 from audio_maas.pretrained.archives import ARCHIVES, fetch
 from audio_maas.pretrained.convert import (
     BASIC_PITCH_SAVED_MODEL,
@@ -219,6 +219,18 @@ def test_the_pitch_track_follows_a_tone_every_10_ms(converted: dict[str, tuple[P
         activation, first_bin_cents=interface.output["first_bin_cents"], bin_cents=interface.output["bin_cents"]
     )
     assert abs(float(np.median(frequency)) - 440) < 1 and float(np.median(confidence)) > 0.5
+
+
+def test_a_pitch_track_reads_as_voiced_stretches_by_nearest_note() -> None:
+    """0.3 s of A4, 0.1 s unvoiced, 0.3 s of A3 and a 20 ms blip of C5 (shorter than a stretch),
+    every 10 ms: two stretches, A4 then A3, each within a frame of where it lies."""
+    frequency = np.concatenate([np.full(30, 440.0), np.full(10, 300.0), np.full(30, 220.0), np.full(2, 523.0)])
+    confidence = np.concatenate([np.full(30, 0.9), np.full(10, 0.1), np.full(32, 0.9)])
+    time_s = np.arange(len(frequency)) * 0.01
+    track = voiced_stretches(frequency, confidence, time_s)
+    assert [(s.note, round(s.median_hz)) for s in track.stretches] == [("A4", 440), ("A3", 220)]
+    np.testing.assert_allclose([(s.start_s, s.end_s) for s in track.stretches], [(0, 0.3), (0.4, 0.7)], atol=0.01)
+    assert track.voiced == pytest.approx(62 / 72) and track.frame_s == pytest.approx(0.01)
 
 
 def test_music_tags_cut_recordings_into_3_s_patches(converted: dict[str, tuple[Path, Path]]) -> None:

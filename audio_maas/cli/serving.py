@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from audio_maas import CHECKOUT
 from audio_maas.cli.training import BUNDLED_MODEL_DIR
 from audio_maas.pretrained.archives import ARCHIVES
@@ -37,7 +35,6 @@ from audio_maas.protocol.defaults import (
     DEFAULT_URL,
 )
 from audio_maas.protocol.model_dir import LABELS_FILE, MODEL_NAME_PATTERN, model_directories
-from audio_maas.protocol.notes import note_name
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -47,11 +44,6 @@ __all__ = ["add_commands"]
 _SET_BY_SERVE = frozenset({"model_dir", "model_repository", "auth_token"})
 """Server settings that ``serve`` sets itself: the models from ``--model`` or ``--model-repository``,
 the token from the environment."""
-
-VOICED_CONFIDENCE = 0.5
-"""``predict`` of a pitch tracker: frames at least this confident are voiced (CREPE's own threshold)."""
-VOICED_SHORTEST_S = 0.05
-"""... and stretches of voiced frames shorter than this are not printed."""
 
 BUNDLED_REPOSITORY = BUNDLED_MODEL_DIR.parent
 """``models/``: every model we trained, each under its folder's name."""
@@ -301,23 +293,19 @@ def _print_outputs(path: Path, outputs: dict[str, Any]) -> None:
         for note in outputs[NOTES_OUTPUT]:
             print(f"    {note['start_s']:8.2f}  {note['end_s']:8.2f}  {note['confidence']:10.3f}  {note['name']}")
     elif FREQUENCY_OUTPUT in outputs:
+        from audio_maas.features.readers import voiced_stretches  # numpy alone: the client installs it
+
         frequency, confidence, time_s = outputs[FREQUENCY_OUTPUT], outputs[CONFIDENCE_OUTPUT], outputs[TIME_OUTPUT]
-        frame_s = float(np.median(np.diff(time_s))) if len(time_s) > 1 else VOICED_SHORTEST_S
-        voiced = confidence >= VOICED_CONFIDENCE
-        summary = f"{path}: {len(time_s)} frames {frame_s * 1000:.3g} ms apart, {voiced.mean():.0%} voiced"
-        if voiced.any():
-            low, median, high = np.percentile(frequency[voiced], [5, 50, 95])
+        track = voiced_stretches(frequency, confidence, time_s)
+        summary = f"{path}: {len(time_s)} frames {track.frame_s * 1000:.3g} ms apart, {track.voiced:.0%} voiced"
+        if track.percentiles_hz is not None:
+            low, median, high = track.percentiles_hz
             summary += f", median {median:.1f} Hz (5-95%: {low:.1f}-{high:.1f} Hz)"
         print(summary)
-        nearest = np.round(12 * np.log2(np.maximum(frequency, 1) / 440))
-        steps = np.diff(nearest, prepend=nearest[:1]) != 0  # a new nearest note starts a new stretch
-        stretches = _stretches(voiced, steps, shortest=max(1, round(VOICED_SHORTEST_S / frame_s)))
-        if stretches:
+        if track.stretches:
             print(f"    {'start s':>8}  {'end s':>8}  {'median Hz':>9}  note")
-        for start, end in stretches:
-            hz = float(np.median(frequency[start:end]))
-            name = note_name(round(69 + 12 * np.log2(hz / 440)))  # the nearest note, for a person reading
-            print(f"    {time_s[start]:8.2f}  {time_s[end - 1] + frame_s:8.2f}  {hz:9.1f}  {name}")
+        for stretch in track.stretches:
+            print(f"    {stretch.start_s:8.2f}  {stretch.end_s:8.2f}  {stretch.median_hz:9.1f}  {stretch.note}")
     elif TOP_TAGS_OUTPUT in outputs:
         print(f"{path}: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in outputs[TOP_TAGS_OUTPUT]))
         for window in outputs.get(TAG_TIMELINE_OUTPUT, []):
@@ -325,14 +313,6 @@ def _print_outputs(path: Path, outputs: dict[str, Any]) -> None:
             print(f"    {window['start_s']:8.2f}  {window['end_s']:8.2f}  {tags}")
     else:
         print(f"{path}: " + ", ".join(f"{name} {value}" for name, value in outputs.items()))
-
-
-def _stretches(voiced: np.ndarray, steps: np.ndarray, *, shortest: int) -> list[tuple[int, int]]:
-    """(start, end) frame indices of the runs of ``voiced`` frames at least ``shortest`` long, a
-    run broken before each frame where ``steps``."""
-    edges = np.flatnonzero(np.concatenate([[True], (voiced[1:] != voiced[:-1]) | steps[1:], [True]]))
-    runs = zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
-    return [(start, end) for start, end in runs if voiced[start] and end - start >= shortest]
 
 
 def _listen(args: argparse.Namespace) -> int:

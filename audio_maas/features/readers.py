@@ -1,14 +1,32 @@
-"""Answers read from frame-wise and tag outputs of the pretrained models (``interface.json``'s
-``reader``): notes from note and onset posteriorgrams, a pitch track from pitch bins, top tags."""
+"""What is read from frame-wise and tag outputs of the pretrained models (``interface.json``'s
+``reader``): notes from note and onset posteriorgrams, a pitch track from pitch bins, top tags;
+and, for a person reading a pitch track, its voiced stretches (``audio-maas predict``).
+
+numpy alone at import: the client, which installs without scipy, reads pitch tracks here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import scipy.signal
 
 from audio_maas.protocol.notes import note_name
 
-__all__ = ["Note", "notes", "pitch_track", "top_tags"]
+__all__ = [
+    "VOICED_CONFIDENCE",
+    "Note",
+    "PitchSummary",
+    "Stretch",
+    "notes",
+    "pitch_track",
+    "top_tags",
+    "voiced_stretches",
+]
+
+VOICED_CONFIDENCE = 0.5
+"""Frames of a pitch track at least this confident are voiced (CREPE's own threshold)."""
+VOICED_SHORTEST_S = 0.05
+"""Stretches of voiced frames shorter than this are left out of a summary."""
 
 Note = dict[str, float | int | str]
 """``{"start_s", "end_s", "midi", "name", "confidence"}``."""
@@ -47,6 +65,8 @@ def notes(
     stays under ``frame_threshold`` for ``energy_tolerance`` frames; then notes without an onset
     are taken from what energy remains, loudest first. Notes of ``shortest_s`` or less are dropped;
     confidence is the note posteriorgram's mean over the note."""
+    import scipy.signal
+
     frames = note.shape[0]
     shortest = round(shortest_s / frame_s)
     onset = np.maximum(onset, _rises(note, onset))
@@ -118,3 +138,52 @@ def top_tags(scores: np.ndarray, labels: list[str], k: int) -> list[tuple[str, f
     """The ``k`` best of tag ``scores`` ``[tags]``, best first, as (label, score)."""
     best = np.argsort(scores)[::-1][:k]
     return [(labels[i], round(float(scores[i]), 4)) for i in best]
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Voiced frames in a row near one note: where they lie, their median pitch, the nearest note."""
+
+    start_s: float
+    end_s: float
+    median_hz: float
+    note: str
+
+
+@dataclass(frozen=True)
+class PitchSummary:
+    frame_s: float
+    voiced: float
+    """The share of frames voiced."""
+    percentiles_hz: tuple[float, float, float] | None
+    """5th, 50th and 95th percentile of the voiced frames' pitch; None when none is voiced."""
+    stretches: list[Stretch]
+
+
+def voiced_stretches(frequency_hz: np.ndarray, confidence: np.ndarray, time_s: np.ndarray) -> PitchSummary:
+    """A pitch track (``frequency_hz``, ``confidence`` and ``time_s`` per frame) as a person reads
+    it: its voiced frames, in stretches broken where the nearest note changes, each at least
+    ``VOICED_SHORTEST_S`` long."""
+    frame_s = float(np.median(np.diff(time_s))) if len(time_s) > 1 else VOICED_SHORTEST_S
+    voiced = confidence >= VOICED_CONFIDENCE
+    percentiles = None
+    if voiced.any():
+        low, median, high = np.percentile(frequency_hz[voiced], [5, 50, 95])
+        percentiles = (float(low), float(median), float(high))
+    nearest = np.round(12 * np.log2(np.maximum(frequency_hz, 1) / 440))
+    steps = np.diff(nearest, prepend=nearest[:1]) != 0  # a new nearest note starts a new stretch
+    edges = np.flatnonzero(np.concatenate([[True], (voiced[1:] != voiced[:-1]) | steps[1:], [True]]))
+    shortest = max(1, round(VOICED_SHORTEST_S / frame_s))
+    stretches = []
+    for start, end in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+        if voiced[start] and end - start >= shortest:
+            hz = float(np.median(frequency_hz[start:end]))
+            stretches.append(
+                Stretch(
+                    float(time_s[start]),
+                    float(time_s[end - 1]) + frame_s,
+                    hz,
+                    note_name(round(69 + 12 * np.log2(hz / 440))),
+                )
+            )
+    return PitchSummary(frame_s, float(voiced.mean()) if len(voiced) else 0.0, percentiles, stretches)
