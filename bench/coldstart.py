@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from audio_maas.client.check import is_ready  # noqa: E402
-from tests.test_images import PODMAN, podman, run_container, run_flags  # noqa: E402
+from bench.containers import PODMAN, podman, run_container, run_flags  # noqa: E402
 
 MODEL = REPO / "models" / "digits"
 CLIP = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_theo_0.wav"

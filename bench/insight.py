@@ -15,11 +15,14 @@ plain requests get slower?
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import soundfile
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -29,7 +32,6 @@ from audio_maas.training.dataset import load_fsdd, select_split  # noqa: E402
 from bench.segments import RATE, build_sequences  # noqa: E402
 from bench.serving import binary_body, cpu_seconds, hey  # noqa: E402
 from bench.soak import server_pid, start_service  # noqa: E402
-from tests.conftest import encode  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +47,9 @@ def main() -> None:
     url = f"{settings.url}/v2/models/{settings.model_name}/infer"
     clip = select_split(load_fsdd(args.data_dir / "fsdd"), "test")[0].data
     waveform = build_sequences(args.data_dir, split="test", count=1, seed=0)[0]["waveform"]
-    recording = encode(waveform, sample_rate=RATE, format="WAV")
+    wav = io.BytesIO()
+    soundfile.write(wav, waveform, RATE, format="WAV")
+    recording = wav.getvalue()
     report: dict[str, Any] = {"per_request": {}, "plain": []}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

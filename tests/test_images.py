@@ -9,8 +9,6 @@ with a read-only root filesystem, no capabilities and the model mounted read-onl
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,41 +20,14 @@ import pytest
 
 from audio_maas.client.check import check_deployment
 from audio_maas.training.dataset import Utterance
-from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, free_port_pair, wait_ready
+from bench.containers import PODMAN, podman, run_container, run_flags
+from tests.conftest import BUNDLED_LABELS, free_port_pair, wait_ready
 from tests.test_service import GRPC_CLIENT, _infer_files
 
 pytestmark = pytest.mark.container
 
-PODMAN = os.environ.get("PODMAN", "podman")
 TAG = "0.1.0"
 IMAGES = {name: f"ghcr.io/audio-maas/{name}:{TAG}" for name in ("transformer", "predictor")}
-
-
-def podman(*args: str) -> str:
-    return subprocess.run([PODMAN, *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def run_flags() -> list[str]:
-    """``podman run``'s flags: ``PODMAN_RUN_FLAGS`` (what a sandboxed podman needs), and the host's
-    network, on which the tests and the bench reach the containers. The network is named once:
-    podman refuses two, and a sandbox's build needs ``--network host`` in the same variable."""
-    flags, given = [], shlex.split(os.environ.get("PODMAN_RUN_FLAGS", ""))
-    while given:
-        flag = given.pop(0)
-        if flag == "--network" and given:
-            given.pop(0)
-        elif not flag.startswith("--network="):
-            flags.append(flag)
-    return [*flags, "--network", "host"]
-
-
-def run_container(name: str, image: str, *args: str) -> None:
-    """``image`` as the chart runs it (bench/coldstart.py times it so too)."""
-    podman(
-        "run", "--detach", "--name", name, *run_flags(),
-        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{BUNDLED_MODEL}:/mnt/models:ro", image, *args,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
