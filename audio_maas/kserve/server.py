@@ -24,7 +24,7 @@ from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.serving.model import ServedModel
 from audio_maas.serving.settings import ServerSettings
 
-__all__ = ["run", "start_server"]
+__all__ = ["Build", "Close", "run", "start_server"]
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from audio_maas.features.frontend import one_blas_thread
-    from audio_maas.kserve.server import run
+    from audio_maas.kserve.server import Build, Close, run
     from audio_maas.kserve.upstream import PredictorClient
     from audio_maas.transformer.model import AudioTransformer
     from audio_maas.transformer.settings import TransformerSettings
 
-    def setup(args: argparse.Namespace, settings: TransformerSettings) -> tuple:  # type: ignore[type-arg]
+    def setup(args: argparse.Namespace, settings: TransformerSettings) -> tuple[Build[TransformerSettings], Close]:
         one_blas_thread()
         if not args.predictor_host:
             raise SystemExit("the transformer needs --predictor_host HOST:PORT")
