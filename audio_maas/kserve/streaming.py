@@ -2,7 +2,7 @@
 stream that tritonclient's ``start_stream`` and ``async_stream_infer`` drive (KServe's servers do
 not offer it), and the same over a WebSocket on the REST port, for browsers.
 
-On gRPC each request is a ``ModelInferRequest``, as for ``ModelInfer``; each answer a
+On gRPC each request is a ``ModelInferRequest``, as for ``ModelInfer``; each response a
 ``ModelStreamInferResponse`` (``error_message`` = 1, ``infer_response`` = 2), whose two fields
 are written here by hand: KServe's copy of the protocol has no such message, and tritonclient's
 cannot be imported beside KServe's (both register the same protobuf names). As Triton answers
@@ -13,7 +13,7 @@ server's or the stream's bounds, a stream that falls silent) is its gRPC status.
 On ``/v2/models/NAME/stream`` (WebSocket) each request is a text message holding a V2 REST
 request, followed by one binary message with the raw bytes of its inputs when they are sent with
 the binary tensor extension (``binary_data_size``), as a binary REST body would carry them; each
-answer is a text message holding a V2 REST response, data inline. A refused request is answered
+response is a text message holding a V2 REST response, data inline. A refused request is answered
 ``{"error": ..., "status": HTTP status, "id": ..., "parameters": ...}`` and the socket goes on;
 what ends the stream ends the WebSocket with ``{"error": ...}`` and the close code 4000 + its
 HTTP status (4408, 4429...).
@@ -149,12 +149,12 @@ def websocket_route(slots: StreamSlots) -> WebSocketRoute:
         except WebSocketDisconnect:
             return
         except Exception as error:
-            answer = classify(error)
-            if not answer.expected:
+            ended = classify(error)
+            if not ended.expected:
                 log.error("error answering a stream of %s", model_name, exc_info=error)
             if websocket.client_state == WebSocketState.CONNECTED:
-                await websocket.send_text(json.dumps({"error": answer.message}))
-                await websocket.close(code=4000 + answer.http_status, reason=answer.message[:120])
+                await websocket.send_text(json.dumps({"error": ended.message}))
+                await websocket.close(code=4000 + ended.http_status, reason=ended.message[:120])
             return
         if websocket.client_state == WebSocketState.CONNECTED:  # not when the client closed first
             await websocket.close()

@@ -5,7 +5,7 @@
   bounds it (``max_streams``, ``stream_max_sequences``, ``sequence_max_held_s``,
   ``stream_idle_s``), and pieces refused as not audio (``bad_piece``);
 - ``audio_maas_stream_response_delay_seconds{model}``: from the arrival of the piece that carried a
-  sound's end to its answer, the wait for the quiet that ends it included.
+  sound's end to its response, the wait for the quiet that ends it included.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ STREAM_REFUSALS = Counter(
 )
 STREAM_RESPONSE_DELAY_SECONDS = Histogram(
     "audio_maas_stream_response_delay_seconds",
-    "Seconds from the arrival of a sound's end on a live stream to its answer",
+    "Seconds from the arrival of a sound's end on a live stream to its response",
     ["model"],
     buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0),
 )

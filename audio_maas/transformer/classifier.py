@@ -83,7 +83,7 @@ class ClassifierPipeline:
         return self.front_end.spec.feature_shape
 
     def disagreement(self, answered: tuple[np.ndarray, ...]) -> str | None:
-        """What is wrong with the predictor's answer to one row of zeros, if anything."""
+        """What is wrong with the predictor's response to one row of zeros, if anything."""
         (probabilities,) = answered
         if probabilities.shape != (1, len(self.labels)):
             return (

@@ -107,7 +107,7 @@ class _Sequence:
     segmenter: StreamSegmenter
     sample_rate: int
     partial_at_s: float = 0.0
-    """Recording time of the next partial answer, when they are asked for."""
+    """Recording time of the next partial response, when they are asked for."""
     arrivals: list[tuple[float, float]] = field(default_factory=list)
     """(recording time at a piece's end, when it arrived) of the pieces still held."""
 

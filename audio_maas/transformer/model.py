@@ -45,7 +45,7 @@ class Pipeline(Protocol):
         """One row of the predictor's input, as the model directory says."""
 
     def disagreement(self, answered: tuple[np.ndarray, ...]) -> str | None:
-        """What is wrong with the predictor's answer to one row of zeros, if anything."""
+        """What is wrong with the predictor's response to one row of zeros, if anything."""
 
     def output_types(self) -> list[TensorMetadata]: ...
 

@@ -44,7 +44,7 @@ class InterfacePipeline:
         """The predictor's outputs every call asks for: all the model's own."""
         self._interface: ModelInterface | None = None
         self._own_shapes: dict[str, list[int]] = {}
-        """The model's own outputs' shapes per row, from the predictor's answer to the probe."""
+        """The model's own outputs' shapes per row, from the predictor's response to the probe."""
         self._windows = stages.batcher(lambda: self.outputs)
 
     def load(self) -> None:
@@ -70,7 +70,7 @@ class InterfacePipeline:
         return tuple(self.interface.input["shape"])
 
     def disagreement(self, answered: tuple[np.ndarray, ...]) -> str | None:
-        """What is wrong with the predictor's answer to one window of zeros, if anything."""
+        """What is wrong with the predictor's response to one window of zeros, if anything."""
         out = self.interface.output
         expected = out["frames_per_window"] if out["kind"] == "frames" else len(self.interface.labels)
         for name, value in zip(self.outputs, answered, strict=True):
