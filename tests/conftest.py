@@ -116,22 +116,33 @@ import sys
 from pathlib import Path
 import numpy as np
 from audio_maas.predictor.settings import PredictorSettings
-from audio_maas.savedmodel.load import load_signature, set_threads
-model_dir, rows, out = map(Path, sys.argv[1:])
+from audio_maas.savedmodel.explain import explainer
+from audio_maas.savedmodel.load import load_serving_function, load_signature, set_threads
+model_dir, rows, out, explained = *map(Path, sys.argv[1:4]), sys.argv[4] == "explained"
 settings = PredictorSettings(model_dir=model_dir)
 set_threads(intra_op=settings.intra_op_threads, inter_op=settings.inter_op_threads)
-answered = load_signature(model_dir)(features=np.load(rows))
+if explained:
+    probabilities, saliency = explainer(load_serving_function(model_dir))(np.load(rows))
+    answered = {"probabilities": probabilities, "saliency": saliency}
+else:
+    answered = load_signature(model_dir)(features=np.load(rows))
 np.savez(out, **{name: value.numpy() for name, value in answered.items()})
 """
 
 
-def outputs_as_served(model_dir: Path, rows: np.ndarray, scratch: Path) -> dict[str, np.ndarray]:
-    """The model's outputs for ``rows`` in one call, computed as a predictor with default settings
+def outputs_as_served(
+    model_dir: Path, rows: np.ndarray, scratch: Path, *, explained: bool = False
+) -> dict[str, np.ndarray]:
+    """The model's outputs for ``rows`` in one call (``explained``: probabilities and saliency, as
+    ``audio_maas.savedmodel.explain`` computes them), computed as a predictor with default settings
     computes them: in a fresh process with its thread pools, so the same kernels make the same
-    sums and a served answer must equal these bit for bit (a process with other thread pools may
+    sums and a served response must equal these bit for bit (a process with other thread pools may
     round differently: see ``audio_maas.savedmodel.load.set_threads``)."""
     np.save(scratch / "as-served-rows.npy", rows)
-    run_python(AS_SERVED, str(model_dir), str(scratch / "as-served-rows.npy"), str(scratch / "as-served.npz"))
+    run_python(
+        AS_SERVED, str(model_dir), str(scratch / "as-served-rows.npy"), str(scratch / "as-served.npz"),
+        "explained" if explained else "plain",
+    )  # fmt: skip
     with np.load(scratch / "as-served.npz") as outputs:
         return dict(outputs)
 

@@ -127,4 +127,6 @@ def test_odd_but_valid_audio_is_answered(service: ServiceSettings) -> None:
         response = _post_binary(service.url, [data])
         assert response.status_code == 200, f"{name}: {response.text}"
         outputs = {output["name"]: output for output in response.json()["outputs"]}
-        assert outputs["label"]["shape"] == [1] and np.isclose(sum(outputs["probabilities"]["data"]), 1, atol=1e-4)
+        probabilities = outputs["probabilities"]["data"]  # a float32 softmax: 1 within its terms' rounding
+        assert outputs["label"]["shape"] == [1]
+        assert abs(sum(probabilities) - 1) <= (len(probabilities) + 2) * np.finfo(np.float32).eps
