@@ -15,8 +15,8 @@ is answered :class:`SequenceFailed` naming it; that sequence is forgotten, its l
 refused until one starts it anew, and the stream goes on for the others. Nothing received for
 ``stream_idle_s`` ends the stream (:class:`~audio_maas.protocol.errors.StreamIdle`).
 
-No framework here: the server's adapter turns its requests into :class:`Piece` objects and
-these events into its responses.
+No framework and no V2 here: the classifier's pipeline turns requests into :class:`Piece`
+objects and these events into responses (``audio_maas.transformer.classifier``).
 """
 
 from __future__ import annotations
