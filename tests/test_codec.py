@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from kserve import InferInput, InferRequest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from audio_maas.kserve.tensors import bytes_elements, request_parameter, to_numpy
+from audio_maas.kserve.tensors import request_parameter, tensor
+from audio_maas.protocol import codec
 from audio_maas.protocol.codec import DATATYPES, decode_bytes_tensor, encode_bytes_tensor
 from audio_maas.protocol.errors import BadRequest
 
@@ -40,7 +41,7 @@ def test_fixed_size_tensors_round_trip_as_binary_and_as_json(datatype: str) -> N
     binary._raw_data = values.astype(dtype.newbyteorder("<")).tobytes()
     as_json = InferInput(name="x", shape=[3, 4], datatype=datatype, data=values.tolist())
     for infer_input in (binary, as_json):
-        decoded = to_numpy(infer_input)
+        decoded = codec.to_numpy(tensor(infer_input))
         assert decoded.dtype == dtype and decoded.shape == (3, 4)
         np.testing.assert_array_equal(decoded, values)
 
@@ -54,13 +55,13 @@ def test_bytes_round_trip_as_binary_as_base64_json_and_as_grpc_bytes() -> None:
     )
     as_grpc_contents = InferInput(name="audio", shape=[3], datatype="BYTES", data=list(elements))
     for infer_input in (binary, as_json, as_grpc_contents):
-        assert bytes_elements(infer_input) == elements
-        assert to_numpy(infer_input).tolist() == elements
+        assert codec.bytes_elements(tensor(infer_input)) == elements
+        assert codec.to_numpy(tensor(infer_input)).tolist() == elements
 
 
 def test_json_values_of_another_type_are_named() -> None:
     with pytest.raises(BadRequest, match="input 'x' data are not all INT8 values"):
-        to_numpy(InferInput(name="x", shape=[2], datatype="INT8", data=["a", "b"]))
+        codec.to_numpy(tensor(InferInput(name="x", shape=[2], datatype="INT8", data=["a", "b"])))
 
 
 def test_the_contract_imports_nothing_heavy() -> None:

@@ -16,9 +16,10 @@ from kserve.protocol.infer_type import InferInput
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.kserve.settings import parse_flags
-from audio_maas.kserve.tensors import bytes_elements, parse_rest_request
+from audio_maas.kserve.tensors import parse_rest_request, tensor
 from audio_maas.kserve.upstream import PredictorClient
 from audio_maas.predictor.settings import PredictorSettings
+from audio_maas.protocol.codec import bytes_elements
 from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import BadRequest
 from audio_maas.serving.batching import DynamicBatcher
@@ -45,7 +46,7 @@ def test_binary_bytes_inputs_keep_their_raw_bytes() -> None:
     )
     request = parse_rest_request(body, json_length=json_length, model_name="digits")
     assert request.id == "r1"
-    assert bytes_elements(request.inputs[0]) == audio
+    assert bytes_elements(tensor(request.inputs[0])) == audio
 
 
 def test_binary_fp32_inputs_decode_to_their_values() -> None:
@@ -88,9 +89,9 @@ def test_malformed_binary_requests_are_bad_requests(body: bytes, json_length: in
 
 def test_json_bytes_elements_are_base64() -> None:
     infer_input = InferInput(name="audio", shape=[2], datatype="BYTES", data=["AAEC", "/w=="])
-    assert bytes_elements(infer_input) == [b"\x00\x01\x02", b"\xff"]
+    assert bytes_elements(tensor(infer_input)) == [b"\x00\x01\x02", b"\xff"]
     with pytest.raises(BadRequest, match="element 1 is not base64"):
-        bytes_elements(InferInput(name="audio", shape=[2], datatype="BYTES", data=["AAEC", "*"]))
+        bytes_elements(tensor(InferInput(name="audio", shape=[2], datatype="BYTES", data=["AAEC", "*"])))
 
 
 def test_batcher_stacks_concurrent_requests_and_returns_each_its_rows() -> None:

@@ -1,5 +1,5 @@
 """KServe's request objects read through our codec (``audio_maas.protocol.codec``): framing
-checked, tensors to numpy, binary REST bodies parsed into requests.
+checked, tensors as the codec reads them, binary REST bodies parsed into requests.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import numpy as np
 from kserve import InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
@@ -15,7 +14,7 @@ from audio_maas.protocol import codec
 from audio_maas.protocol.codec import Tensor
 from audio_maas.protocol.errors import BadRequest
 
-__all__ = ["bytes_elements", "check_request", "parse_rest_request", "request_parameter", "tensor", "to_numpy"]
+__all__ = ["check_request", "parse_rest_request", "request_parameter", "tensor"]
 
 
 def tensor(infer_input: InferInput) -> Tensor:
@@ -33,16 +32,6 @@ def check_request(request: InferRequest) -> None:
         raise BadRequest(f"input names must be unique, got {names}")
     for infer_input in request.inputs:
         codec.check_tensor(tensor(infer_input))
-
-
-def to_numpy(infer_input: InferInput) -> np.ndarray:
-    """:func:`audio_maas.protocol.codec.to_numpy` of a KServe input."""
-    return codec.to_numpy(tensor(infer_input))
-
-
-def bytes_elements(infer_input: InferInput) -> list[bytes]:
-    """:func:`audio_maas.protocol.codec.bytes_elements` of a KServe input."""
-    return codec.bytes_elements(tensor(infer_input))
 
 
 def request_parameter(request: InferRequest, name: str) -> Any:
