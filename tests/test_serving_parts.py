@@ -19,9 +19,11 @@ from audio_maas.kserve.settings import parse_flags
 from audio_maas.kserve.tensors import parse_rest_request, tensor
 from audio_maas.kserve.upstream import PredictorClient
 from audio_maas.predictor.settings import PredictorSettings
-from audio_maas.protocol.codec import bytes_elements
+from audio_maas.protocol.codec import Tensor, bytes_elements, encode_bytes_tensor
+from audio_maas.protocol.contract import AUDIO_INPUT
 from audio_maas.protocol.defaults import AUTH_TOKEN_ENV
 from audio_maas.protocol.errors import BadRequest
+from audio_maas.protocol.messages import Request
 from audio_maas.serving.batching import DynamicBatcher
 from audio_maas.transformer.settings import TransformerSettings
 from audio_maas.transformer.stages import Stages
@@ -256,12 +258,13 @@ def test_small_requests_are_featurised_on_the_event_loop_and_large_ones_on_the_f
     front_end = FrontEnd(FeatureSpec.read(BUNDLED_MODEL))
     threads: list[threading.Thread] = []
 
-    def featurise() -> np.ndarray:
+    def featurise(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         threads.append(threading.current_thread())
-        return front_end.from_bytes(data=data, max_duration_s=60)
+        return front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
 
+    request = Request(inputs=[Tensor(AUDIO_INPUT, [1], "BYTES", raw=encode_bytes_tensor([data]))])
     try:
-        (features,) = asyncio.run(stages.featurise([featurise], len(data)))
+        (features,) = asyncio.run(stages.featurise(request, featurise, "features"))
     finally:
         stages.close()
     assert (threads[0] is threading.main_thread()) == on_the_loop

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import numpy as np
 
-from audio_maas.features.audio import InvalidAudioError
 from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions, segment_features, segment_options
 from audio_maas.features.spec import FeatureSpec
@@ -32,7 +30,6 @@ from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
 from audio_maas.protocol.model_dir import read_labels
 from audio_maas.serving.model import Refusal, TensorMetadata
-from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
 from audio_maas.transformer.live import LiveStream, Piece, SequenceFailed
 from audio_maas.transformer.responses import classifier_response, stream_response
 from audio_maas.transformer.stages import Stages
@@ -56,7 +53,6 @@ class ClassifierPipeline:
     def __init__(self, stages: Stages) -> None:
         self.stages = stages
         self.name = stages.name
-        self.reader = RequestReader(stages.name, stages.settings)
         self.labels: list[str] = []
         self._front_end: FrontEnd | None = None
         self._classify = stages.batcher(lambda: self.outputs)
@@ -110,20 +106,19 @@ class ClassifierPipeline:
         """Each element classified; with ``segment``, each of its sounds too; with an explanation
         output named, with saliency."""
         options = self._segment_options(request)
-        decoders, audio_bytes = self.reader.elements(request)
         respond = functools.partial(classifier_response, request, model_name=self.name, labels=self.labels)
         if options is not None:
             segments = functools.partial(self._segments, options=options)
-            results = await self.stages.featurise(self._jobs(decoders, segments, "segments"), audio_bytes)
+            results = await self.stages.featurise(request, segments, "segments")
             # The elements' own rows first, as without `segment`, then every segment's: one predictor call.
             rows = np.concatenate([np.stack([rows[0] for rows, _ in results]), *(rows[1:] for rows, _ in results)])
             (probabilities,) = await self._classify.submit(rows)
             return respond(probabilities, spans=[spans for _, spans in results])
         if any(name in EXPLAIN_OUTPUTS for name in request.outputs):
-            explained = await self.stages.featurise(self._jobs(decoders, self._with_times, "features"), audio_bytes)
+            explained = await self.stages.featurise(request, self._with_times, "features")
             probabilities, saliency = await self._explain.submit(np.stack([rows for rows, _ in explained]))
             return respond(probabilities, saliency=(saliency, np.stack([times for _, times in explained])))
-        features = await self.stages.featurise(self._jobs(decoders, self._features, "features"), audio_bytes)
+        features = await self.stages.featurise(request, self._features, "features")
         (probabilities,) = await self._classify.submit(np.stack(features))
         return respond(probabilities)
 
@@ -141,23 +136,6 @@ class ClassifierPipeline:
             raise BadRequest(f"output '{explain_outputs[0]}' explains whole elements: ask for it without 'segment'")
         return options
 
-    def _jobs(
-        self, decoders: list[Decode], featurise: Callable[[np.ndarray, int], T], stage: str
-    ) -> list[Callable[[], T]]:
-        """Each element decoded and featurised, timed as ``stage``, its audio's faults named by its index."""
-
-        def job(index: int, decode: Decode) -> T:
-            waveform, sample_rate = decode()
-            started = time.perf_counter()
-            try:
-                featurised = featurise(waveform, sample_rate)
-            except InvalidAudioError as error:
-                raise BadRequest(f"element {index}: {error}") from None
-            STAGE_SECONDS.labels(self.name, stage).observe(time.perf_counter() - started)
-            return featurised
-
-        return [functools.partial(job, index, decode) for index, decode in enumerate(decoders)]
-
     def _features(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         return self.front_end.from_waveform(waveform=waveform, sample_rate=sample_rate)
 
@@ -174,7 +152,7 @@ class ClassifierPipeline:
         refusal, after which the stream goes on. The sounds' features join requests' batches."""
 
         def audio(request: Request) -> tuple[np.ndarray, int]:
-            decoders, _ = self.reader.elements(request)
+            decoders, _ = self.stages.reader.elements(request)
             if len(decoders) != 1:
                 raise BadRequest(f"a piece of a live recording is one element, got {len(decoders)}")
             return decoders[0]()

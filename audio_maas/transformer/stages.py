@@ -1,5 +1,5 @@
-"""What every transformer pipeline runs on: its elements featurised on the event loop or the
-feature threads, and rows sent to the predictor, stacked with other requests' rows.
+"""What every transformer pipeline runs on: a request's elements read and featurised on the event
+loop or the feature threads, and rows sent to the predictor, stacked with other requests' rows.
 
 Rows of concurrent requests go to the predictor in one call (see
 :class:`~audio_maas.serving.batching.DynamicBatcher`): one hop per batch instead of one per
@@ -10,6 +10,8 @@ client's id.
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -17,8 +19,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 from prometheus_client import Histogram
 
+from audio_maas.features.audio import InvalidAudioError
+from audio_maas.protocol.errors import BadRequest
+from audio_maas.protocol.messages import Request
 from audio_maas.protocol.model_dir import model_fingerprint
 from audio_maas.serving.batching import DynamicBatcher
+from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
 from audio_maas.transformer.settings import TransformerSettings
 
 __all__ = ["Predictor", "Stages"]
@@ -47,12 +53,13 @@ class Predictor(Protocol):
 
 
 class Stages:
-    """One model's feature threads and its calls to ``predictor``."""
+    """One model's request reader, feature threads and calls to ``predictor``."""
 
     def __init__(self, name: str, settings: TransformerSettings, predictor: Predictor) -> None:
         self.name = name
         self.settings = settings
         self.predictor = predictor
+        self.reader = RequestReader(name, settings)
         self.fingerprint = ""
         """The model directory's, once loaded: the predictor checks it against its own."""
         self._pool = ThreadPoolExecutor(settings.feature_threads, thread_name_prefix="features")
@@ -61,9 +68,23 @@ class Stages:
     def load(self) -> None:
         self.fingerprint = model_fingerprint(self.settings.model_dir)
 
-    async def featurise(self, jobs: Sequence[Callable[[], T]], audio_bytes: int) -> list[T]:
-        """Each job's result, in order: on the event loop for little audio, else on the feature
-        threads (``inline_features_max_bytes`` says why)."""
+    async def featurise(self, request: Request, featurise: Callable[[np.ndarray, int], T], stage: str) -> list[T]:
+        """``featurise(waveform, sample_rate)`` of each element of ``request``, in order, timed as
+        ``stage``, its audio's faults a BadRequest naming the element: on the event loop for little
+        audio, else on the feature threads (``inline_features_max_bytes`` says why)."""
+        decoders, audio_bytes = self.reader.elements(request)
+
+        def job(index: int, decode: Decode) -> T:
+            waveform, sample_rate = decode()
+            started = time.perf_counter()
+            try:
+                featurised = featurise(waveform, sample_rate)
+            except InvalidAudioError as error:
+                raise BadRequest(f"element {index}: {error}") from None
+            STAGE_SECONDS.labels(self.name, stage).observe(time.perf_counter() - started)
+            return featurised
+
+        jobs = [functools.partial(job, index, decode) for index, decode in enumerate(decoders)]
         if audio_bytes <= self.settings.inline_features_max_bytes:
             return [job() for job in jobs]
         return list(await asyncio.gather(*(self.run(job) for job in jobs)))

@@ -8,15 +8,12 @@ model they are refused naming it.
 
 from __future__ import annotations
 
-import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 
-from audio_maas.features.audio import InvalidAudioError
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.segment import SEGMENT_PARAMETER
 from audio_maas.protocol.contract import INPUT_NAME
@@ -24,7 +21,6 @@ from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
 from audio_maas.protocol.model_dir import INTERFACE_FILE
 from audio_maas.serving.model import Refusal, TensorMetadata
-from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
 from audio_maas.transformer.responses import interface_response
 from audio_maas.transformer.stages import Stages
 
@@ -39,7 +35,6 @@ class InterfacePipeline:
     def __init__(self, stages: Stages) -> None:
         self.stages = stages
         self.name = stages.name
-        self.reader = RequestReader(stages.name, stages.settings)
         self.outputs: tuple[str, ...] = ()
         """The predictor's outputs every call asks for: all the model's own."""
         self._interface: ModelInterface | None = None
@@ -98,11 +93,7 @@ class InterfacePipeline:
                 f"model '{self.name}' answers over time already: the request parameter "
                 f"'{SEGMENT_PARAMETER}' is for classifiers"
             )
-        decoders, audio_bytes = self.reader.elements(request)
-        windows = await self.stages.featurise(
-            [functools.partial(self._windows_of, index, decode) for index, decode in enumerate(decoders)],
-            audio_bytes,
-        )
+        windows = await self.stages.featurise(request, self._windows_of, "features")
         values = await self._windows.submit(np.concatenate([element.rows for element in windows]))
         wanted = self._wanted(request)
 
@@ -120,15 +111,8 @@ class InterfacePipeline:
         outputs = [output for output in interface.outputs() if output.name in wanted]
         return interface_response(request, await self.stages.run(read), outputs, model_name=self.name)
 
-    def _windows_of(self, index: int, decode: Decode) -> Windows:
-        waveform, sample_rate = decode()
-        started = time.perf_counter()
-        try:
-            windows = self.interface.windows(waveform=waveform, sample_rate=sample_rate)
-        except InvalidAudioError as error:
-            raise BadRequest(f"element {index}: {error}") from None
-        STAGE_SECONDS.labels(self.name, "features").observe(time.perf_counter() - started)
-        return windows
+    def _windows_of(self, waveform: np.ndarray, sample_rate: int) -> Windows:
+        return self.interface.windows(waveform=waveform, sample_rate=sample_rate)
 
     def _wanted(self, request: Request) -> set[str]:
         """The outputs named in ``request``; those given by default when it names none."""
