@@ -147,6 +147,13 @@ def outputs_as_served(
         return dict(outputs)
 
 
+def assert_distributions(probabilities: np.ndarray) -> None:
+    """Each row of float32 softmax ``probabilities`` ``[n, classes]`` sums to 1 within the rounding
+    of its terms: each of the ``classes`` terms and the normalisation rounds by at most an eps."""
+    rows = np.asarray(probabilities, dtype=np.float64).reshape(-1, np.shape(probabilities)[-1])
+    np.testing.assert_allclose(rows.sum(axis=1), 1, rtol=0, atol=(rows.shape[1] + 2) * np.finfo(np.float32).eps)
+
+
 def free_port_pair() -> int:
     """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
     Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""

@@ -21,7 +21,7 @@ import pytest
 from audio_maas.client.check import check_deployment
 from audio_maas.training.dataset import Utterance
 from bench.containers import PODMAN, podman, run_container, run_flags
-from tests.conftest import BUNDLED_LABELS, free_port_pair, wait_ready
+from tests.conftest import BUNDLED_LABELS, assert_distributions, free_port_pair, wait_ready
 from tests.test_service import GRPC_CLIENT, _infer_files
 
 pytestmark = pytest.mark.container
@@ -94,8 +94,7 @@ def test_containers_answer_the_whole_test_split_as_the_exported_model_does(
     # Compared decoded, as in tests/test_service.py: batches of 50 in the container against the
     # offline call's own, whose float32 sums may round differently.
     assert labels == [BUNDLED_LABELS[i] for i in offline_probabilities.argmax(axis=1)]
-    sums = np.concatenate(probabilities).sum(axis=1)  # a float32 softmax row: 1 within its terms' rounding
-    np.testing.assert_allclose(sums, 1, atol=(len(BUNDLED_LABELS) + 2) * np.finfo(np.float32).eps)
+    assert_distributions(np.concatenate(probabilities))
 
 
 def test_helm_test_check_passes_against_the_containers(transformer_url: str) -> None:
