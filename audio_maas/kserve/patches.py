@@ -207,7 +207,7 @@ class ModelServer(KServeModelServer):
         serve_grpc: bool,
         auth_token: SecretStr | None,
         max_body_bytes: int,
-        max_streams: int,
+        max_streams: int | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(enable_grpc=False, registered_models=repository, **kwargs)  # KServe's gRPC stays off
@@ -218,8 +218,10 @@ class ModelServer(KServeModelServer):
         self.max_streams = max_streams
 
     def start(self, models: list[Any]) -> None:
-        # The data plane is final now; a server of no streams (max_streams 0) mounts no stream route.
-        self.stream_slots = StreamSlots(self.dataplane, max_streams=self.max_streams) if self.max_streams else None
+        # The data plane is final now; a server of no streams (max_streams None) mounts no stream route.
+        self.stream_slots = (
+            None if self.max_streams is None else StreamSlots(self.dataplane, max_streams=self.max_streams)
+        )
         if self.serve_grpc:  # started beside KServe's REST server, stopped by KServe's stop()
             self._grpc_server = GRPCServer(
                 self.grpc_port,

@@ -117,7 +117,7 @@ def start_server(
         enable_latency_logging=args.enable_latency_logging,
         auth_token=settings.auth_token,
         max_body_bytes=settings.max_body_bytes,
-        max_streams=settings.max_streams if streams else 0,
+        max_streams=settings.max_streams if streams else None,
     )
     server.dataplane = DataPlane(model_registry=server.registered_models, model_version=settings.model_version)
     add_index_route(app, server.model_repository_extension)
