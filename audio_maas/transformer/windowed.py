@@ -118,6 +118,5 @@ class InterfacePipeline:
         """The outputs named in ``request``; those given by default when it names none."""
         return set(request.outputs) or {output.name for output in self.interface.outputs() if output.by_default}
 
-    async def stream(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
+    def stream(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
         raise BadRequest(f"model '{self.name}' does not answer streams: send it requests one by one")
-        yield  # an async generator, as streams are
