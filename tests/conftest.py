@@ -154,6 +154,20 @@ def assert_distributions(probabilities: np.ndarray) -> None:
     np.testing.assert_allclose(rows.sum(axis=1), 1, rtol=0, atol=(rows.shape[1] + 2) * np.finfo(np.float32).eps)
 
 
+def rounding_bound(model_dir: Path) -> float:
+    """The relative float32 rounding a model's outputs may carry between CPU kernels that sum in
+    another order: ``2 n u`` (forward and back), the classical bound ``n u`` for a chain of dot
+    products of total length ``n`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1),
+    ``n`` the sum of its kernels' fan-ins, a recurrent kernel's once per frame."""
+    import tensorflow as tf
+
+    spec = FeatureSpec.read(model_dir)
+    frames = int(np.ceil(spec.clip_s * spec.sample_rate / spec.hop_length)) + 1
+    kernels = [v for v in tf.saved_model.load(str(model_dir)).variables if v.name.endswith("kernel:0")]
+    n = sum(int(np.prod(v.shape[:-1])) * (frames if "recurrent" in v.name else 1) for v in kernels)
+    return 2 * n * 2.0**-24
+
+
 def free_port_pair() -> int:
     """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
     Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""

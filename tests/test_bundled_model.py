@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -15,9 +15,9 @@ from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.model_dir import model_directories, read_labels
 from audio_maas.training.dataset import UNKNOWN_LABEL, Utterance, load_dataset, select_split, with_unknown
-from audio_maas.training.evaluate import evaluate, predict
+from audio_maas.training.evaluate import compute_metrics, evaluate, labelled_predictions, predict
 from audio_maas.training.outside_voices import ALLISON_DIGITS, allison_digits
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, rounding_bound
 
 BUNDLED = model_directories(REPO / "models")
 DIGITS_TARGET = {"digits": 0.99, "digits-lstm": 0.97}
@@ -40,30 +40,54 @@ def _test_set(model_dir: Path) -> list[Utterance]:
     return select_split(dataset.utterances, "test")
 
 
+class Evaluated(NamedTuple):
+    model_dir: Path
+    y_true: np.ndarray
+    probabilities: np.ndarray
+    fresh: dict[str, Any]
+
+
 @pytest.fixture(scope="module", params=sorted(BUNDLED))
-def bundled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def bundled(request: pytest.FixtureRequest) -> Evaluated:
     model_dir = BUNDLED[request.param]
-    return model_dir, evaluate(model_dir, _test_set(model_dir), report_dir=tmp_path_factory.mktemp("report"))
+    y_true, probabilities = labelled_predictions(model_dir, _test_set(model_dir))
+    fresh = compute_metrics(y_true=y_true, probabilities=probabilities, labels=read_labels(model_dir))
+    return Evaluated(model_dir, y_true, probabilities, fresh)
 
 
-def test_bundled_model_is_small(bundled: tuple[Path, dict[str, Any]]) -> None:
-    model_dir, _ = bundled
-    size = sum(path.stat().st_size for path in model_dir.rglob("*") if path.is_file())
-    assert size < 5 * 2**20, f"{model_dir.name} is {size / 2**20:.1f} MiB"
+def test_bundled_model_is_small(bundled: Evaluated) -> None:
+    size = sum(path.stat().st_size for path in bundled.model_dir.rglob("*") if path.is_file())
+    assert size < 5 * 2**20, f"{bundled.model_dir.name} is {size / 2**20:.1f} MiB"
 
 
-def test_reevaluation_matches_the_recorded_metrics(bundled: tuple[Path, dict[str, Any]]) -> None:
-    model_dir, fresh = bundled
-    recorded = json.loads((model_dir / "metrics.json").read_text())
+def test_reevaluation_matches_the_recorded_metrics(bundled: Evaluated) -> None:
+    """Compared decoded. The recorded figures came from another CPU's kernels, whose outputs may
+    differ from these by the model's float32 rounding bound (``conftest.rounding_bound``, taken as
+    absolute on probabilities, which are at most 1): only a recording whose two best classes lie
+    within twice that of each other may be labelled otherwise there, and only a pair of recordings
+    whose scores for a class lie that close may rank otherwise in its ROC curve."""
+    fresh, probabilities = bundled.fresh, bundled.probabilities
+    recorded = json.loads((bundled.model_dir / "metrics.json").read_text())
+    close = 2 * rounding_bound(bundled.model_dir)
+    best_two = np.sort(probabilities, axis=1)[:, -2:]
+    ties = int((best_two[:, 1] - best_two[:, 0] <= close).sum())
     assert fresh["n"] == recorded["n"]
-    assert fresh["accuracy"] == recorded["accuracy"]
-    assert fresh["confusion_matrix"] == recorded["confusion_matrix"]
-    for key in ["precision_macro", "recall_macro", "f1_macro", "roc_auc_macro"]:
-        assert fresh[key] == pytest.approx(recorded[key], abs=1e-4), key
+    moved = np.abs(np.subtract(fresh["confusion_matrix"], recorded["confusion_matrix"])).sum() // 2
+    assert moved <= ties, (moved, ties)
+    assert abs(fresh["accuracy"] - recorded["accuracy"]) <= ties / fresh["n"]
+    if moved == 0:  # functions of the confusion matrix alone, in float64
+        for key in ["precision_macro", "recall_macro", "f1_macro"]:
+            assert fresh[key] == pytest.approx(recorded[key], rel=1e-12), key
+    aucs = []
+    for c in range(probabilities.shape[1]):
+        positive, negative = probabilities[bundled.y_true == c, c], probabilities[bundled.y_true != c, c]
+        if positive.size and negative.size:
+            aucs.append((np.abs(positive[:, None] - negative[None, :]) <= close).mean())
+    assert fresh["roc_auc_macro"] == pytest.approx(recorded["roc_auc_macro"], abs=np.mean(aucs) + 1e-12)
 
 
-def test_each_model_meets_its_target(bundled: tuple[Path, dict[str, Any]]) -> None:
-    model_dir, fresh = bundled
+def test_each_model_meets_its_target(bundled: Evaluated) -> None:
+    model_dir, fresh = bundled.model_dir, bundled.fresh
     if model_dir.name in DIGITS_TARGET:
         assert fresh["per_class"]["0"]["n"] == 30  # FSDD's test split: 300 recordings, 30 per digit
         assert fresh["accuracy_named_classes"] >= DIGITS_TARGET[model_dir.name]
@@ -97,11 +121,14 @@ def test_digits_name_a_real_voice_outside_fsdd() -> None:
         assert fresh["accuracy"] >= 0.9, (name, fresh["confusion_matrix"])
 
 
-def test_card_states_the_reevaluated_figures_and_credits_the_data(bundled: tuple[Path, dict[str, Any]]) -> None:
-    model_dir, fresh = bundled
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_card_states_the_recorded_figures_and_credits_the_data(name: str) -> None:
+    """The card against ``metrics.json``, which the test above holds to a fresh evaluation."""
+    model_dir = BUNDLED[name]
+    recorded = json.loads((model_dir / "metrics.json").read_text())
     card = (model_dir / "MODEL_CARD.md").read_text()
-    assert f"| accuracy | {fresh['accuracy']:.4f} |" in card
-    assert f"| F1 (macro) | {fresh['f1_macro']:.4f} |" in card
+    assert f"| accuracy | {recorded['accuracy']:.4f} |" in card
+    assert f"| F1 (macro) | {recorded['f1_macro']:.4f} |" in card
     if (model_dir / "cross_validation.json").is_file():  # sounds' target needs it (above); digits' is optional
         cross = json.loads((model_dir / "cross_validation.json").read_text())
         mean, spread = cross["mean_accuracy"], cross["std_accuracy"]
@@ -110,5 +137,5 @@ def test_card_states_the_reevaluated_figures_and_credits_the_data(bundled: tuple
     if model_dir.name in DIGITS_TARGET:
         assert "Free Spoken Digit Dataset" in card and "CC BY-SA 4.0" in card
         assert "Speech Commands v0.02 by Pete Warden" in card
-        unknown = fresh["per_class"][UNKNOWN_LABEL]
+        unknown = recorded["per_class"][UNKNOWN_LABEL]
         assert f"| unknown | {unknown['precision']:.4f} | {unknown['recall']:.4f} |" in card

@@ -23,7 +23,7 @@ from audio_maas.savedmodel.explain import STEPS, explainer
 from audio_maas.savedmodel.load import load_serving_function
 from audio_maas.serving.settings import ServiceSettings
 from audio_maas.training.dataset import load_fsdd, select_split
-from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, outputs_as_served, tone
+from tests.conftest import BUNDLED_LABELS, BUNDLED_MODEL, outputs_as_served, rounding_bound, tone
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,8 @@ def test_integrated_gradients_in_one_batched_call_equal_the_step_by_step_sum(
             chosen = tf.gather(signature(features=point)["probabilities"], predicted, axis=1, batch_dims=1)
         expected += tape.gradient(chosen, point).numpy() / STEPS
     expected *= features - baseline
-    np.testing.assert_allclose(saliency, expected, atol=1e-4 * np.abs(expected).max())
+    # One batch of steps x clips against one batch per step: the kernels sum in other orders.
+    np.testing.assert_allclose(saliency, expected, atol=rounding_bound(BUNDLED_MODEL) * np.abs(expected).max())
     assert saliency.shape == features.shape and (saliency.sum(axis=(1, 2)) > 0).all()  # evidence for the answer
 
 

@@ -24,7 +24,7 @@ from audio_maas.savedmodel.load import load_serving_function
 from audio_maas.training.dataset import LONGEST_RECORDING_S, UNKNOWN_LABEL, Utterance
 from audio_maas.training.featurise import featurise
 
-__all__ = ["compute_metrics", "evaluate", "predict", "write_explanations", "write_report"]
+__all__ = ["compute_metrics", "evaluate", "labelled_predictions", "predict", "write_explanations", "write_report"]
 
 
 def predict(model_dir: Path, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -88,16 +88,21 @@ def compute_metrics(*, y_true: np.ndarray, probabilities: np.ndarray, labels: Se
     }
 
 
-def evaluate(model_dir: Path, utterances: Sequence[Utterance], *, report_dir: Path | None = None) -> dict[str, Any]:
-    """Featurise ``utterances`` with the model's own spec, predict, score; write a report if asked."""
-    spec = FeatureSpec.read(model_dir)
+def labelled_predictions(model_dir: Path, utterances: Sequence[Utterance]) -> tuple[np.ndarray, np.ndarray]:
+    """The class ids of ``utterances``' labels ``[N]`` and the model's probabilities ``[N, classes]``
+    for them, featurised with the model's own spec."""
     labels = read_labels(model_dir)
     unknown = sorted({u.label for u in utterances} - set(labels))
     if unknown:
         raise ValueError(f"utterances carry labels the model does not know: {unknown}")
     y_true = np.array([labels.index(u.label) for u in utterances])
-    probabilities = predict(model_dir, featurise(utterances, spec))
-    result = compute_metrics(y_true=y_true, probabilities=probabilities, labels=labels)
+    return y_true, predict(model_dir, featurise(utterances, FeatureSpec.read(model_dir)))
+
+
+def evaluate(model_dir: Path, utterances: Sequence[Utterance], *, report_dir: Path | None = None) -> dict[str, Any]:
+    """Featurise ``utterances`` with the model's own spec, predict, score; write a report if asked."""
+    y_true, probabilities = labelled_predictions(model_dir, utterances)
+    result = compute_metrics(y_true=y_true, probabilities=probabilities, labels=read_labels(model_dir))
     if report_dir is not None:
         training = model_dir / TRAINING_FILE
         history = json.loads(training.read_text()).get("history") if training.is_file() else None
