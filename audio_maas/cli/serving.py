@@ -326,10 +326,10 @@ def _listen(args: argparse.Namespace) -> int:
         waveform, sample_rate = soundfile.read(args.source, dtype="float32")
         pieces = file_pieces(waveform, sample_rate)
 
-    def heard(answer: Heard) -> None:
+    def heard(event: Heard) -> None:
         print(
-            f"{answer.start_s:7.2f} - {answer.end_s:7.2f} s  {answer.label:<16} p {answer.probability:.2f}  "
-            f"answered {1000 * answer.latency_s:.0f} ms after the sound ended",
+            f"{event.start_s:7.2f} - {event.end_s:7.2f} s  {event.label:<16} p {event.probability:.2f}  "
+            f"answered {1000 * event.latency_s:.0f} ms after the sound ended",
             flush=True,
         )
 

@@ -27,7 +27,7 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     """Wait until the model is ready, send it a generated 0.5 s tone, and return what it answered:
     a classifier's label, or the names of another model's outputs.
 
-    Raises ``RuntimeError`` naming what is wrong: never ready, or an answer that is not a V2
+    Raises ``RuntimeError`` naming what is wrong: never ready, or a response that is not a V2
     response with one ``label`` and one distribution over as many classes as the model's metadata
     names (so the deployed model's transformer and predictor agree), or, from a model that is not
     a classifier, outputs its metadata does not declare as answered, or none. Sends the bearer
@@ -50,12 +50,12 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
     request = urllib.request.Request(f"{base}/infer", data=json.dumps({"inputs": [audio]}).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.load(response)
+            body = json.load(response)
     except urllib.error.HTTPError as error:
         raise RuntimeError(f"inference answered {error.code}: {error.read()[:300]!r}") from None
     with urllib.request.urlopen(urllib.request.Request(base, headers=headers), timeout=30) as response:
         metadata = json.load(response)
-    outputs = {output["name"]: output for output in answer.get("outputs", [])}
+    outputs = {output["name"]: output for output in body.get("outputs", [])}
     declared = {output["name"]: output for output in metadata.get("outputs", [])}
     if LABEL_OUTPUT not in declared:
         wrong = [
@@ -74,7 +74,7 @@ def check_deployment(*, url: str, model_name: str, timeout_s: float = 300.0) -> 
         raise RuntimeError(f"probabilities are not one distribution: {outputs[OUTPUT_NAME]}")
     classes = declared[OUTPUT_NAME]["shape"][-1]
     if probabilities.size != classes:
-        raise RuntimeError(f"the answer has {probabilities.size} classes, the model's metadata {classes}")
+        raise RuntimeError(f"the response has {probabilities.size} classes, the model's metadata {classes}")
     return str(outputs[LABEL_OUTPUT]["data"][0])
 
 
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=300.0, help="how long to wait for readiness")
     args = parser.parse_args(argv)
     try:
-        answered = check_deployment(url=args.url, model_name=args.model_name, timeout_s=args.timeout_s)
+        probabilities = check_deployment(url=args.url, model_name=args.model_name, timeout_s=args.timeout_s)
     except RuntimeError as error:
         print(f"check failed: {error}", file=sys.stderr)
         return 1
-    print(f"check passed: {args.url} answered {answered!r}")
+    print(f"check passed: {args.url} answered {probabilities!r}")
     return 0

@@ -41,7 +41,7 @@ class Heard:
     start_s: float
     end_s: float
     latency_s: float
-    """From the moment the audio at ``end_s`` was sent to the answer's arrival."""
+    """From the moment the audio at ``end_s`` was sent to the response's arrival."""
 
 
 def file_pieces(waveform: np.ndarray, sample_rate: int) -> Iterator[np.ndarray]:
@@ -72,7 +72,7 @@ def listen(
     auth_token: str | None = None,
 ) -> None:
     """Stream ``pieces`` (float mono at ``sample_rate``) to ``url`` (the transformer's gRPC
-    ``HOST:PORT``) and call ``on_heard`` with each answer as it arrives, until the recording's
+    ``HOST:PORT``) and call ``on_heard`` with each response as it arrives, until the recording's
     last one. Raises ``RuntimeError`` with the service's words when it ends the stream."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
@@ -112,13 +112,13 @@ def _drain(
     *,
     until_final: bool = False,
 ) -> None:
-    """Hand on the answers that have arrived; with ``until_final``, wait for the last one."""
+    """Hand on the responses that have arrived; with ``until_final``, wait for the last one."""
     while True:
         try:
             result, error, arrived = answers.get(timeout=60) if until_final else answers.get_nowait()
         except queue.Empty:
             if until_final:
-                raise RuntimeError("the service sent no final answer within 60 s") from None
+                raise RuntimeError("the service sent no final response within 60 s") from None
             return
         if error is not None:
             raise RuntimeError(str(error))

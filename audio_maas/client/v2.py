@@ -157,7 +157,7 @@ def _infer(
     auth_token: str | None,
     parameters: dict[str, Any] | None = None,
 ) -> Any:
-    """tritonclient's answer to the files as one BYTES input, sent binary, asking for ``outputs``
+    """tritonclient's response to the files as one BYTES input, sent binary, asking for ``outputs``
     (the model's default ones when empty)."""
     import tritonclient.http as http
 

@@ -55,9 +55,9 @@ from audio_maas.protocol.model_dir import INTERFACE_FILE, read_labels
 __all__ = ["ModelInterface", "Output", "Windows"]
 
 TOP_TAGS = 5
-"""Tags answered for a whole recording."""
+"""Tags outputs for a whole recording."""
 TOP_TAGS_PER_WINDOW = 3
-"""Tags answered for each window of the timeline."""
+"""Tags outputs for each window of the timeline."""
 
 
 @dataclass(frozen=True)
@@ -198,36 +198,36 @@ class ModelInterface:
         out = self.output
         if out["kind"] in ("classes", "tags"):
             ((name, scores),) = values.items()
-            answered: dict[str, Any] = {name: scores, TIME_OUTPUT: windows.start_s}
+            outputs: dict[str, Any] = {name: scores, TIME_OUTPUT: windows.start_s}
             if out["kind"] == "classes":
-                answered[OUTPUT_NAME] = scores.mean(axis=0)  # each window's vote, equally
-                answered[CLASS_ID_OUTPUT] = int(answered[OUTPUT_NAME].argmax())
-                answered[LABEL_OUTPUT] = self.labels[answered[CLASS_ID_OUTPUT]]
-                return answered
+                outputs[OUTPUT_NAME] = scores.mean(axis=0)  # each window's vote, equally
+                outputs[CLASS_ID_OUTPUT] = int(outputs[OUTPUT_NAME].argmax())
+                outputs[LABEL_OUTPUT] = self.labels[outputs[CLASS_ID_OUTPUT]]
+                return outputs
             if TOP_TAGS_OUTPUT in wanted:
-                answered[TOP_TAGS_OUTPUT] = _tagged(top_tags(scores.mean(axis=0), self.labels, TOP_TAGS))
+                outputs[TOP_TAGS_OUTPUT] = _tagged(top_tags(scores.mean(axis=0), self.labels, TOP_TAGS))
             if TAG_TIMELINE_OUTPUT in wanted:
                 frames = self.input["window"] * self.input.get("hop_length", 1)  # log-mel frames or samples
                 length_s = frames / self.input["sample_rate"]
-                answered[TAG_TIMELINE_OUTPUT] = [
+                outputs[TAG_TIMELINE_OUTPUT] = [
                     {"start_s": round(start, 3), "end_s": round(min(start + length_s, windows.duration_s), 3),
                      "tags": _tagged(top_tags(row, self.labels, TOP_TAGS_PER_WINDOW))}
                     for start, row in zip(windows.start_s.tolist(), scores, strict=True)
                 ]  # fmt: skip
-            return answered
-        answered = {}
+            return outputs
+        outputs = {}
         for name in out["names"]:
-            answered[name], answered[TIME_OUTPUT] = self.frames(windows, values[name])
-        time_s = answered[TIME_OUTPUT]
+            outputs[name], outputs[TIME_OUTPUT] = self.frames(windows, values[name])
+        time_s = outputs[TIME_OUTPUT]
         if out["reader"] == "notes" and NOTES_OUTPUT in wanted:
-            answered[NOTES_OUTPUT] = notes(
-                answered["note"], answered["onset"], time_s, frame_s=out["frame_s"], lowest_midi=out["lowest_midi"]
+            outputs[NOTES_OUTPUT] = notes(
+                outputs["note"], outputs["onset"], time_s, frame_s=out["frame_s"], lowest_midi=out["lowest_midi"]
             )
         if out["reader"] == "pitch" and {FREQUENCY_OUTPUT, CONFIDENCE_OUTPUT} & set(wanted):
-            answered[FREQUENCY_OUTPUT], answered[CONFIDENCE_OUTPUT] = pitch_track(
-                answered["activation"], first_bin_cents=out["first_bin_cents"], bin_cents=out["bin_cents"]
+            outputs[FREQUENCY_OUTPUT], outputs[CONFIDENCE_OUTPUT] = pitch_track(
+                outputs["activation"], first_bin_cents=out["first_bin_cents"], bin_cents=out["bin_cents"]
             )
-        return answered
+        return outputs
 
 
 def _tagged(best: list[tuple[str, float]]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Every error answers ``{"error": "..."}``: an exception raised while answering a request is
 classified by :func:`audio_maas.kserve.errors.classify` in :class:`V2Errors`; FastAPI's own errors (a
 body that fails its schema, an unknown route) by :func:`framework_error_response`; middleware
-that refuses a request before the app sees it writes its answer with :func:`send_error`.
+that refuses a request before the app sees it writes its response with :func:`send_error`.
 """
 
 from __future__ import annotations
@@ -113,10 +113,10 @@ class V2Errors:
         except Exception as error:
             if started:  # too late for another answer: let the server close the connection
                 raise
-            answer = classify(error)
-            if not answer.expected:
+            status = classify(error)
+            if not status.expected:
                 log.error("error answering %s", scope["path"], exc_info=error)
-            await send_error(send, answer.http_status, answer.message)
+            await send_error(send, status.http_status, status.message)
 
 
 class BodyLimit:

@@ -30,7 +30,7 @@ class ErrorStatus(NamedTuple):
     grpc_code: grpc.StatusCode
     message: str
     expected: bool
-    """True for an error we answer for (a client's mistake, a model not ready): no traceback is
+    """True for an error we expect (a client's mistake, a model not ready): no traceback is
     logged. False for a fault of the server's own, which is logged with its traceback."""
 
 
@@ -70,8 +70,8 @@ class ErrorStatusInterceptor(AsyncExceptionToStatusInterceptor):
     ) -> NoReturn:
         if isinstance(ex, grpc.aio.AbortError):  # the handler already chose its status
             raise ex
-        answer = classify(ex)
-        if not answer.expected:
+        status = classify(ex)
+        if not status.expected:
             log.error("error answering %s", method_name, exc_info=ex)
-        await context.abort(answer.grpc_code, answer.message)
+        await context.abort(status.grpc_code, status.message)
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns

@@ -2,7 +2,7 @@
 
 KServe's own histograms (``request_predict_seconds`` and its kin) time the model stages of the
 requests that got that far. These count every inference request, REST and gRPC, refused ones
-included, by outcome, and time each from its first byte to its answer:
+included, by outcome, and time each from its first byte to its response:
 
 - ``audio_maas_requests_total{model, protocol, code, outcome}``: ``code`` is the HTTP status or
   the gRPC status name; ``outcome`` is ``ok``, ``client_error`` or ``server_error``, the same on
@@ -36,7 +36,7 @@ REQUESTS = Counter(
 )
 REQUEST_SECONDS = Histogram(
     "audio_maas_request_seconds",
-    "Seconds from an inference request's arrival to its answer",
+    "Seconds from an inference request's arrival to its response",
     ["model", "protocol"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
@@ -92,12 +92,12 @@ class RequestMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler_call_details.method != _INFER_RPC or handler is None or handler.unary_unary is None:  # type: ignore[attr-defined]
             return handler
-        answer = handler.unary_unary
+        call = handler.unary_unary
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
-                return await answer(request, context)
+                return await call(request, context)
             finally:
                 code = context.code()  # set by abort(); None when the handler returned
                 name = "OK" if code is None else code.name if isinstance(code, grpc.StatusCode) else str(code)

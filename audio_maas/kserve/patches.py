@@ -12,7 +12,7 @@ What each one fixes, seen from a client of the V2 protocol:
   (``audio_maas.kserve.streaming``), our error statuses (:class:`~audio_maas.kserve.errors.ErrorStatusInterceptor`)
   instead of KServe's, which answers INTERNAL to every error it does not know; the bearer
   token; the REST body limit as its receive limit, and no send limit, as REST has none (KServe's
-  8 MiB failed the notes model's answers to 28 windows); no INFO line per call.
+  8 MiB failed the notes model's responses to 28 windows); no INFO line per call.
 - :class:`ModelServer`: serves gRPC through :class:`GRPCServer`, and models from our
   repository (``audio_maas.kserve.repository``), so that KServe's load and unload routes use it.
 - :func:`finish_app`: KServe registers its REST error handlers and its TimingMiddleware as the
@@ -286,12 +286,12 @@ def _infer_route(endpoints: V2Endpoints) -> Route:
             except ValidationError as error:
                 problems = [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors()]
                 raise BadRequest(malformed_request(problems)) from None
-        # KServe's endpoint writes its answer into the response FastAPI would have made for it,
+        # KServe's endpoint writes its response into the response FastAPI would have made for it,
         # whose Content-Length was set while its body was empty.
-        answer = await endpoints.infer(request, Response(), request.path_params["model_name"], body)
-        assert isinstance(answer, Response), "DataPlane.encode gives KServe's endpoint bytes to answer"
-        answer.headers["content-length"] = str(len(answer.body))
-        return answer
+        response = await endpoints.infer(request, Response(), request.path_params["model_name"], body)
+        assert isinstance(response, Response), "DataPlane.encode gives KServe's endpoint bytes to answer"
+        response.headers["content-length"] = str(len(response.body))
+        return response
 
     return Route(f"{V2_ROUTE_PREFIX}/models/{{model_name}}/infer", infer, methods=["POST"])
 

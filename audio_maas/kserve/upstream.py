@@ -79,14 +79,14 @@ class PredictorClient:
         features = np.ascontiguousarray(features, dtype=np.float32)
         try:
             if self.protocol == "grpc-v2":
-                answered = await self._infer_grpc(model_name, features, outputs, fingerprint)
+                named = await self._infer_grpc(model_name, features, outputs, fingerprint)
             else:
-                answered = await self._infer_rest(model_name, features, outputs, fingerprint)
+                named = await self._infer_rest(model_name, features, outputs, fingerprint)
         except Exception as error:
             raise self._error(error, "infer") from None
-        if any(name not in answered for name in outputs):
-            raise BadGateway(f"predictor {self.host} answered {sorted(answered)}, not {list(outputs)}")
-        return tuple(answered[name].astype(np.float32, copy=False) for name in outputs)
+        if any(name not in named for name in outputs):
+            raise BadGateway(f"predictor {self.host} answered {sorted(named)}, not {list(outputs)}")
+        return tuple(named[name].astype(np.float32, copy=False) for name in outputs)
 
     async def _infer_grpc(
         self, model_name: str, features: np.ndarray, outputs: Sequence[str], fingerprint: str
@@ -98,16 +98,16 @@ class PredictorClient:
             raw_input_contents=[features.tobytes()],
             parameters={MODEL_FINGERPRINT_PARAMETER: pb.InferParameter(string_param=fingerprint)},
         )
-        if list(outputs) != [OUTPUT_NAME]:  # the plain call names none: the predictor's default answer is just that
+        if list(outputs) != [OUTPUT_NAME]:  # the plain call names none: the predictor's default response is just that
             request.outputs.extend(pb.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs)
         response = await self._stub().ModelInfer(request, metadata=[*self._headers.items()], timeout=self.timeout_s)
         raws = list(response.raw_output_contents)
-        answered = {}
+        named = {}
         for index, output in enumerate(response.outputs):
             raw = raws[index] if index < len(raws) else None
             data = None if raw is not None else list(output.contents.fp32_contents)
-            answered[output.name] = to_numpy(Tensor(output.name, list(output.shape), output.datatype, raw, data))
-        return answered
+            named[output.name] = to_numpy(Tensor(output.name, list(output.shape), output.datatype, raw, data))
+        return named
 
     async def _infer_rest(
         self, model_name: str, features: np.ndarray, outputs: Sequence[str], fingerprint: str
@@ -127,13 +127,13 @@ class PredictorClient:
         response.raise_for_status()
         length = response.headers.get(BINARY_HEADER)
         if length is not None:
-            answer, raws = split_binary_body(response.content, json_length=int(length), key="outputs")
+            header, raws = split_binary_body(response.content, json_length=int(length), key="outputs")
         else:
-            answer = response.json()
-            raws = [None] * len(answer.get("outputs", []))
+            header = response.json()
+            raws = [None] * len(header.get("outputs", []))
         return {
             item["name"]: to_numpy(Tensor(item["name"], item["shape"], item["datatype"], raw, item.get("data")))
-            for item, raw in zip(answer["outputs"], raws, strict=True)
+            for item, raw in zip(header["outputs"], raws, strict=True)
         }
 
     async def load(self, model_name: str) -> None:
@@ -162,19 +162,19 @@ class PredictorClient:
         if isinstance(error, httpx.HTTPStatusError):
             response = error.response
             return error_class(http_status=response.status_code)(
-                f"predictor {self.host} answered {response.status_code} to {action}: {_reason(response)}"
+                f"predictor {self.host} named {response.status_code} to {action}: {_reason(response)}"
             )
         if isinstance(error, grpc.aio.AioRpcError):
             code = error.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 return UpstreamUnavailable(f"predictor {self.host} is unreachable: {error.details()}")
             return error_class(grpc_code=code)(
-                f"predictor {self.host} answered {code.name} to {action}: {error.details()}"
+                f"predictor {self.host} named {code.name} to {action}: {error.details()}"
             )
         if isinstance(error, httpx.TransportError):
             return UpstreamUnavailable(f"predictor {self.host} is unreachable: {error or type(error).__name__}")
-        if isinstance(error, (ValueError, KeyError, TypeError, BadRequest)):  # BadRequest: our codec, on its answer
-            return BadGateway(f"predictor {self.host} answered {action} with a malformed body: {error}")
+        if isinstance(error, (ValueError, KeyError, TypeError, BadRequest)):  # BadRequest: our codec, on its response
+            return BadGateway(f"predictor {self.host} named {action} with a malformed body: {error}")
         raise error  # a fault of ours: a 500, logged with its traceback
 
     async def close(self) -> None:

@@ -139,7 +139,7 @@ class SavedModelPredictor:
     def _check_caller_model(self, request: Request) -> None:
         """ModelMismatch when the transformer calling says it holds another model's spec or labels:
         a rollout pairing revisions of different models, or a storageUri changed between the two
-        containers' downloads. Features of another front end would be answered wrongly, silently."""
+        containers' downloads. Features of another front end would be named wrongly, silently."""
         theirs = request.parameter(MODEL_FINGERPRINT_PARAMETER)
         if theirs is not None and theirs != self.fingerprint:
             raise ModelMismatch(
@@ -185,15 +185,15 @@ class SavedModelPredictor:
         if self._explain is None:
             self._explain = explainer(self._signature)
         started = time.perf_counter()
-        answers = tuple(tensor.numpy() for tensor in self._explain(features))
+        outputs = tuple(tensor.numpy() for tensor in self._explain(features))
         EXPLAIN_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        return answers
+        return outputs
 
     def _run(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
         """float32 ``[n, ...]`` -> each output, float32 with ``n`` rows, in ``_output_shapes``'
         order; called from one thread."""
         started = time.perf_counter()
-        answered = self._signature(**{INPUT_NAME: features})
-        result = tuple(answered[name].numpy() for name in self._output_shapes)
+        named = self._signature(**{INPUT_NAME: features})
+        result = tuple(named[name].numpy() for name in self._output_shapes)
         MODEL_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return result

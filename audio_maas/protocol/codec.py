@@ -206,7 +206,7 @@ def split_binary_body(
     body: bytes, *, json_length: int, key: str = "inputs"
 ) -> tuple[dict[str, Any], list[bytes | None]]:
     """A body of the binary tensor extension -> its JSON object and, for each tensor listed under
-    ``key`` (``inputs`` of a request, ``outputs`` of an answer), its binary bytes or None when
+    ``key`` (``inputs`` of a request, ``outputs`` of a response), its binary bytes or None when
     the JSON carries its ``data``.
 
     ``body`` is ``json_length`` bytes of JSON followed by each binary tensor's bytes, in order;

@@ -80,17 +80,17 @@ TAG_TIMELINE_OUTPUT = "tag_timeline"
 """BYTES ``[N]``, beside ``TOP_TAGS_OUTPUT``: each window's best tags, as a JSON array of
 ``{"start_s", "end_s", "tags": [{"tag", "score"}]}`` in time order."""
 START_S_OUTPUT = "start_s"
-"""FP32 ``[1]``, in each answer of a live stream (gRPC ``ModelStreamInfer``): where the sound
+"""FP32 ``[1]``, in each response of a live stream (gRPC ``ModelStreamInfer``): where the sound
 begins, in seconds since the recording's first piece."""
 END_S_OUTPUT = "end_s"
 """FP32 ``[1]``, beside ``START_S_OUTPUT``: where the sound ends."""
 FINAL_RESPONSE_PARAMETER = "triton_final_response"
-"""Response parameter, true in the answer (without outputs) that ends a live recording, as Triton flags it."""
+"""Response parameter, true in the response (without outputs) that ends a live recording, as Triton flags it."""
 PARTIAL_PARAMETER = "partial_ms"
 """Request parameter of a live stream: also answer the sound going on, as heard so far, every this
 many ms of the recording; the sound's own answer follows when it ends."""
 PARTIAL_RESPONSE_PARAMETER = "partial"
-"""Response parameter, true in such an answer of a sound still going on."""
+"""Response parameter, true in such a response of a sound still going on."""
 MODEL_FINGERPRINT_PARAMETER = "audio_maas_model"
 """Request parameter of every transformer-to-predictor call: the :func:`model_fingerprint` of the
 transformer's model directory, which the predictor compares with its own. Other clients leave it out."""

@@ -22,7 +22,7 @@ __all__ = ["DynamicBatcher"]
 log = logging.getLogger(__name__)
 
 Answer = TypeVar("Answer", np.ndarray, tuple[np.ndarray, ...])
-"""What ``run`` returns for ``[n, ...]`` rows: ``[n, ...]``, or several such arrays (say an answer
+"""What ``run`` returns for ``[n, ...]`` rows: ``[n, ...]``, or several such arrays (say a response
 and its explanation), each split among the callers the same way."""
 
 

@@ -30,16 +30,16 @@ def draw_explanation(
 ) -> None:
     """Three panels on one time axis, in seconds of the audio: the waveform with the evidence per
     frame over it, its log-mel spectrogram, and the saliency on the model's own grid (frames x
-    mel bins; red is evidence for the answer, blue against). ``waveform`` mono; the rest as
+    mel bins; red is evidence for the predicted class, blue against). ``waveform`` mono; the rest as
     :class:`audio_maas.client.v2.Explanation` holds them."""
     seconds = len(waveform) / sample_rate
     hop_s = float(np.diff(frame_s[:2])[0]) if len(frame_s) > 1 else 0.01
     left, right = min(0.0, float(frame_s[0]) - hop_s / 2), max(seconds, float(frame_s[-1]) + hop_s / 2)
     top = np.argsort(probabilities)[::-1][:3]
-    answer = ", ".join(f"{class_names[i]} {probabilities[i]:.2f}" for i in top)
+    summary = ", ".join(f"{class_names[i]} {probabilities[i]:.2f}" for i in top)
 
     figure, (wave_axes, mel_axes, saliency_axes) = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
-    figure.suptitle(f"{title}\nanswer: {class_names[top[0]]}   (top 3: {answer})")
+    figure.suptitle(f"{title}\npredicted: {class_names[top[0]]}   (top 3: {summary})")
     wave_axes.plot(np.arange(len(waveform)) / sample_rate, waveform, color="0.4", linewidth=0.5)
     wave_axes.set_ylabel("waveform")
     evidence = np.clip(saliency.sum(axis=1), 0, None)

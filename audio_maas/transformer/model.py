@@ -5,7 +5,7 @@ Two kinds of model directory, each a pipeline: a classifier we trained (``featur
 through its ``interface.json`` (:class:`~audio_maas.transformer.windowed.InterfacePipeline`).
 :class:`AudioTransformer` serves either (a :class:`~audio_maas.serving.model.ServedModel`, no
 framework: ``audio_maas.kserve.adapter`` serves it), and is ready only once the predictor has
-answered a probe of the model's row shape as the model directory says it should.
+outputs a probe of the model's row shape as the model directory says it should.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Pipeline(Protocol):
     def row_shape(self) -> tuple[int, ...]:
         """One row of the predictor's input, as the model directory says."""
 
-    def disagreement(self, answered: tuple[np.ndarray, ...]) -> str | None:
+    def disagreement(self, outputs: tuple[np.ndarray, ...]) -> str | None:
         """What is wrong with the predictor's response to one row of zeros, if anything."""
 
     def output_types(self) -> list[TensorMetadata]: ...
@@ -89,7 +89,7 @@ class AudioTransformer:
             raise self._not_ready_error(self.not_ready_reason)
 
     async def ready(self) -> bool:
-        """Ready once loaded and the predictor has answered a probe of our row shape."""
+        """Ready once loaded and the predictor has outputs a probe of our row shape."""
         if not self._loaded:
             return False
         if self._predictor_agrees:  # asked on every request: no lock once settled
@@ -102,15 +102,15 @@ class AudioTransformer:
     async def _probe_predictor(self) -> bool:
         shape = self.pipeline.row_shape
         try:
-            answered = await self.stages.forward(np.zeros((1, *shape), np.float32), self.pipeline.outputs)
+            outputs = await self.stages.forward(np.zeros((1, *shape), np.float32), self.pipeline.outputs)
         except ServiceError as error:
             self._not_ready_error = UpstreamUnavailable if isinstance(error, UpstreamUnavailable) else BadRequest
             return self._not_ready(f"the predictor did not take a probe of {shape} features: {error}")
         self._not_ready_error = BadRequest
-        disagreement = self.pipeline.disagreement(answered)
+        disagreement = self.pipeline.disagreement(outputs)
         if disagreement is not None:
             return self._not_ready(disagreement)
-        log.info("the predictor takes %s features and answers %s", shape, [a.shape[1:] for a in answered])
+        log.info("the predictor takes %s features and answers %s", shape, [output.shape[1:] for output in outputs])
         return True
 
     def _not_ready(self, reason: str) -> bool:
