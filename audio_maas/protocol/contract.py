@@ -31,6 +31,7 @@ __all__ = [
     "SIGNATURE_KEY",
     "START_S_OUTPUT",
     "TAG_TIMELINE_OUTPUT",
+    "TEXT_OUTPUT",
     "TIME_OUTPUT",
     "TOP_TAGS_OUTPUT",
     "WAVEFORM_INPUT",
@@ -79,6 +80,10 @@ length, as a JSON array of ``{"tag", "score"}``, best first."""
 TAG_TIMELINE_OUTPUT = "tag_timeline"
 """BYTES ``[N]``, beside ``TOP_TAGS_OUTPUT``: each window's best tags, as a JSON array of
 ``{"start_s", "end_s", "tags": [{"tag", "score"}]}`` in time order."""
+TEXT_OUTPUT = "text"
+"""BYTES ``[N]``, from a speech recogniser (output kind ``transcript``): each element's words, UTF-8;
+empty where nobody speaks. With it, by name, ``SEGMENTS_OUTPUT``: each utterance as a JSON array
+of ``{"start_s", "end_s", "text"}`` in time order."""
 START_S_OUTPUT = "start_s"
 """FP32 ``[1]``, in each response of a live stream (gRPC ``ModelStreamInfer``): where the sound
 begins, in seconds since the recording's first piece."""

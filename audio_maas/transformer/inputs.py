@@ -38,6 +38,8 @@ class RequestReader:
     def __init__(self, name: str, settings: TransformerSettings) -> None:
         self.name = name
         self.settings = settings
+        self.max_duration_s = settings.max_duration_s
+        """Longest audio of one element: the setting, or what the model's interface says it takes."""
 
     def elements(self, request: Request) -> tuple[list[Decode], int]:
         """One decoding job per element of the request's single input, and the bytes of audio they read."""
@@ -76,8 +78,8 @@ class RequestReader:
                 f"input '{WAVEFORM_INPUT}' needs the request parameter '{SAMPLE_RATE_PARAMETER}': a whole number of "
                 f"Hz from 1 to {MAX_SAMPLE_RATE}, got {sample_rate!r}"
             )
-        if shape[1] > self.settings.max_duration_s * sample_rate:
-            raise BadRequest(f"waveform is longer than the maximum of {self.settings.max_duration_s:g} s")
+        if shape[1] > self.max_duration_s * sample_rate:
+            raise BadRequest(f"waveform is longer than the maximum of {self.max_duration_s:g} s")
         waveforms = to_numpy(tensor)
         if waveforms.dtype == np.int16:
             waveforms = waveforms.astype(np.float32) / 32768
@@ -88,7 +90,7 @@ class RequestReader:
     def _decode(self, index: int, data: bytes) -> tuple[np.ndarray, int]:
         started = time.perf_counter()
         try:
-            decoded = decode(data=data, max_duration_s=self.settings.max_duration_s)
+            decoded = decode(data=data, max_duration_s=self.max_duration_s)
         except InvalidAudioError as error:
             raise BadRequest(f"element {index}: {error}") from None
         STAGE_SECONDS.labels(self.name, "decode").observe(time.perf_counter() - started)

@@ -45,6 +45,7 @@ class InterfacePipeline:
     def load(self) -> None:
         interface = ModelInterface.read(self.stages.settings.model_dir)
         self.outputs = tuple(interface.output["names"])
+        self.stages.reader.max_duration_s = interface.input.get("max_duration_s", self.stages.settings.max_duration_s)
         self._interface = interface
         log.info(
             "%s: %s windows -> %s %s",
@@ -64,17 +65,17 @@ class InterfacePipeline:
     def row_shape(self) -> tuple[int, ...]:
         return tuple(self.interface.input["shape"])
 
-    def disagreement(self, answered: tuple[np.ndarray, ...]) -> str | None:
+    def disagreement(self, outputs: tuple[np.ndarray, ...]) -> str | None:
         """What is wrong with the predictor's response to one window of zeros, if anything."""
         out = self.interface.output
         expected = out["frames_per_window"] if out["kind"] == "frames" else len(self.interface.labels)
-        for name, value in zip(self.outputs, answered, strict=True):
+        for name, value in zip(self.outputs, outputs, strict=True):
             if value.shape[0] != 1 or (expected > 1 and value.shape[1] != expected):
                 return (
                     f"the predictor answers '{name}' of shape {list(value.shape)} for one window, "
                     f"where {INTERFACE_FILE} says [1, {expected}, ...]"
                 )
-        self._own_shapes = {name: list(value.shape[1:]) for name, value in zip(self.outputs, answered, strict=True)}
+        self._own_shapes = {name: list(value.shape[1:]) for name, value in zip(self.outputs, outputs, strict=True)}
         return None
 
     def output_types(self) -> list[TensorMetadata]:
@@ -94,7 +95,11 @@ class InterfacePipeline:
                 f"'{SEGMENT_PARAMETER}' is for classifiers"
             )
         windows = await self.stages.featurise(request, self._windows_of, "features")
-        values = await self._windows.submit(np.concatenate([element.rows for element in windows]))
+        rows = np.concatenate([element.rows for element in windows])
+        if len(rows):
+            values = await self._windows.submit(rows)
+        else:  # nothing to hear (a speech recogniser's silence): no predictor call
+            values = tuple(np.zeros([0, *self._own_shapes[name]], np.float32) for name in self.outputs)
         wanted = self._wanted(request)
 
         def read() -> list[dict[str, Any]]:
