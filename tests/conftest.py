@@ -168,6 +168,21 @@ def rounding_bound(model_dir: Path) -> float:
     return 2 * n * 2.0**-24
 
 
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Each pretrained model's name -> (its unpacked archive, its converted model directory)."""
+    from audio_maas.pretrained.archives import ARCHIVES, fetch
+    from audio_maas.pretrained.convert import convert
+
+    out = tmp_path_factory.mktemp("pretrained")
+    models = {}
+    for name, archive in ARCHIVES.items():
+        unpacked = fetch(archive, REPO / "build" / "pretrained-archives")
+        convert(name, unpacked, out / name)
+        models[name] = (unpacked, out / name)
+    return models
+
+
 def free_port_pair() -> int:
     """A loopback port ``p`` with ``p + 1`` free too: REST on one, gRPC on the next, as ``serve`` does.
     Never a port handed out before in this session, so two pairs asked for in a row cannot overlap."""

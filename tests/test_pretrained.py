@@ -18,15 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from audio_maas import CHECKOUT
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.readers import notes, pitch_track, top_tags, voiced_stretches
-from audio_maas.pretrained.archives import ARCHIVES, fetch
+from audio_maas.pretrained.archives import ARCHIVES
 from audio_maas.pretrained.convert import (
     BASIC_PITCH_SAVED_MODEL,
     CREPE_FIRST_CENTS,
     MUSICNN_CHECKPOINT,
-    convert,
 )
 from audio_maas.protocol.contract import INPUT_NAME
 from audio_maas.protocol.model_dir import INTERFACE_FILE, MODEL_CARD_FILE, read_labels
@@ -41,20 +39,6 @@ from tests.conftest import (
     tone,
     wait_ready,
 )
-
-CACHE = CHECKOUT / "build" / "pretrained-archives"
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """Each model name -> (its unpacked archive, its converted model directory)."""
-    out = tmp_path_factory.mktemp("pretrained")
-    models = {}
-    for name, archive in ARCHIVES.items():
-        unpacked = fetch(archive, CACHE)
-        convert(name, unpacked, out / name)
-        models[name] = (unpacked, out / name)
-    return models
 
 
 def _serve(model_dir: Path, features: np.ndarray) -> dict[str, np.ndarray]:
@@ -326,7 +310,7 @@ def test_the_predictor_serves_a_pretrained_model_with_its_own_tensors(
 
 @pytest.fixture(scope="module")
 def pretrained_service(converted: dict[str, tuple[Path, Path]]) -> Iterator[ServiceSettings]:
-    """``audio-maas serve`` of the three converted models."""
+    """``audio-maas serve`` of the converted models."""
     settings = loopback_settings(model_name="notes")
     with running_service(
         settings, models=[word for _, model_dir in converted.values() for word in ("--model", str(model_dir))]
@@ -531,7 +515,7 @@ def test_serve_with_no_flags_serves_the_bundled_and_the_imported_models(
 
     monkeypatch.setattr(serving, "PRETRAINED_REPOSITORY", converted["notes"][1].parent)
     served = serving._models(argparse.Namespace(model=None, model_repository=None, model_name=None))
-    assert sorted(served) == ["digits", "digits-lstm", "music-tags", "notes", "pitch", "sounds"]
+    assert sorted(served) == ["digits", "digits-lstm", "music-tags", "notes", "pitch", "sounds", "transcribe"]
 
 
 def test_the_deployment_check_passes_on_each_pretrained_model(pretrained_service: ServiceSettings) -> None:
@@ -543,6 +527,7 @@ def test_the_deployment_check_passes_on_each_pretrained_model(pretrained_service
         "notes": "notes",
         "pitch": "frequency_hz, confidence, time_s",
         "music-tags": "top_tags, tag_timeline",
+        "transcribe": "text",
     }
 
 

@@ -18,7 +18,7 @@ Output, ``kind``: ``frames`` (each window answers ``frames_per_window`` frames o
 lasts ``frame_s``, the first starting ``first_frame_s`` into its window) or ``tags`` (one row of
 independent scores per window, one per label) or ``classes`` (one row of class probabilities
 per window, one per label: the element's are their mean) or ``transcript`` (a speech recogniser's
-``tokens``, ``no_speech`` and ``avg_logprob`` per window, read with its ``vocabulary`` file; its
+``tokens``, ``no_speech`` and ``avg_logprob`` per window, its labels the tokens' text; its
 windows are utterances cut at pauses, ``audio_maas.features.transcript``, each padded with
 silence to ``window`` samples). Frames are read by the output's ``reader``:
 ``notes`` (from outputs ``note`` and ``onset``, keys from ``lowest_midi``) or ``pitch`` (from
@@ -42,7 +42,7 @@ import numpy as np
 
 from audio_maas.features.audio import mono_at
 from audio_maas.features.readers import notes, pitch_track, top_tags
-from audio_maas.features.transcript import Vocabulary, utterances
+from audio_maas.features.transcript import Vocabulary, read_segments, utterances
 from audio_maas.protocol.contract import (
     CLASS_ID_OUTPUT,
     CONFIDENCE_OUTPUT,
@@ -101,16 +101,14 @@ class ModelInterface:
     output: dict[str, Any]
     labels: list[str]
     vocabulary: Vocabulary | None = None
-    """A speech recogniser's tokens (output kind ``transcript``), which has no labels."""
+    """A speech recogniser's labels read as its tokens (output kind ``transcript``)."""
 
     @classmethod
     def read(cls, model_dir: Path) -> ModelInterface:
         fields = json.loads((model_dir / INTERFACE_FILE).read_text())
-        if fields["output"]["kind"] == "transcript":
-            vocabulary = Vocabulary(model_dir / fields["output"]["vocabulary"])
-            interface = cls(input=fields["input"], output=fields["output"], labels=[], vocabulary=vocabulary)
-        else:
-            interface = cls(input=fields["input"], output=fields["output"], labels=read_labels(model_dir))
+        labels = read_labels(model_dir)
+        vocabulary = Vocabulary(labels) if fields["output"]["kind"] == "transcript" else None
+        interface = cls(input=fields["input"], output=fields["output"], labels=labels, vocabulary=vocabulary)
         kinds = (interface.input["kind"], interface.output["kind"], interface.output.get("reader"))
         if kinds[0] not in ("waveform", "log_mel") or kinds[1:] not in (
             ("frames", "notes"),
@@ -264,20 +262,9 @@ class ModelInterface:
         return outputs
 
     def _transcript(self, windows: Windows, values: dict[str, np.ndarray], wanted: Collection[str]) -> dict[str, Any]:
-        vocabulary = self.vocabulary
-        if vocabulary is None or windows.end_s is None:
+        if self.vocabulary is None or windows.end_s is None:
             raise ValueError("a transcript needs the model's vocabulary and windows of utterances")
-        texts = [
-            vocabulary.read(tokens, no_speech=float(no_speech), avg_logprob=float(logprob))
-            for tokens, no_speech, logprob in zip(
-                values["tokens"], values["no_speech"], values["avg_logprob"], strict=True
-            )
-        ]
-        segments = [
-            {"start_s": round(start, 3), "end_s": round(end, 3), "text": text}
-            for start, end, text in zip(windows.start_s.tolist(), windows.end_s.tolist(), texts, strict=True)
-            if text
-        ]
+        segments = read_segments(self.vocabulary, values, start_s=windows.start_s, end_s=windows.end_s)
         outputs: dict[str, Any] = {name: values[name] for name in self.output["names"] if name in wanted}
         outputs[TEXT_OUTPUT] = " ".join(segment["text"] for segment in segments)
         outputs[SEGMENTS_OUTPUT] = segments

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from audio_maas.features.segment import SegmentOptions, find_segments
 
-__all__ = ["Utterance", "Vocabulary", "cut_repetition", "utterances"]
+__all__ = ["Utterance", "Vocabulary", "cut_repetition", "read_segments", "utterances"]
 
 UTTERANCE_OPTIONS = SegmentOptions(min_silence_s=0.3, max_segments=1024)
 """Speech: a pause of 0.3 s may end a sentence; an hour of speech has hundreds of pauses."""
@@ -59,13 +59,11 @@ def utterances(mono: np.ndarray, *, sample_rate: int, window: int) -> list[Utter
 
 
 class Vocabulary:
-    """A model's tokens (``vocabulary.txt``, one GPT-2 byte-level token a line, line ``i`` id ``i``)."""
+    """A model's tokens (its labels: GPT-2 byte-level tokens, id ``i`` the ``i``-th)."""
 
-    def __init__(self, path: Path) -> None:
-        self.tokens = path.read_text(encoding="utf-8").split("\n")
-        if self.tokens[-1] == "":
-            self.tokens.pop()
-        self.end = self.tokens.index("<|endoftext|>")
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.end = tokens.index("<|endoftext|>")
         self._bytes = _unicode_to_byte()
 
     def text(self, ids: np.ndarray) -> str:
@@ -87,6 +85,22 @@ class Vocabulary:
         if not (ids == self.end).any():
             ids = cut_repetition(ids)
         return self.text(ids)
+
+
+def read_segments(
+    vocabulary: Vocabulary, values: dict[str, np.ndarray], *, start_s: np.ndarray, end_s: np.ndarray
+) -> list[dict[str, Any]]:
+    """``{"start_s", "end_s", "text"}`` of each utterance with words, in order, from the model's
+    ``tokens``, ``no_speech`` and ``avg_logprob`` for them."""
+    texts = [
+        vocabulary.read(tokens, no_speech=float(no_speech), avg_logprob=float(logprob))
+        for tokens, no_speech, logprob in zip(values["tokens"], values["no_speech"], values["avg_logprob"], strict=True)
+    ]
+    return [
+        {"start_s": round(start, 3), "end_s": round(end, 3), "text": text}
+        for start, end, text in zip(start_s.tolist(), end_s.tolist(), texts, strict=True)
+        if text
+    ]
 
 
 def cut_repetition(ids: np.ndarray, *, repeats: int = LOOP_REPEATS) -> np.ndarray:

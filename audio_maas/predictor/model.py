@@ -84,11 +84,12 @@ class SavedModelPredictor:
         self._output_shapes = {
             name: [-1 if d is None else d for d in spec.shape.as_list()] for name, spec in sorted(outputs.items())
         }
-        max_batch_size = self._max_batch_size()
+        max_batch_size, capped = self._max_batch_size()
         # The first calls trace and allocate: pay for them before we say ready, on the thread that
         # will serve (TensorFlow keeps state per thread), the largest batch first and one row last,
-        # the shape of a lone request.
-        for rows in (max_batch_size, 1):
+        # the shape of a lone request. A model whose interface caps its batch has rows so costly
+        # (a Whisper window: 1 s and more) that one row, which traces, is warm-up enough.
+        for rows in (1,) if capped else (max_batch_size, 1):
             warm = np.zeros([rows, *self._input_shape[1:]], np.float32)
             self._model_thread.submit(self._run, warm).result()
         self._batcher = DynamicBatcher(
@@ -111,12 +112,14 @@ class SavedModelPredictor:
             self.settings.max_batch_wait_ms,
         )
 
-    def _max_batch_size(self) -> int:
-        """The setting, or less where the model's interface says so: a window of Whisper is 30 s of
-        audio, 2.3 CPU-s and a 1500 x 1500 attention per head; 32 of them would take minutes to warm up."""
+    def _max_batch_size(self) -> tuple[int, bool]:
+        """The setting, or less where the model's interface says so (and whether it does): a
+        Whisper window is 30 s of audio, 2.3 CPU-s and a 1500 x 1500 attention per head."""
         interface = self.settings.model_dir / INTERFACE_FILE
         limit = json.loads(interface.read_text())["input"].get("max_batch_size") if interface.is_file() else None
-        return min(self.settings.max_batch_size, limit or self.settings.max_batch_size)
+        if limit is None or limit >= self.settings.max_batch_size:
+            return self.settings.max_batch_size, False
+        return int(limit), True
 
     def inputs(self) -> list[TensorMetadata]:
         return [{"name": INPUT_NAME, "datatype": "FP32", "shape": self._input_shape}]

@@ -174,7 +174,7 @@ def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
 
 def _transcribe(unpacked: Path, out: Path) -> dict[str, Any]:
     """Whisper tiny.en from CTranslate2's weights, rebuilt in TensorFlow ops
-    (``audio_maas.pretrained.whisper``), weights kept float16 as shipped; its vocabulary beside."""
+    (``audio_maas.pretrained.whisper``), weights kept float16 as shipped; its labels the vocabulary."""
     from audio_maas.pretrained.ctranslate2_format import read_variables
     from audio_maas.pretrained.whisper import SAMPLE_RATE, WINDOW_SAMPLES, Whisper
 
@@ -192,12 +192,11 @@ def _transcribe(unpacked: Path, out: Path) -> dict[str, Any]:
             suppress_at_start=config["suppress_ids_begin"],
         )
     _save(whisper.transcribe, [WINDOW_SAMPLES], out, holding=whisper)
-    shutil.copyfile(model / VOCABULARY_FILE, out / VOCABULARY_FILE)
+    write_labels(out, (model / VOCABULARY_FILE).read_text(encoding="utf-8").splitlines())
     return {
         "input": {"kind": "waveform", "sample_rate": SAMPLE_RATE, "window": WINDOW_SAMPLES, "hop": WINDOW_SAMPLES,
                   "shape": [WINDOW_SAMPLES], "normalise": "none", "max_duration_s": 3600, "max_batch_size": 4},
-        "output": {"kind": "transcript", "names": ["tokens", "no_speech", "avg_logprob"],
-                   "vocabulary": VOCABULARY_FILE},
+        "output": {"kind": "transcript", "names": ["tokens", "no_speech", "avg_logprob"]},
     }  # fmt: skip
 
 

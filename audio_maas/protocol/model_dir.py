@@ -57,14 +57,14 @@ def model_fingerprint(model_dir: Path) -> str:
 
 
 def write_labels(model_dir: Path, labels: list[str]) -> None:
-    (model_dir / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels))
+    (model_dir / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
 
 
 def read_labels(model_dir: Path) -> list[str]:
     path = model_dir / LABELS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a model directory must carry its label names")
-    labels = path.read_text().splitlines()
+    labels = path.read_text(encoding="utf-8").splitlines()
     if not labels or any(not label for label in labels):
         raise ValueError(f"{path} must hold one non-empty label per line")
     return labels

@@ -68,7 +68,9 @@ class InterfacePipeline:
     def disagreement(self, outputs: tuple[np.ndarray, ...]) -> str | None:
         """What is wrong with the predictor's response to one window of zeros, if anything."""
         out = self.interface.output
-        expected = out["frames_per_window"] if out["kind"] == "frames" else len(self.interface.labels)
+        expected: int = len(self.interface.labels)  # classes or tags: a score per label
+        if out["kind"] in ("frames", "transcript"):  # frames as the interface says; a transcript's rows vary
+            expected = out.get("frames_per_window", 1)
         for name, value in zip(self.outputs, outputs, strict=True):
             if value.shape[0] != 1 or (expected > 1 and value.shape[1] != expected):
                 return (
@@ -82,7 +84,7 @@ class InterfacePipeline:
         types = []
         for output in self.interface.outputs():
             shape = output.shape
-            if output.name in self._own_shapes:  # frames vary with the audio; bins are the model's
+            if self._own_shapes.get(output.name):  # frames vary with the audio; bins are the model's
                 shape = [*shape[:-1], self._own_shapes[output.name][-1]]
             types.append({"name": output.name, "datatype": output.datatype, "shape": shape})
         return types
