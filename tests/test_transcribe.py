@@ -7,6 +7,7 @@ Commands' words (``../shared/data``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -180,3 +181,91 @@ def test_tokens_and_the_model_own_outputs_come_when_named(speech_service: Servic
     tokens = np.array(read["tokens"], np.float32)
     assert tokens.shape[:2] == (1, 1) and tokens.shape[2] == 224
     assert np.array(read["no_speech"]).shape == (1, 1) and 0 <= read["no_speech"][0][0] < 0.5
+
+
+def test_audio_maas_predict_prints_the_words(
+    speech_service: ServiceSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from audio_maas.cli import main
+
+    assert main(["predict", "--url", speech_service.url, "--model", "transcribe", str(JFK)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{JFK}: ") and _words(printed.split(": ", 1)[1]) == JFK_WORDS
+
+
+@pytest.fixture(scope="module")
+def openai_client(speech_service: ServiceSettings) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{speech_service.url}/v1", api_key="no token is set", max_retries=0, timeout=300)
+
+
+def test_the_openai_client_transcribes_as_v2_does(speech_service: ServiceSettings, openai_client: Any) -> None:
+    """``audio.transcriptions.create`` in each response format: the same text as V2's ``text``;
+    SRT and WebVTT parse (``srt``, ``webvtt-py``) into the same words at the segments' times."""
+    import srt
+    import webvtt
+
+    v2 = _transcribed(speech_service, [JFK.read_bytes()], "text", "segments")
+    text, (segment,) = v2["text"][0], json.loads(v2["segments"][0])
+    with JFK.open("rb") as file:
+        assert openai_client.audio.transcriptions.create(model="transcribe", file=file).text == text
+    with JFK.open("rb") as file:
+        plain = openai_client.audio.transcriptions.create(model="transcribe", file=file, response_format="text")
+    assert plain.strip() == text
+    with JFK.open("rb") as file:
+        subrip = openai_client.audio.transcriptions.create(model="transcribe", file=file, response_format="srt")
+    (cue,) = srt.parse(subrip)
+    assert cue.content == text and cue.start.total_seconds() == segment["start_s"]
+    assert cue.end.total_seconds() == segment["end_s"]
+    with JFK.open("rb") as file:
+        vtt = openai_client.audio.transcriptions.create(model="transcribe", file=file, response_format="vtt")
+    (caption,) = webvtt.from_buffer(io.StringIO(vtt))
+    assert caption.text == text and caption.start_in_seconds == int(segment["start_s"])
+    with JFK.open("rb") as file:
+        verbose = openai_client.audio.transcriptions.create(
+            model="transcribe", file=file, response_format="verbose_json", language="en", temperature=0
+        )
+    assert verbose.text == text and verbose.language == "english"
+    assert verbose.duration == pytest.approx(soundfile.info(JFK).duration)
+    (only,) = verbose.segments
+    assert (only.start, only.end, only.text, only.tokens) == (
+        segment["start_s"], segment["end_s"], text, segment["tokens"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "param"),
+    [
+        ({"model": "nobody"}, 404, None),
+        ({"model": "transcribe", "language": "fr"}, 400, "language"),
+        ({"model": "transcribe", "prompt": "The speech of a president."}, 400, "prompt"),
+        ({"model": "transcribe", "temperature": 0.4}, 400, "temperature"),
+        ({"model": "transcribe", "response_format": "xml"}, 400, "response_format"),
+        ({"model": "transcribe", "timestamp_granularities": ["word"]}, 400, "timestamp_granularities[]"),
+    ],
+    ids=["unknown-model", "language", "prompt", "temperature", "format", "word-timestamps"],
+)
+def test_what_cannot_be_honoured_is_refused_by_name_in_openais_shape(
+    openai_client: Any, fields: dict[str, Any], status: int, param: str | None
+) -> None:
+    import openai
+
+    with pytest.raises(openai.APIStatusError) as raised, JFK.open("rb") as file:
+        openai_client.audio.transcriptions.create(file=file, **fields)
+    assert raised.value.status_code == status
+    error = raised.value.body
+    assert set(error) == {"message", "type", "param", "code"} and error["param"] == param, error
+    assert error["type"] == "invalid_request_error"
+
+
+def test_not_audio_is_a_400_and_the_service_keeps_serving(speech_service: ServiceSettings) -> None:
+    import httpx
+
+    url = f"{speech_service.url}/v1/audio/transcriptions"
+    refused = httpx.post(url, data={"model": "transcribe"}, files={"file": ("a.wav", b"not audio")}, timeout=60)
+    assert refused.status_code == 400 and "element 0" in refused.json()["error"]["message"]
+    assert httpx.post(url, data={"model": "transcribe"}, timeout=60).json()["error"]["param"] == "file"
+    with JFK.open("rb") as file:
+        served = httpx.post(url, data={"model": "transcribe"}, files={"file": file}, timeout=120)
+    assert _words(served.json()["text"]) == JFK_WORDS

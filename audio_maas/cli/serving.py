@@ -23,6 +23,7 @@ from audio_maas.protocol.contract import (
     LABEL_OUTPUT,
     NOTES_OUTPUT,
     TAG_TIMELINE_OUTPUT,
+    TEXT_OUTPUT,
     TIME_OUTPUT,
     TOP_TAGS_OUTPUT,
 )
@@ -285,7 +286,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _print_outputs(path: Path, outputs: dict[str, Any]) -> None:
-    """One file's notes, pitch track or tags, as a person reads them."""
+    """One file's notes, pitch track, tags or words, as a person reads them."""
     if NOTES_OUTPUT in outputs:
         print(f"{path}: {len(outputs[NOTES_OUTPUT])} notes")
         if outputs[NOTES_OUTPUT]:
@@ -311,6 +312,8 @@ def _print_outputs(path: Path, outputs: dict[str, Any]) -> None:
         for window in outputs.get(TAG_TIMELINE_OUTPUT, []):
             tags = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in window["tags"])
             print(f"    {window['start_s']:8.2f}  {window['end_s']:8.2f}  {tags}")
+    elif TEXT_OUTPUT in outputs:
+        print(f"{path}: {outputs[TEXT_OUTPUT] or '(nobody speaks)'}")
     else:
         print(f"{path}: " + ", ".join(f"{name} {value}" for name, value in outputs.items()))
 

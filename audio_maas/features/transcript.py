@@ -66,41 +66,47 @@ class Vocabulary:
         self.end = tokens.index("<|endoftext|>")
         self._bytes = _unicode_to_byte()
 
-    def text(self, ids: np.ndarray) -> str:
-        """The text of token ids (float32 or int), up to the first end token, specials left out."""
+    def text_ids(self, ids: np.ndarray) -> list[int]:
+        """The text tokens of ``ids`` (float32 or int): those before the first end token, specials left out."""
         kept = []
         for token in np.asarray(ids).astype(np.int64).tolist():
             if token == self.end:
                 break
             if token < self.end:
-                kept.append(self.tokens[token])
-        data = bytes(self._bytes[char] for char in "".join(kept))
+                kept.append(token)
+        return kept
+
+    def text(self, ids: np.ndarray) -> str:
+        """The text of token ids, up to the first end token, specials left out."""
+        data = bytes(self._bytes[char] for token in self.text_ids(ids) for char in self.tokens[token])
         return data.decode("utf-8", errors="replace").strip()
 
-    def read(self, tokens: np.ndarray, *, no_speech: float, avg_logprob: float) -> str:
-        """One utterance's text: none where the model judges it silent, loops cut."""
+    def read(self, tokens: np.ndarray, *, no_speech: float, avg_logprob: float) -> list[int]:
+        """One utterance's text tokens: none where the model judges it silent, a loop cut."""
         if no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
-            return ""
+            return []
         ids = np.asarray(tokens).astype(np.int64)
         if not (ids == self.end).any():
             ids = cut_repetition(ids)
-        return self.text(ids)
+        return self.text_ids(ids)
 
 
 def read_segments(
     vocabulary: Vocabulary, values: dict[str, np.ndarray], *, start_s: np.ndarray, end_s: np.ndarray
 ) -> list[dict[str, Any]]:
-    """``{"start_s", "end_s", "text"}`` of each utterance with words, in order, from the model's
-    ``tokens``, ``no_speech`` and ``avg_logprob`` for them."""
-    texts = [
-        vocabulary.read(tokens, no_speech=float(no_speech), avg_logprob=float(logprob))
-        for tokens, no_speech, logprob in zip(values["tokens"], values["no_speech"], values["avg_logprob"], strict=True)
-    ]
-    return [
-        {"start_s": round(start, 3), "end_s": round(end, 3), "text": text}
-        for start, end, text in zip(start_s.tolist(), end_s.tolist(), texts, strict=True)
-        if text
-    ]
+    """``{"start_s", "end_s", "text", "tokens", "avg_logprob", "no_speech_prob"}`` of each utterance
+    with words, in order, from the model's ``tokens``, ``no_speech`` and ``avg_logprob`` for them."""
+    segments = []
+    for start, end, tokens, no_speech, logprob in zip(
+        start_s.tolist(), end_s.tolist(), values["tokens"], values["no_speech"].tolist(),
+        values["avg_logprob"].tolist(), strict=True,
+    ):  # fmt: skip
+        ids = vocabulary.read(tokens, no_speech=no_speech, avg_logprob=logprob)
+        text = vocabulary.text(np.array(ids))
+        if text:
+            segments.append({"start_s": round(start, 3), "end_s": round(end, 3), "text": text, "tokens": ids,
+                             "avg_logprob": round(logprob, 4), "no_speech_prob": round(no_speech, 4)})  # fmt: skip
+    return segments
 
 
 def cut_repetition(ids: np.ndarray, *, repeats: int = LOOP_REPEATS) -> np.ndarray:

@@ -52,6 +52,7 @@ from audio_maas.kserve.asgi import framework_error_response, malformed_request
 from audio_maas.kserve.auth import BearerTokenInterceptor
 from audio_maas.kserve.errors import ErrorStatusInterceptor
 from audio_maas.kserve.metrics import RequestMetricsInterceptor
+from audio_maas.kserve.openai import transcriptions_route
 from audio_maas.kserve.repository import ModelRepository, RepositoryExtension
 from audio_maas.kserve.streaming import StreamSlots, stream_handler, websocket_route
 from audio_maas.kserve.tensors import check_request, parse_rest_request
@@ -237,7 +238,7 @@ class ModelServer(KServeModelServer):
         super().start(models)
 
 
-def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
+def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool, openai: bool = False) -> None:
     """Undo what KServe adds to ``app`` as its server starts, and route inference past FastAPI;
     call from a startup event.
 
@@ -249,6 +250,7 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
     - ``POST /v2/models/NAME/infer`` goes to KServe's V2 endpoint, on ``server``'s data plane and
       repository, through :func:`_infer_route`, ahead of the FastAPI route KServe registers for it.
     - ``/v2/models/NAME/stream`` is a WebSocket of live streams (``audio_maas.kserve.streaming``).
+    - With ``openai``, ``POST /v1/audio/transcriptions`` (``audio_maas.kserve.openai``).
 
     Starlette builds its middleware stack at the first call (the startup event itself), and
     builds it again, from what is set here, at the next.
@@ -264,6 +266,8 @@ def finish_app(app: FastAPI, *, server: ModelServer, keep_timing: bool) -> None:
     app.router.routes.insert(0, _infer_route(endpoints))
     if server.stream_slots is not None:
         app.router.routes.insert(1, websocket_route(server.stream_slots))
+    if openai:
+        app.router.routes.insert(1, transcriptions_route(server.dataplane))
 
 
 def _infer_route(endpoints: V2Endpoints) -> Route:

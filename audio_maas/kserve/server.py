@@ -44,11 +44,13 @@ def run(
     argv: list[str] | None,
     setup: Callable[[argparse.Namespace, SettingsT], tuple[Build[SettingsT], Close | None]],
     streams: bool = False,
+    openai: bool = False,
 ) -> None:
     """Parse flags into ``settings_class``, set the logs, then ``setup(flags, settings)`` gives how
     this server builds a model and what follows an unload. Every model the settings name is built
     and loaded, then served; models in the repository can be loaded and unloaded by name meanwhile.
-    With ``streams``, live streams are served too (``audio_maas.kserve.streaming``)."""
+    With ``streams``, live streams are served too (``audio_maas.kserve.streaming``); with ``openai``,
+    OpenAI's transcription API for the models that answer text (``audio_maas.kserve.openai``)."""
     args, settings = parse_flags(settings_class, description=description, argv=argv)
     configure_logs(args)
     build, close_model = setup(args, settings)
@@ -70,7 +72,7 @@ def run(
         close_model=close_model,
         version=settings.model_version,
     )
-    start_server(models, repository=repository, args=args, settings=settings, streams=streams)
+    start_server(models, repository=repository, args=args, settings=settings, streams=streams, openai=openai)
 
 
 def start_server(
@@ -80,6 +82,7 @@ def start_server(
     args: argparse.Namespace,
     settings: ServerSettings,
     streams: bool,
+    openai: bool = False,
 ) -> None:
     """Run KServe's ModelServer for ``models`` (already loaded) with our middleware and patches;
     ``repository`` holds them, and loads and unloads others by name while they serve.
@@ -100,7 +103,7 @@ def start_server(
     MODEL_READY.watch(repository)
 
     async def on_startup() -> None:
-        finish_app(app, server=server, keep_timing=args.enable_latency_logging)
+        finish_app(app, server=server, keep_timing=args.enable_latency_logging, openai=openai)
 
     app.router.add_event_handler("startup", on_startup)
     # What is loaded by now (TensorFlow's graph, librosa, KServe) lives as long as the process:

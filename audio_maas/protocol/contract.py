@@ -82,8 +82,8 @@ TAG_TIMELINE_OUTPUT = "tag_timeline"
 ``{"start_s", "end_s", "tags": [{"tag", "score"}]}`` in time order."""
 TEXT_OUTPUT = "text"
 """BYTES ``[N]``, from a speech recogniser (output kind ``transcript``): each element's words, UTF-8;
-empty where nobody speaks. With it, by name, ``SEGMENTS_OUTPUT``: each utterance as a JSON array
-of ``{"start_s", "end_s", "text"}`` in time order."""
+empty where nobody speaks. With it, by name, ``SEGMENTS_OUTPUT``: each utterance with words as a
+JSON array of ``{"start_s", "end_s", "text", "tokens", "avg_logprob", "no_speech_prob"}`` in time order."""
 START_S_OUTPUT = "start_s"
 """FP32 ``[1]``, in each response of a live stream (gRPC ``ModelStreamInfer``): where the sound
 begins, in seconds since the recording's first piece."""

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
 
         return build, predictor.unload
 
-    run(TransformerSettings, description=__doc__, argv=argv, setup=setup, streams=True)
+    run(TransformerSettings, description=__doc__, argv=argv, setup=setup, streams=True, openai=True)
 
 
 if __name__ == "__main__":
