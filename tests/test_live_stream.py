@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from audio_maas.features.frontend import FrontEnd
+from audio_maas.features.segment import SegmentOptions
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.protocol.errors import BadRequest, StreamIdle, StreamLimit
 from audio_maas.transformer.live import Event, Heard, LiveStream, Piece, SequenceEnded, SequenceFailed
@@ -72,6 +73,9 @@ def _interleaved(*sequences: list[Piece]) -> list[Piece]:
     return [pieces[i] for i in range(longest) for pieces in sequences if i < len(pieces)]
 
 
+OPTIONS = SegmentOptions.for_spec(FeatureSpec.read(BUNDLED_MODEL))
+
+
 async def _async(pieces: Iterable[Piece]) -> AsyncIterator[Piece]:
     for piece in pieces:
         yield piece
@@ -84,6 +88,7 @@ def _events(pieces: Iterable[Piece], **settings: Any) -> list[Event]:
         settings=TransformerSettings(model_dir=BUNDLED_MODEL, **settings),
         classify=_classify,
         run=_run,
+        options=OPTIONS,
     )
 
     async def collect() -> list[Event]:
@@ -207,6 +212,7 @@ def test_a_silent_stream_ends_and_frees_its_sequences() -> None:
         settings=TransformerSettings(model_dir=BUNDLED_MODEL, stream_idle_s=0.2),
         classify=_classify,
         run=_run,
+        options=OPTIONS,
     )
 
     async def collect() -> None:
@@ -226,6 +232,7 @@ def test_a_caller_that_vanishes_leaves_nothing_held() -> None:
         settings=TransformerSettings(model_dir=BUNDLED_MODEL),
         classify=_classify,
         run=_run,
+        options=OPTIONS,
     )
     pieces = _interleaved(_pieces(_recording(3, seed=7), 1), _pieces(_recording(3, seed=8), 2))
 

@@ -330,8 +330,9 @@ def _listen(args: argparse.Namespace) -> int:
         pieces = file_pieces(waveform, sample_rate)
 
     def heard(event: Heard) -> None:
+        what = event.label if event.probability is None else f"{event.label:<16} p {event.probability:.2f}"
         print(
-            f"{event.start_s:7.2f} - {event.end_s:7.2f} s  {event.label:<16} p {event.probability:.2f}  "
+            f"{event.start_s:7.2f} - {event.end_s:7.2f} s  {what}  "
             f"answered {1000 * event.latency_s:.0f} ms after the sound ended",
             flush=True,
         )

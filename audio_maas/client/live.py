@@ -23,6 +23,7 @@ from audio_maas.protocol.contract import (
     LABEL_OUTPUT,
     OUTPUT_NAME,
     START_S_OUTPUT,
+    TEXT_OUTPUT,
     WAVEFORM_INPUT,
 )
 
@@ -34,10 +35,12 @@ PIECE_S = 0.1
 
 @dataclass(frozen=True)
 class Heard:
-    """One sound's answer, and how long after the sound's end it arrived."""
+    """One sound's response, and how long after the sound's end it arrived."""
 
     label: str
-    probability: float
+    """A classifier's class name, or a speech recogniser's words."""
+    probability: float | None
+    """The class's probability; None for words."""
     start_s: float
     end_s: float
     latency_s: float
@@ -126,10 +129,12 @@ def _drain(
             return
         end_s = float(result.as_numpy(END_S_OUTPUT)[0])
         piece = min(len(sent_at) - 1, int(end_s / PIECE_S))  # the piece that carried the sound's end
+        names = {output.name for output in result.get_response().outputs}
+        words = TEXT_OUTPUT in names
         on_heard(
             Heard(
-                label=result.as_numpy(LABEL_OUTPUT)[0].decode(),
-                probability=float(result.as_numpy(OUTPUT_NAME)[0].max()),
+                label=result.as_numpy(TEXT_OUTPUT if words else LABEL_OUTPUT)[0].decode(),
+                probability=None if words else float(result.as_numpy(OUTPUT_NAME)[0].max()),
                 start_s=float(result.as_numpy(START_S_OUTPUT)[0]),
                 end_s=end_s,
                 latency_s=arrived - sent_at[piece],

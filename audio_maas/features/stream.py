@@ -14,15 +14,37 @@ resampler, which carries its filter across pieces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import soxr
 
 from audio_maas.features.audio import mono_at
-from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions, find_segments, frame_levels_db
 
-__all__ = ["CONTEXT_S", "Sound", "StreamSegmenter"]
+__all__ = ["CONTEXT_S", "Sound", "StreamFrontEnd", "StreamSegmenter"]
+
+
+class _Spec(Protocol):
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def n_fft(self) -> int: ...
+    @property
+    def clip_s(self) -> float: ...
+
+
+class StreamFrontEnd(Protocol):
+    """What the segmenter asks of a front end: a classifier's
+    :class:`~audio_maas.features.frontend.FrontEnd`, or a speech recogniser's
+    :class:`~audio_maas.features.transcript.UtteranceFrontEnd`."""
+
+    @property
+    def spec(self) -> _Spec: ...
+    def band_pass(self, waveform: np.ndarray, /) -> np.ndarray: ...
+    def clip_from_mono(self, waveform: np.ndarray, /) -> np.ndarray: ...
+    def featurise(self, clip: np.ndarray, /) -> np.ndarray: ...
+
 
 CONTEXT_S = 5.0
 """Audio kept for the level statistics, beyond what a sound still going on needs."""
@@ -43,7 +65,7 @@ class StreamSegmenter:
     """Feed it the pieces of one recording in order (:meth:`push`); it answers the sounds that
     have ended. Bounded: it holds at most the sound going on and ``CONTEXT_S`` more."""
 
-    def __init__(self, front_end: FrontEnd, options: SegmentOptions, *, sample_rate: int) -> None:
+    def __init__(self, front_end: StreamFrontEnd, options: SegmentOptions, *, sample_rate: int) -> None:
         self.front_end = front_end
         self.options = options
         self.sample_rate = sample_rate

@@ -23,7 +23,15 @@ import numpy as np
 
 from audio_maas.features.segment import SegmentOptions, find_segments
 
-__all__ = ["Utterance", "Vocabulary", "cut_repetition", "read_segments", "utterances"]
+__all__ = [
+    "UTTERANCE_OPTIONS",
+    "Utterance",
+    "UtteranceFrontEnd",
+    "Vocabulary",
+    "cut_repetition",
+    "read_segments",
+    "utterances",
+]
 
 UTTERANCE_OPTIONS = SegmentOptions(min_silence_s=0.3, max_segments=1024)
 """Speech: a pause of 0.3 s may end a sentence; an hour of speech has hundreds of pauses."""
@@ -33,6 +41,35 @@ NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 LOOP_REPEATS = 3
 """A never-ending decoding whose last tokens repeat this many times is a loop."""
+
+
+@dataclass(frozen=True)
+class UtteranceSpec:
+    sample_rate: int
+    clip_s: float
+    """The longest utterance: a longer one is cut at its quietest frames."""
+    n_fft: int = 400
+    """The shortest audio worth hearing: 25 ms."""
+
+
+@dataclass(frozen=True)
+class UtteranceFrontEnd:
+    """Live speech (``audio_maas.features.stream``): each utterance heard as one window of the
+    waveform, padded with silence, as :func:`utterances` cuts a whole recording."""
+
+    spec: UtteranceSpec
+    window: int
+
+    def band_pass(self, waveform: np.ndarray, /) -> np.ndarray:
+        return waveform
+
+    def clip_from_mono(self, waveform: np.ndarray, /) -> np.ndarray:
+        clip = np.zeros(self.window, np.float32)
+        clip[: min(len(waveform), self.window)] = waveform[: self.window]
+        return clip
+
+    def featurise(self, clip: np.ndarray, /) -> np.ndarray:
+        return clip
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from audio_maas.protocol.contract import (
     INPUT_NAME,
     LABEL_OUTPUT,
     OUTPUT_NAME,
-    PARTIAL_PARAMETER,
     SALIENCY_FRAME_S_OUTPUT,
     SALIENCY_OUTPUT,
     SEGMENTS_OUTPUT,
@@ -30,8 +29,7 @@ from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
 from audio_maas.protocol.messages import Request, Response
 from audio_maas.protocol.model_dir import read_labels
 from audio_maas.serving.model import Refusal, TensorMetadata
-from audio_maas.transformer.live import LiveStream, Piece, SequenceFailed
-from audio_maas.transformer.responses import classifier_response, stream_response
+from audio_maas.transformer.responses import class_outputs, classifier_response
 from audio_maas.transformer.stages import Stages
 
 __all__ = ["ClassifierPipeline"]
@@ -147,38 +145,18 @@ class ClassifierPipeline:
     ) -> tuple[np.ndarray, list[tuple[float, float]]]:
         return segment_features(self.front_end, waveform=waveform, sample_rate=sample_rate, options=options)
 
-    async def stream(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
+    def stream(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
         """Live audio: a response per sound heard and per sequence ended, and a refused piece's
         refusal, after which the stream goes on. The sounds' features join requests' batches."""
-
-        def audio(request: Request) -> tuple[np.ndarray, int]:
-            decoders, _ = self.stages.reader.elements(request)
-            if len(decoders) != 1:
-                raise BadRequest(f"a piece of a live recording is one element, got {len(decoders)}")
-            return decoders[0]()
-
-        async def pieces() -> AsyncIterator[Piece]:
-            async for request in requests:
-                yield Piece(
-                    decode=functools.partial(audio, request),
-                    sequence_id=request.parameter("sequence_id") or 0,
-                    start=bool(request.parameter("sequence_start")),
-                    end=bool(request.parameter("sequence_end")),
-                    partial_ms=request.parameter(PARTIAL_PARAMETER),
-                    request=request,
-                )
 
         async def classify(features: np.ndarray) -> np.ndarray:
             (probabilities,) = await self._classify.submit(features)
             return probabilities
 
-        live = LiveStream(
-            model_name=self.name,
+        return self.stages.live(
+            requests,
             front_end=self.front_end,
-            settings=self.stages.settings,
+            options=SegmentOptions.for_spec(self.front_end.spec),
             classify=classify,
-            run=self.stages.run,
+            outputs_of=lambda row: class_outputs(row[np.newaxis], self.labels),
         )
-        async for event in live.events(pieces()):
-            response = stream_response(event, model_name=self.name, labels=self.labels)
-            yield Refusal(event.error, response) if isinstance(event, SequenceFailed) else response

@@ -3,8 +3,9 @@
 A stream carries pieces of one or more recordings, each piece one element of audio; pieces of
 one recording share a sequence id (none: the stream's one recording), ``start`` begins it anew
 and ``end`` ends it, as Triton's sequence parameters do. Each sound is heard once, when it has
-ended (:class:`~audio_maas.features.stream.StreamSegmenter`): its label, class id,
-probabilities, and start and end on the recording's clock (seconds since its first piece). With
+ended (:class:`~audio_maas.features.stream.StreamSegmenter`): what the model makes of it (a
+classifier's probabilities, a speech recogniser's tokens), and its start and end on the
+recording's clock (seconds since its first piece). With
 ``partial_ms``, the sound going on is also heard as so far, every that many ms of the recording.
 The end of a recording is answered too (:class:`SequenceEnded`).
 
@@ -15,8 +16,8 @@ is answered :class:`SequenceFailed` naming it; that sequence is forgotten, its l
 refused until one starts it anew, and the stream goes on for the others. Nothing received for
 ``stream_idle_s`` ends the stream (:class:`~audio_maas.protocol.errors.StreamIdle`).
 
-No framework and no V2 here: the classifier's pipeline turns requests into :class:`Piece`
-objects and these events into responses (``audio_maas.transformer.classifier``).
+No framework and no V2 here: a pipeline turns requests into :class:`Piece` objects and these
+events into responses (``audio_maas.transformer.classifier``, ``audio_maas.transformer.windowed``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from audio_maas.features.audio import InvalidAudioError
-from audio_maas.features.frontend import FrontEnd
 from audio_maas.features.segment import SegmentOptions
-from audio_maas.features.stream import Sound, StreamSegmenter
+from audio_maas.features.stream import Sound, StreamFrontEnd, StreamSegmenter
 from audio_maas.protocol.contract import PARTIAL_PARAMETER
 from audio_maas.protocol.errors import BadRequest, ServiceError, StreamIdle, StreamLimit
 from audio_maas.serving.metrics import STREAM_REFUSALS, STREAM_RESPONSE_DELAY_SECONDS, STREAM_SEQUENCES
@@ -43,7 +43,7 @@ from audio_maas.transformer.settings import TransformerSettings
 __all__ = ["Heard", "LiveStream", "Piece", "SequenceEnded", "SequenceFailed"]
 
 Classify = Callable[[np.ndarray], Awaitable[np.ndarray]]
-"""Features ``[n, frames, bins]`` -> probabilities ``[n, classes]``."""
+"""The features of ``n`` sounds -> the model's row for each, ``[n, ...]`` (a classifier's probabilities)."""
 Run = Callable[[Callable[[], Any]], Awaitable[Any]]
 """Runs CPU work off the event loop."""
 
@@ -74,8 +74,8 @@ class Heard:
     """A sound of ``piece``'s sequence, heard: whole, or as far as it went (``partial``)."""
 
     piece: Piece
-    probabilities: np.ndarray
-    """float32 ``[classes]``."""
+    row: np.ndarray
+    """What the model made of the sound: float32, a classifier's probabilities ``[classes]``."""
     start_s: float
     end_s: float
     partial: bool = False
@@ -130,17 +130,18 @@ class LiveStream:
         self,
         *,
         model_name: str,
-        front_end: FrontEnd,
+        front_end: StreamFrontEnd,
         settings: TransformerSettings,
         classify: Classify,
         run: Run,
+        options: SegmentOptions,
     ) -> None:
         self.model_name = model_name
         self.front_end = front_end
         self.settings = settings
         self.classify = classify
         self.run = run
-        self.options = SegmentOptions.for_spec(front_end.spec)
+        self.options = options
         self._sequences: dict[Hashable, _Sequence] = {}
         self._failed: dict[Hashable, None] = {}
         """Sequences refused, the latest ``_FAILED_KEPT``: their pieces are refused until one starts them anew."""

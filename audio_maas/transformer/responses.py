@@ -12,6 +12,7 @@ where it is finite).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from audio_maas.protocol.contract import (
 from audio_maas.protocol.messages import Output, Request, Response, respond
 from audio_maas.transformer.live import Event, Heard, SequenceEnded
 
-__all__ = ["classifier_response", "interface_response", "stream_response"]
+__all__ = ["class_outputs", "classifier_response", "interface_response", "stream_response"]
 
 Spans = list[list[tuple[float, float]]]
 """Each element's segments, (start_s, end_s)."""
@@ -52,7 +53,7 @@ def classifier_response(
     classes]``: a row per element, then, with ``spans``, a row per segment of each element in
     turn; ``saliency`` is the saliency ``[N, frames, bins]`` and its frame times ``[N, frames]``."""
     elements = len(spans) if spans is not None else len(probabilities)
-    outputs = _classes(probabilities[:elements], labels)
+    outputs = class_outputs(probabilities[:elements], labels)
     if spans is not None:
         outputs += _segments(probabilities[elements:], spans, labels)
     if saliency is not None:
@@ -60,7 +61,7 @@ def classifier_response(
     return respond(request, outputs, model_name=model_name)
 
 
-def stream_response(event: Event, *, model_name: str, labels: list[str]) -> Response:
+def stream_response(event: Event, *, model_name: str, outputs_of: Callable[[np.ndarray], list[Output]]) -> Response:
     """The response to a live stream's event, naming its sequence: a sound heard; a sequence
     ended (Triton's final response: no outputs, ``triton_final_response``); a piece refused (no
     outputs: the error goes beside it)."""
@@ -74,7 +75,7 @@ def stream_response(event: Event, *, model_name: str, labels: list[str]) -> Resp
     if event.partial:
         parameters[PARTIAL_RESPONSE_PARAMETER] = True
     outputs = [
-        *_classes(event.probabilities[np.newaxis], labels),
+        *outputs_of(event.row),
         Output(START_S_OUTPUT, "FP32", np.array([event.start_s], np.float32)),
         Output(END_S_OUTPUT, "FP32", np.array([event.end_s], np.float32)),
     ]
@@ -105,7 +106,7 @@ def interface_response(
     return respond(request, tensors, model_name=model_name)
 
 
-def _classes(probabilities: np.ndarray, labels: list[str]) -> list[Output]:
+def class_outputs(probabilities: np.ndarray, labels: list[str]) -> list[Output]:
     """Label, class id and probabilities of each row of ``probabilities`` ``[n, classes]``."""
     class_ids = probabilities.argmax(axis=1).astype(np.int64)
     return [

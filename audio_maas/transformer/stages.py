@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -20,11 +20,17 @@ import numpy as np
 from prometheus_client import Histogram
 
 from audio_maas.features.audio import InvalidAudioError
+from audio_maas.features.segment import SegmentOptions
+from audio_maas.features.stream import StreamFrontEnd
+from audio_maas.protocol.contract import PARTIAL_PARAMETER
 from audio_maas.protocol.errors import BadRequest
-from audio_maas.protocol.messages import Request
+from audio_maas.protocol.messages import Output, Request, Response
 from audio_maas.protocol.model_dir import model_fingerprint
 from audio_maas.serving.batching import DynamicBatcher
+from audio_maas.serving.model import Refusal
 from audio_maas.transformer.inputs import STAGE_SECONDS, Decode, RequestReader
+from audio_maas.transformer.live import Classify, LiveStream, Piece, SequenceFailed
+from audio_maas.transformer.responses import stream_response
 from audio_maas.transformer.settings import TransformerSettings
 
 __all__ = ["Predictor", "Stages"]
@@ -88,6 +94,48 @@ class Stages:
         if audio_bytes <= self.settings.inline_features_max_bytes:
             return [job() for job in jobs]
         return list(await asyncio.gather(*(self.run(job) for job in jobs)))
+
+    async def live(
+        self,
+        requests: AsyncIterator[Request],
+        *,
+        front_end: StreamFrontEnd,
+        options: SegmentOptions,
+        classify: Classify,
+        outputs_of: Callable[[np.ndarray], list[Output]],
+    ) -> AsyncIterator[Response | Refusal]:
+        """A live stream of ``requests`` (``audio_maas.transformer.live``): a response per sound
+        heard (``classify``'s row of it, read by ``outputs_of``) and per sequence ended, and a
+        refused piece's refusal, after which the stream goes on."""
+
+        def audio(request: Request) -> tuple[np.ndarray, int]:
+            decoders, _ = self.reader.elements(request)
+            if len(decoders) != 1:
+                raise BadRequest(f"a piece of a live recording is one element, got {len(decoders)}")
+            return decoders[0]()
+
+        async def pieces() -> AsyncIterator[Piece]:
+            async for request in requests:
+                yield Piece(
+                    decode=functools.partial(audio, request),
+                    sequence_id=request.parameter("sequence_id") or 0,
+                    start=bool(request.parameter("sequence_start")),
+                    end=bool(request.parameter("sequence_end")),
+                    partial_ms=request.parameter(PARTIAL_PARAMETER),
+                    request=request,
+                )
+
+        live = LiveStream(
+            model_name=self.name,
+            front_end=front_end,
+            settings=self.settings,
+            classify=classify,
+            run=self.run,
+            options=options,
+        )
+        async for event in live.events(pieces()):
+            response = stream_response(event, model_name=self.name, outputs_of=outputs_of)
+            yield Refusal(event.error, response) if isinstance(event, SequenceFailed) else response
 
     async def run(self, job: Callable[[], T]) -> T:
         """``job`` on the feature threads, off the event loop."""

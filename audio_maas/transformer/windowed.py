@@ -2,8 +2,8 @@
 (:class:`~audio_maas.features.interface.ModelInterface`): each element is cut into the model's
 windows, all of a request's windows go to the predictor together (in calls of at most
 ``max_batch_size`` rows, stacked with other requests'), and the outputs are put back on each
-element's time axis and read. Segments, saliency and streams are a classifier's: asked of this
-model they are refused naming it.
+element's time axis and read. Segments and saliency are a classifier's: asked of this model they
+are refused naming it; streams are a classifier's and a speech recogniser's (live captions).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import numpy as np
 
 from audio_maas.features.interface import ModelInterface, Windows
 from audio_maas.features.segment import SEGMENT_PARAMETER
-from audio_maas.protocol.contract import INPUT_NAME
+from audio_maas.features.transcript import UTTERANCE_OPTIONS, UtteranceFrontEnd, UtteranceSpec
+from audio_maas.protocol.contract import INPUT_NAME, TEXT_OUTPUT
 from audio_maas.protocol.errors import BadRequest, UpstreamUnavailable
-from audio_maas.protocol.messages import Request, Response
+from audio_maas.protocol.messages import Output, Request, Response
 from audio_maas.protocol.model_dir import INTERFACE_FILE
 from audio_maas.serving.model import Refusal, TensorMetadata
 from audio_maas.transformer.responses import interface_response
@@ -27,6 +28,9 @@ from audio_maas.transformer.stages import Stages
 __all__ = ["InterfacePipeline"]
 
 log = logging.getLogger(__name__)
+
+LIVE_UTTERANCE_S = 20.0
+"""The longest utterance of a live stream: with 5 s of context, within the default 30 s of ``sequence_max_held_s``."""
 
 
 class InterfacePipeline:
@@ -126,4 +130,24 @@ class InterfacePipeline:
         return set(request.outputs) or {output.name for output in self.interface.outputs() if output.by_default}
 
     def stream(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response | Refusal]:
-        raise BadRequest(f"model '{self.name}' does not answer streams: send it requests one by one")
+        """Live captions, for a speech recogniser: each utterance's ``text`` once a pause ends it
+        (utterances of at most ``LIVE_UTTERANCE_S``, so that one and its context stay within
+        ``sequence_max_held_s``). Other models take requests one by one."""
+        vocabulary = self.interface.vocabulary
+        if vocabulary is None:
+            raise BadRequest(f"model '{self.name}' does not answer streams: send it requests one by one")
+        rate, window = self.interface.input["sample_rate"], self.interface.input["window"]
+        front_end = UtteranceFrontEnd(UtteranceSpec(rate, clip_s=LIVE_UTTERANCE_S), window=window)
+
+        async def hear(windows: np.ndarray) -> np.ndarray:
+            """Each window's tokens, then its no-speech probability and mean log-probability."""
+            values = dict(zip(self.outputs, await self._windows.submit(windows), strict=True))
+            return np.column_stack([values["tokens"], values["no_speech"], values["avg_logprob"]])
+
+        def caption(row: np.ndarray) -> list[Output]:
+            ids = vocabulary.read(row[:-2], no_speech=float(row[-2]), avg_logprob=float(row[-1]))
+            return [Output(TEXT_OUTPUT, "BYTES", np.array([vocabulary.text(np.array(ids)).encode()], dtype=object))]
+
+        return self.stages.live(
+            requests, front_end=front_end, options=UTTERANCE_OPTIONS, classify=hear, outputs_of=caption
+        )
