@@ -183,14 +183,21 @@ def test_tokens_and_the_model_own_outputs_come_when_named(speech_service: Servic
     assert np.array(read["no_speech"]).shape == (1, 1) and 0 <= read["no_speech"][0][0] < 0.5
 
 
-def test_audio_maas_predict_prints_the_words(
-    speech_service: ServiceSettings, capsys: pytest.CaptureFixture[str]
+def test_audio_maas_predict_prints_the_words_and_writes_subtitles(
+    speech_service: ServiceSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    import srt
+
     from audio_maas.cli import main
 
-    assert main(["predict", "--url", speech_service.url, "--model", "transcribe", str(JFK)]) == 0
+    command = ["predict", "--url", speech_service.url, "--model", "transcribe", str(JFK)]
+    assert main(command) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{JFK}: ") and _words(printed.split(": ", 1)[1]) == JFK_WORDS
+    srt_path = tmp_path / "jfk.srt"
+    assert main([*command, "--srt", str(srt_path)]) == 0
+    (cue,) = srt.parse(srt_path.read_text(encoding="utf-8"))
+    assert _words(cue.content) == JFK_WORDS and 0 <= cue.start.total_seconds() < cue.end.total_seconds() <= 11.01
 
 
 @pytest.fixture(scope="module")

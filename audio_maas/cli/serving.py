@@ -22,6 +22,7 @@ from audio_maas.protocol.contract import (
     FREQUENCY_OUTPUT,
     LABEL_OUTPUT,
     NOTES_OUTPUT,
+    SEGMENTS_OUTPUT,
     TAG_TIMELINE_OUTPUT,
     TEXT_OUTPUT,
     TIME_OUTPUT,
@@ -36,6 +37,7 @@ from audio_maas.protocol.defaults import (
     DEFAULT_URL,
 )
 from audio_maas.protocol.model_dir import LABELS_FILE, MODEL_NAME_PATTERN, model_directories
+from audio_maas.protocol.subtitles import subtitles
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -100,6 +102,9 @@ def add_commands(commands: Any) -> None:
     )
     predict.add_argument(
         "--midi", type=Path, help="a model that answers notes: write them to this MIDI file (one FILE)"
+    )
+    predict.add_argument(
+        "--srt", type=Path, help="a model that answers text: write its subtitles to this SubRip file (one FILE)"
     )
     predict.set_defaults(run=_predict)
 
@@ -251,8 +256,8 @@ def _predict(args: argparse.Namespace) -> int:
     from audio_maas.client.midi import write_midi
     from audio_maas.client.v2 import ServiceUnreachable, model_outputs, outputs_of_files, predict_files
 
-    if args.midi and len(args.files) != 1:
-        raise ValueError("--midi writes the notes of one FILE")
+    if (args.midi or args.srt) and len(args.files) != 1:
+        raise ValueError("--midi and --srt write what one FILE holds")
     token = os.environ.get(AUTH_TOKEN_ENV)
     where = {"url": args.url, "model_name": args.model_name, "auth_token": token}
     try:
@@ -261,12 +266,20 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--midi needs a model that answers '{NOTES_OUTPUT}'; '{args.model_name}' answers {outputs}"
             )
+        if args.srt and TEXT_OUTPUT not in outputs:
+            raise ValueError(f"--srt needs a model that answers '{TEXT_OUTPUT}'; '{args.model_name}' answers {outputs}")
         if LABEL_OUTPUT not in outputs:  # not a classifier: what its reader made of each file
-            for path, file_outputs in zip(args.files, outputs_of_files(args.files, **where), strict=True):
+            asked = (TEXT_OUTPUT, SEGMENTS_OUTPUT) if args.srt else ()
+            for path, file_outputs in zip(
+                args.files, outputs_of_files(args.files, **where, outputs=asked), strict=True
+            ):
                 _print_outputs(path, file_outputs)
                 if args.midi:
                     write_midi(file_outputs[NOTES_OUTPUT], args.midi)
                     print(f"notes written to {args.midi}")
+                if args.srt:
+                    args.srt.write_text(subtitles(file_outputs[SEGMENTS_OUTPUT], vtt=False), encoding="utf-8")
+                    print(f"subtitles written to {args.srt}")
             return 0
         predictions = predict_files(args.files, **where, segment=args.segment)
     except ServiceUnreachable as error:

@@ -92,16 +92,16 @@ def predict_files(
 
 
 def outputs_of_files(
-    paths: Sequence[Path], *, url: str, model_name: str, auth_token: str | None = None
+    paths: Sequence[Path], *, url: str, model_name: str, auth_token: str | None = None, outputs: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Each file's outputs by name, those the model gives when none is named: BYTES as text (JSON
+    """Each file's ``outputs`` by name (none: those the model gives by default): BYTES as text (JSON
     documents parsed), numbers as arrays, frame-wise ones cut to the file's own frames (the
     service pads shorter files' frames with NaN, ``time_s`` too). Errors as :func:`predict_files`."""
-    result = _infer(paths, [], url=url, model_name=model_name, auth_token=auth_token)
+    result = _infer(paths, list(outputs), url=url, model_name=model_name, auth_token=auth_token)
     per_file: list[dict[str, Any]] = [{} for _ in paths]
-    outputs = {output["name"]: result.as_numpy(output["name"]) for output in result.get_response()["outputs"]}
-    times = outputs.get(TIME_OUTPUT)
-    for name, value in outputs.items():
+    values = {output["name"]: result.as_numpy(output["name"]) for output in result.get_response()["outputs"]}
+    times = values.get(TIME_OUTPUT)
+    for name, value in values.items():
         for element, file_outputs in enumerate(per_file):
             if value.dtype == object:
                 text = value[element].decode()

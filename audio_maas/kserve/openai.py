@@ -29,8 +29,9 @@ from audio_maas.protocol.codec import Tensor
 from audio_maas.protocol.contract import AUDIO_INPUT, SEGMENTS_OUTPUT, TEXT_OUTPUT
 from audio_maas.protocol.errors import BadRequest, ModelNotFound, UpstreamUnavailable
 from audio_maas.protocol.messages import Request
+from audio_maas.protocol.subtitles import subtitles
 
-__all__ = ["TRANSCRIPTIONS_PATH", "subtitles", "transcriptions_route"]
+__all__ = ["TRANSCRIPTIONS_PATH", "transcriptions_route"]
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -133,23 +134,6 @@ def _duration_s(data: bytes, segments: list[dict[str, Any]]) -> float:
         return float(soundfile.info(io.BytesIO(data)).duration)
     except Exception:  # a container libsndfile reads no header of, which the service decoded otherwise
         return float(segments[-1]["end_s"]) if segments else 0.0
-
-
-def subtitles(segments: list[dict[str, Any]], *, vtt: bool) -> str:
-    """SubRip (numbered cues, ``00:00:01,500``) or WebVTT (a header, ``00:00:01.500``) of the segments."""
-
-    def stamp(seconds: float) -> str:
-        millis = round(seconds * 1000)
-        hours, millis = divmod(millis, 3_600_000)
-        minutes, millis = divmod(millis, 60_000)
-        secs, millis = divmod(millis, 1000)
-        return f"{hours:02d}:{minutes:02d}:{secs:02d}{'.' if vtt else ','}{millis:03d}"
-
-    cues = [
-        ("" if vtt else f"{number}\n") + f"{stamp(s['start_s'])} --> {stamp(s['end_s'])}\n{s['text']}\n"
-        for number, s in enumerate(segments, start=1)
-    ]
-    return ("WEBVTT\n\n" if vtt else "") + "\n".join(cues)
 
 
 def _error(error: Exception, param: str | None) -> JSONResponse:
