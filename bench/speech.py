@@ -1,7 +1,7 @@
 """Speech to text, measured: ``transcribe`` through the service against CTranslate2's own runtime
 on the same weights and the same clips, in the same run.
 
-    .venv/bin/python bench/speech.py [--requests 24] [--json bench/results-speech-DATE.json]
+    .venv/bin/python bench/speech.py [--requests 100] [--json bench/results-speech-DATE.json]
 
 (a) Word error rate on read speech with public-domain transcripts (JFK's inaugural sentence, the
     first eight LJ Speech clips: ``tests/data/speech``), each clip one request, normalised with
@@ -130,7 +130,7 @@ def ctranslate2_runs(model_dir: Path, unpacked: Path, waveforms: list[np.ndarray
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=REPO / "build" / "pretrained" / "transcribe")
-    parser.add_argument("--requests", type=int, default=24, help="per concurrency level (a multiple of 4)")
+    parser.add_argument("--requests", type=int, default=100, help="per concurrency level (hey prints a p99 from 100)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     import jiwer
@@ -209,6 +209,11 @@ def main() -> None:
     figures["wer"]["long_recording_one_by_one"] = jiwer.wer(lj_reference, one_by_one)
     figures["wer"]["long_whole_against_one_by_one"] = jiwer.wer(one_by_one, whole)
     figures["ctranslate2"] = {k: v["cpu_s_per_audio_s"] for k, v in ct2.items()}
+    figures["texts"] = {
+        name: {"reference": reference, "service": text, **{k: normalise(v["texts"][i]) for k, v in ct2.items()}}
+        for i, ((name, _, _), reference, text) in enumerate(zip(corpus, references, served, strict=True))
+    }
+    figures["texts"]["long_recording"] = {"reference": lj_reference, "whole": whole, "one_by_one": one_by_one}
     for concurrency in CONCURRENCY:
         level = figures["service"][concurrency]
         served_cpu = level["transformer_cpu_s_per_audio_s"] + level["predictor_cpu_s_per_audio_s"]
