@@ -16,7 +16,7 @@ DIGITS_CNN := --arch cnn --cnn-filters 16,32,64,128 --batch-size 128 --learning-
 
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: import-pretrained serve docs evaluate bench bench-models bench-insight bench-coldstart hey test test-slow test-images lint system-deps manifests \
+.PHONY: import-pretrained serve docs evaluate bench bench-speech bench-models bench-insight bench-coldstart hey test test-slow test-images lint system-deps manifests \
 	train-digits train-digits-lstm train-sounds cross-validate-digits cross-validate-sounds clean
 
 $(BIN)/audio-maas: pyproject.toml
@@ -62,6 +62,10 @@ hey:
 	  else echo "install hey (Debian/Ubuntu: sudo apt-get install hey)" >&2; exit 1; fi; }
 
 # Several models in one service: memory per model, load time, one busy model beside another.
+# Speech to text against CTranslate2's runtime on the same weights (bench/speech.py).
+bench-speech: import-pretrained hey
+	$(BIN)/python bench/speech.py --json bench/last-speech.json
+
 bench-models: $(BIN)/audio-maas
 	$(BIN)/python bench/models.py --data-dir $(DATA_DIR)
 
