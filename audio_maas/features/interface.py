@@ -61,9 +61,9 @@ from audio_maas.protocol.model_dir import INTERFACE_FILE, read_labels
 __all__ = ["ModelInterface", "Output", "Windows"]
 
 TOP_TAGS = 5
-"""Tags outputs for a whole recording."""
+"""Tags given for a whole recording."""
 TOP_TAGS_PER_WINDOW = 3
-"""Tags outputs for each window of the timeline."""
+"""Tags given for each window of the timeline."""
 
 
 @dataclass(frozen=True)
@@ -135,10 +135,10 @@ class ModelInterface:
             return [
                 Output(TEXT_OUTPUT, "BYTES", [-1], by_default=True),
                 Output(SEGMENTS_OUTPUT, "BYTES", [-1], by_default=False),
-                *(
-                    Output(name, "FP32", [-1, -1, -1][:values], by_default=False)
-                    for name, values in zip(out["names"], (3, 2, 2), strict=True)
-                ),  # tokens per utterance; one number per utterance
+                *(  # tokens of each utterance; or one number per utterance
+                    Output(name, "FP32", [-1, -1, -1] if name == "tokens" else [-1, -1], by_default=False)
+                    for name in out["names"]
+                ),
                 Output(TIME_OUTPUT, "FP32", [-1, -1], by_default=False),
             ]
         if out["kind"] == "classes":
@@ -196,7 +196,8 @@ class ModelInterface:
             rows = np.zeros([len(cut), spec["window"]], np.float32)
             for row, utterance in zip(rows, cut, strict=True):
                 row[: utterance.end - utterance.start] = mono[utterance.start : utterance.end]
-            starts, ends = (np.array([getattr(u, end) / rate for u in cut], np.float64) for end in ("start", "end"))
+            starts = np.array([utterance.start for utterance in cut], np.float64) / rate
+            ends = np.array([utterance.end for utterance in cut], np.float64) / rate
             return Windows(rows.reshape(len(cut), *spec["shape"]), starts, mono.size / rate, end_s=ends)
         padded = np.pad(mono, (spec["pad_start"], spec["pad_end"]))
         rows = np.lib.stride_tricks.sliding_window_view(padded, spec["window"])[:: spec["hop"]].astype(np.float32)
