@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -154,18 +154,23 @@ def assert_distributions(probabilities: np.ndarray) -> None:
     np.testing.assert_allclose(rows.sum(axis=1), 1, rtol=0, atol=(rows.shape[1] + 2) * np.finfo(np.float32).eps)
 
 
-def rounding_bound(model_dir: Path) -> float:
-    """The relative float32 rounding a model's outputs may carry between CPU kernels that sum in
+def chain_bound(fan_ins: Iterable[int]) -> float:
+    """The relative float32 rounding a network's outputs may carry between CPU kernels that sum in
     another order: ``2 n u`` (forward and back), the classical bound ``n u`` for a chain of dot
     products of total length ``n`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1),
-    ``n`` the sum of its kernels' fan-ins, a recurrent kernel's once per frame."""
+    ``n`` the sum of the ``fan_ins`` of its layers."""
+    return 2 * sum(fan_ins) * 2.0**-24
+
+
+def rounding_bound(model_dir: Path) -> float:
+    """:func:`chain_bound` of an exported model of ours: its kernels' fan-ins, a recurrent kernel's
+    once per frame."""
     import tensorflow as tf
 
     spec = FeatureSpec.read(model_dir)
     frames = int(np.ceil(spec.clip_s * spec.sample_rate / spec.hop_length)) + 1
     kernels = [v for v in tf.saved_model.load(str(model_dir)).variables if v.name.endswith("kernel:0")]
-    n = sum(int(np.prod(v.shape[:-1])) * (frames if "recurrent" in v.name else 1) for v in kernels)
-    return 2 * n * 2.0**-24
+    return chain_bound(int(np.prod(v.shape[:-1])) * (frames if "recurrent" in v.name else 1) for v in kernels)
 
 
 @pytest.fixture(scope="session")

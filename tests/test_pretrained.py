@@ -31,6 +31,8 @@ from audio_maas.protocol.model_dir import INTERFACE_FILE, MODEL_CARD_FILE, read_
 from audio_maas.savedmodel.load import load_signature
 from audio_maas.serving.settings import ServiceSettings
 from tests.conftest import (
+    assert_distributions,
+    chain_bound,
     encode,
     free_port_pair,
     loopback_settings,
@@ -140,7 +142,13 @@ def test_music_tags_answers_as_musicnns_tf1_checkpoint(converted: dict[str, tupl
         saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
         saver.restore(session, checkpoint)
         theirs = session.run("model/Sigmoid:0", {"model/Placeholder:0": patches, "model/Placeholder_2:0": False})
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # The same graph, frozen and run by TensorFlow 2 against restored and run by a TF1 session:
+    # within the float32 bound of its kernels (the checkpoint's), sigmoids being at most 1.
+    reader = tf.compat.v1.train.NewCheckpointReader(checkpoint)
+    fan_ins = [int(np.prod(shape[:-1])) for name, shape in reader.get_variable_to_shape_map().items()
+               if name.endswith("kernel") and len(shape) > 1]  # fmt: skip
+    assert fan_ins, reader.get_variable_to_shape_map()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=chain_bound(fan_ins))
     assert len(read_labels(model_dir)) == ours.shape[1] == 50
 
 
@@ -594,7 +602,7 @@ def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: 
         answers = _outputs(client.infer("pitch-class", [audio]))
         assert set(answers) == {"label", "class_id", "probabilities"}
         assert answers["label"] == ["low", "high"] and list(answers["class_id"]) == [0, 1]
-        np.testing.assert_allclose(answers["probabilities"].sum(axis=1), 1, atol=1e-5)
+        assert_distributions(answers["probabilities"])
         asked = [httpclient.InferRequestedOutput(name) for name in ("scores", "time_s")]
         answers = _outputs(client.infer("pitch-class", [audio], outputs=asked))
         assert answers["scores"].shape == (2, 8, 2)
@@ -610,7 +618,7 @@ def test_a_waveform_classifier_answers_labels_as_our_models_do(tone_classifier: 
 
 
 def test_a_model_that_does_not_stream_says_so_to_a_stream(pretrained_service: ServiceSettings, tmp_path: Path) -> None:
-    """Live audio is for classifiers for now: a stream to ``notes`` ends at once, naming it."""
+    """Live audio is for classifiers and speech recognisers: a stream to ``notes`` ends at once, naming it."""
     from tests.test_live import STREAM_CLIENT
 
     np.save(tmp_path / "tone.npy", tone(frequency_hz=440, seconds=0.5, sample_rate=16000))

@@ -26,7 +26,7 @@ from audio_maas.protocol.contract import INPUT_NAME
 from audio_maas.protocol.model_dir import read_labels
 from audio_maas.savedmodel.load import load_signature
 from audio_maas.serving.settings import ServiceSettings
-from tests.conftest import REPO, SHARED_DATA, encode, loopback_settings, running_service, tone
+from tests.conftest import REPO, SHARED_DATA, chain_bound, encode, loopback_settings, running_service, tone
 
 JFK = REPO / "tests" / "data" / "speech" / "jfk.flac"
 JFK_WORDS = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
@@ -53,12 +53,11 @@ def transcribe(converted: dict[str, tuple[Path, Path]]) -> tuple[Path, Path]:
 
 
 def _rounding_bound(variables: dict[str, np.ndarray]) -> float:
-    """``2 n u`` as ``conftest.rounding_bound`` takes it, ``n`` the fan-ins of every linear and
-    convolution plus the 1500 encoder frames each attention sums over."""
+    """:func:`conftest.chain_bound` of the fan-ins of every linear and convolution, and the 1500
+    encoder frames each attention sums over."""
     matrices = [v for name, v in variables.items() if name.endswith("/weight") and v.ndim >= 2]
     attentions = sum(1 for name in variables if name.endswith("attention/linear_0/weight"))
-    n = sum(int(np.prod(v.shape[1:])) for v in matrices) + 1500 * attentions
-    return 2 * n * 2.0**-24
+    return chain_bound([*(int(np.prod(v.shape[1:])) for v in matrices), 1500 * attentions])
 
 
 def test_tokens_equal_ctranslate2s_runtime_on_the_same_weights(transcribe: tuple[Path, Path]) -> None:
