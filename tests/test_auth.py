@@ -249,3 +249,15 @@ def test_a_websocket_stream_needs_the_token(guarded: GuardedService) -> None:
     assert asyncio.run(attempt(None)) == 403
     assert asyncio.run(attempt({"authorization": "Bearer not-the-token"})) == 403
     assert asyncio.run(attempt({"authorization": f"Bearer {TOKEN}"})) == {"triton_final_response": True}
+
+
+def test_openais_transcription_endpoint_needs_the_token(guarded: GuardedService, fsdd_dir: Path) -> None:
+    """``POST /v1/audio/transcriptions`` is guarded as V2 is; with the token, a model that does
+    not transcribe (``digits``) is refused naming the field, in OpenAI's shape."""
+    url = f"{guarded.local.url}/v1/audio/transcriptions"
+    form = {"data": {"model": "digits"}, "files": {"file": ("7.wav", _recording(fsdd_dir))}, "timeout": 30}
+    refused = requests.post(url, **form)  # type: ignore[arg-type]
+    assert refused.status_code == 401 and refused.json() == REFUSED
+    answered = requests.post(url, headers={"Authorization": f"Bearer {TOKEN}"}, **form)  # type: ignore[arg-type]
+    assert answered.status_code == 400 and answered.json()["error"]["param"] == "model", answered.text
+    assert TOKEN not in guarded.log.read_text()
