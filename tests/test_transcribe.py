@@ -335,6 +335,7 @@ def test_live_captions_come_utterance_by_utterance_over_tritonclients_stream(
     assert times == sorted(times) and times[-1] <= soundfile.info(JFK).duration + 1e-3
 
 
+@pytest.mark.slow  # it plays the file in real time
 def test_audio_maas_listen_prints_captions_as_the_file_plays(speech_service: ServiceSettings) -> None:
     """``audio-maas listen --model transcribe FILE``: a line per utterance as the 11 s file plays."""
     import subprocess
