@@ -77,7 +77,9 @@ CTranslate2 4.8.5 on the same weights and the same log-mel features, in the same
 - The eight LJ clips joined with 0.5 s pauses (54 s, two utterances): 1.6% word error rate whole,
   3.9% clip by clip; nothing lost or doubled at the cut.
 - Real-time factor at one request at a time: 0.087 (an 11 s clip in 0.95 s); the predictor is
-  ready 6.6 s after start and holds 1.1 GiB (1.3 GiB after the load), the transformer 215-369 MiB.
+  ready 6.6 s after `audio-maas serve` starts and holds 1.1 GiB (1.3 GiB after the load), the
+  transformer 215-369 MiB. The predictor's image, run as the chart runs it with this model at
+  `/mnt/models`, is ready 4.2 s after `podman run` (median of 3: 4.2-4.5 s).
 """,
 }
 """Figures measured of a pretrained model, for its card."""
