@@ -282,7 +282,7 @@ import json, os, queue, sys
 import numpy as np
 import soundfile
 import tritonclient.grpc as grpcclient
-url, path, piece_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, path, piece_s, partial_ms = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 audio, rate = soundfile.read(path, dtype="int16")
 results = queue.Queue()
 client = grpcclient.InferenceServerClient(url)
@@ -292,22 +292,38 @@ starts = list(range(0, len(audio), step))
 for n, i in enumerate(starts):
     tensor = grpcclient.InferInput("waveform", [1, len(audio[i : i + step])], "INT16")
     tensor.set_data_from_numpy(audio[i : i + step][None])
+    parameters = {"sample_rate": rate, **({"partial_ms": partial_ms} if partial_ms else {})}
     client.async_stream_infer("transcribe", [tensor], sequence_id=3, sequence_start=n == 0,
-                              sequence_end=n == len(starts) - 1, parameters={"sample_rate": rate})
+                              sequence_end=n == len(starts) - 1, parameters=parameters)
 captions = []
 while True:
     result, error = results.get(timeout=120)
     if error is not None:
         captions.append({"error": str(error)})
         break
-    if "triton_final_response" in result.get_response().parameters:
+    parameters = result.get_response().parameters
+    if "triton_final_response" in parameters:
         break
     captions.append({"text": result.as_numpy("text")[0].decode(), "start_s": float(result.as_numpy("start_s")[0]),
-                     "end_s": float(result.as_numpy("end_s")[0])})
+                     "end_s": float(result.as_numpy("end_s")[0]), "partial": "partial" in parameters})
 client.stop_stream()
 print(json.dumps(captions), flush=True)
 os._exit(0)
 """
+
+
+def _captions(settings: ServiceSettings, *, partial_ms: int) -> list[dict[str, Any]]:
+    """JFK streamed in 0.5 s pieces as one sequence, through tritonclient in a process of its own."""
+    import subprocess
+    import sys
+
+    url = f"127.0.0.1:{settings.http_port + 1}"
+    command = [sys.executable, "-c", CAPTIONS_CLIENT, url, str(JFK), "0.5", str(partial_ms)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    captions: list[dict[str, Any]] = json.loads(done.stdout)
+    assert all("error" not in caption for caption in captions), captions
+    return captions
 
 
 def test_live_captions_come_utterance_by_utterance_over_tritonclients_stream(
@@ -317,22 +333,25 @@ def test_live_captions_come_utterance_by_utterance_over_tritonclients_stream(
     pause ends it, in order, on the recording's clock. Each phrase is heard alone, without the
     context a whole recording gives: the first, 2.5 s, comes out misheard ("and so am i fell
     america", docs/serving.md says so); the other three read as spoken."""
-    import subprocess
-    import sys
-
-    url = f"127.0.0.1:{speech_service.http_port + 1}"
-    done = subprocess.run(
-        [sys.executable, "-c", CAPTIONS_CLIENT, url, str(JFK), "0.5"], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    captions = json.loads(done.stdout)
-    assert all("error" not in caption for caption in captions), captions
-    assert len(captions) == 4 and captions[0]["text"], captions
+    captions = _captions(speech_service, partial_ms=0)
+    assert len(captions) == 4 and captions[0]["text"] and not any(c["partial"] for c in captions), captions
     assert [_words(caption["text"]) for caption in captions[1:]] == [
         "ask not", "what your country can do for you", "ask what you can do for your country",
     ]  # fmt: skip
     times = [t for caption in captions for t in (caption["start_s"], caption["end_s"])]
     assert times == sorted(times) and times[-1] <= soundfile.info(JFK).duration + 1e-3
+
+
+def test_partial_captions_come_while_an_utterance_goes_on_and_its_own_after(speech_service: ServiceSettings) -> None:
+    """With ``partial_ms``, the words so far of the utterance going on, flagged partial; each
+    utterance's own caption still comes, as without them."""
+    captions = _captions(speech_service, partial_ms=1000)
+    final = [caption for caption in captions if not caption["partial"]]
+    assert [c["text"] for c in final] == [c["text"] for c in _captions(speech_service, partial_ms=0)]
+    partial = [i for i, caption in enumerate(captions) if caption["partial"]]
+    assert partial, captions
+    for i in partial:  # its utterance's own caption follows, reaching at least as far
+        assert any(not c["partial"] and c["end_s"] >= captions[i]["end_s"] - 1e-3 for c in captions[i + 1 :]), captions
 
 
 @pytest.mark.slow  # it plays the file in real time

@@ -162,19 +162,19 @@ class PredictorClient:
         if isinstance(error, httpx.HTTPStatusError):
             response = error.response
             return error_class(http_status=response.status_code)(
-                f"predictor {self.host} named {response.status_code} to {action}: {_reason(response)}"
+                f"predictor {self.host} answered {response.status_code} to {action}: {_reason(response)}"
             )
         if isinstance(error, grpc.aio.AioRpcError):
             code = error.code()
             if code == grpc.StatusCode.UNAVAILABLE:
                 return UpstreamUnavailable(f"predictor {self.host} is unreachable: {error.details()}")
             return error_class(grpc_code=code)(
-                f"predictor {self.host} named {code.name} to {action}: {error.details()}"
+                f"predictor {self.host} answered {code.name} to {action}: {error.details()}"
             )
         if isinstance(error, httpx.TransportError):
             return UpstreamUnavailable(f"predictor {self.host} is unreachable: {error or type(error).__name__}")
         if isinstance(error, (ValueError, KeyError, TypeError, BadRequest)):  # BadRequest: our codec, on its response
-            return BadGateway(f"predictor {self.host} named {action} with a malformed body: {error}")
+            return BadGateway(f"predictor {self.host} answered {action} with a malformed body: {error}")
         raise error  # a fault of ours: a 500, logged with its traceback
 
     async def close(self) -> None:

@@ -151,7 +151,7 @@ class SavedModelPredictor:
     def _check_caller_model(self, request: Request) -> None:
         """ModelMismatch when the transformer calling says it holds another model's spec or labels:
         a rollout pairing revisions of different models, or a storageUri changed between the two
-        containers' downloads. Features of another front end would be named wrongly, silently."""
+        containers' downloads. Features of another front end would be answered wrongly, silently."""
         theirs = request.parameter(MODEL_FINGERPRINT_PARAMETER)
         if theirs is not None and theirs != self.fingerprint:
             raise ModelMismatch(

@@ -5,7 +5,7 @@ Two kinds of model directory, each a pipeline: a classifier we trained (``featur
 through its ``interface.json`` (:class:`~audio_maas.transformer.windowed.InterfacePipeline`).
 :class:`AudioTransformer` serves either (a :class:`~audio_maas.serving.model.ServedModel`, no
 framework: ``audio_maas.kserve.adapter`` serves it), and is ready only once the predictor has
-outputs a probe of the model's row shape as the model directory says it should.
+answered a probe of the model's row shape as the model directory says it should.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class AudioTransformer:
             raise self._not_ready_error(self.not_ready_reason)
 
     async def ready(self) -> bool:
-        """Ready once loaded and the predictor has outputs a probe of our row shape."""
+        """Ready once loaded and the predictor has answered a probe of our row shape."""
         if not self._loaded:
             return False
         if self._predictor_agrees:  # asked on every request: no lock once settled
