@@ -2,11 +2,13 @@
 start-up time goes.
 
     .venv/bin/python bench/coldstart.py [--runs 5] [--tag 0.1.0] [--baseline TAG] [--json FILE]
+                                        [--model DIR --clip FILE]
 
 Builds nothing: it needs the images that ``k8s/images/build.sh`` builds (``make test-images``
 does). Each container is started ``--runs`` times as the chart runs it and as ``make
-test-images`` does: non-root, read-only root with ``/tmp`` on tmpfs, no capabilities, the bundled
-``digits`` at ``/mnt/models`` read-only, host network, ``PODMAN_RUN_FLAGS`` added. Times count
+test-images`` does: non-root, read-only root with ``/tmp`` on tmpfs, no capabilities, the model
+(by default the bundled ``digits``; any model directory with ``--model`` and a recording for it
+with ``--clip``) at ``/mnt/models`` read-only, host network, ``PODMAN_RUN_FLAGS`` added. Times count
 from just before ``podman run``: to ``/v2/health/live``, to the model's ``ready``, and to the
 first answered request after ready. First the predictor alone; then the transformer with a
 predictor already up, whose first request is compared with the p50 of 50 that follow. With
@@ -42,6 +44,8 @@ from bench.containers import PODMAN, podman, run_container, run_flags  # noqa: E
 
 MODEL = REPO / "models" / "digits"
 CLIP = REPO.parent / "shared" / "data" / "fsdd" / "recordings" / "7_theo_0.wav"
+TARGET = {"model": MODEL, "clip": CLIP}
+"""The model started and the recording sent: ``--model`` and ``--clip`` set them."""
 PORTS = {"predictor": 18585, "transformer": 18580}
 IMPORTS = {
     "predictor": {
@@ -57,7 +61,7 @@ AS_SERVED = "import gc; gc.disable(); "
 
 def server_args(server: str) -> list[str]:
     port = PORTS[server]
-    args = ["--model_name", "digits", "--http_port", str(port), "--grpc_port", str(port + 1)]
+    args = ["--model_name", TARGET["model"].name, "--http_port", str(port), "--grpc_port", str(port + 1)]
     if server == "transformer":
         args += ["--workers", "1", "--predictor_host", f"127.0.0.1:{PORTS['predictor']}", "--predictor_protocol", "v2"]
     return args
@@ -73,17 +77,26 @@ def wait_for(url: str, started: float, timeout_s: float = 180) -> float:
 
 @functools.cache
 def request_body(server: str) -> bytes:
-    """One FSDD clip as each server takes it (JSON): audio for the transformer, its features for
-    the predictor. Made before any container starts, so that no run counts the making."""
+    """The clip as each server takes it (JSON): audio for the transformer, its features (its first
+    window, for a model read through its interface) for the predictor. Made before any container
+    starts, so that no run counts the making."""
+    model, clip = TARGET["model"], TARGET["clip"]
     if server == "transformer":
-        data = base64.b64encode(CLIP.read_bytes()).decode()
+        data = base64.b64encode(clip.read_bytes()).decode()
         body = {"inputs": [{"name": "audio", "shape": [1], "datatype": "BYTES", "data": [data]}]}
     else:
+        from audio_maas.features.audio import decode
         from audio_maas.features.frontend import FrontEnd
+        from audio_maas.features.interface import ModelInterface
         from audio_maas.features.spec import FeatureSpec
         from audio_maas.protocol.contract import INPUT_NAME
+        from audio_maas.protocol.model_dir import INTERFACE_FILE
 
-        features = FrontEnd(FeatureSpec.read(MODEL)).from_bytes(data=CLIP.read_bytes(), max_duration_s=60)
+        if (model / INTERFACE_FILE).is_file():
+            waveform, rate = decode(data=clip.read_bytes(), max_duration_s=3600)
+            features = ModelInterface.read(model).windows(waveform=waveform, sample_rate=rate).rows[0]
+        else:
+            features = FrontEnd(FeatureSpec.read(model)).from_bytes(data=clip.read_bytes(), max_duration_s=60)
         body = {"inputs": [{"name": INPUT_NAME, "shape": [1, *features.shape], "datatype": "FP32",
                             "data": features.ravel().tolist()}]}  # fmt: skip
     return json.dumps(body).encode()
@@ -92,7 +105,7 @@ def request_body(server: str) -> bytes:
 def first_answers(server: str) -> tuple[float, float, float]:
     """When the first request after ready was answered (``time.perf_counter``), how long it took,
     and the p50 of the 50 that follow."""
-    url = f"http://127.0.0.1:{PORTS[server]}/v2/models/digits/infer"
+    url = f"http://127.0.0.1:{PORTS[server]}/v2/models/{TARGET['model'].name}/infer"
     times, answered_at = [], []
     for _ in range(51):
         request = urllib.request.Request(url, data=request_body(server), headers={"content-type": "application/json"})
@@ -115,10 +128,11 @@ def start_up(server: str, images: dict[str, str], runs: int) -> dict[str, dict[s
     for _ in range(runs):
         for label, image in images.items():
             started = time.perf_counter()
-            run_container(name, image, *server_args(server))
+            run_container(name, image, *server_args(server), model=TARGET["model"])
             try:
                 figures[label]["live_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/health/live", started))
-                figures[label]["ready_s"].append(wait_for(f"http://127.0.0.1:{port}/v2/models/digits/ready", started))
+                ready = f"http://127.0.0.1:{port}/v2/models/{TARGET['model'].name}/ready"
+                figures[label]["ready_s"].append(wait_for(ready, started))
                 answered_at, first, warm = first_answers(server)
                 figures[label]["first_answer_s"].append(answered_at - started)
                 figures[label]["first_request_s"].append(first)
@@ -173,7 +187,10 @@ def main() -> None:
     parser.add_argument("--tag", default="0.1.0")
     parser.add_argument("--baseline", metavar="TAG", help="images to compare with, started in turn with --tag's")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", type=Path, default=MODEL, help="the model directory to start with")
+    parser.add_argument("--clip", type=Path, default=CLIP, help="a recording the model takes")
     args = parser.parse_args()
+    TARGET.update(model=args.model.resolve(), clip=args.clip.resolve())
     tags = {"measured": args.tag, **({"baseline": args.baseline} if args.baseline else {})}
     reports: dict[str, dict[str, Any]] = {label: {} for label in tags}
     predictor_up = None
@@ -186,8 +203,9 @@ def main() -> None:
                 reports[label][server] = {"image_mb": size_mb, **summaries[label], "where": import_times(server, image)}
             if server == "predictor":  # the transformer's runs need one up: --tag's
                 predictor_up = "audio-maas-coldstart-predictor-up"
-                run_container(predictor_up, images["measured"], *server_args("predictor"))
-                wait_for(f"http://127.0.0.1:{PORTS['predictor']}/v2/models/digits/ready", time.perf_counter())
+                run_container(predictor_up, images["measured"], *server_args("predictor"), model=TARGET["model"])
+                ready = f"http://127.0.0.1:{PORTS['predictor']}/v2/models/{TARGET['model'].name}/ready"
+                wait_for(ready, time.perf_counter())
     finally:
         if predictor_up:
             subprocess.run([PODMAN, "rm", "--force", predictor_up], capture_output=True)

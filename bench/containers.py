@@ -31,10 +31,10 @@ def run_flags() -> list[str]:
     return [*flags, "--network", "host"]
 
 
-def run_container(name: str, image: str, *args: str) -> None:
-    """``image`` as the chart runs it (bench/coldstart.py times it so too)."""
+def run_container(name: str, image: str, *args: str, model: Path = MODEL) -> None:
+    """``image`` as the chart runs it, ``model`` at ``/mnt/models`` (bench/coldstart.py times it so too)."""
     podman(
         "run", "--detach", "--name", name, *run_flags(),
         "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--volume", f"{MODEL}:/mnt/models:ro", image, *args,
+        "--volume", f"{model}:/mnt/models:ro", image, *args,
     )  # fmt: skip
