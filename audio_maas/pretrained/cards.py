@@ -79,7 +79,8 @@ CTranslate2 4.8.5 on the same weights and the same log-mel features, in the same
 - Real-time factor at one request at a time: 0.087 (an 11 s clip in 0.95 s); the predictor is
   ready 6.6 s after `audio-maas serve` starts and holds 1.1 GiB (1.3 GiB after the load), the
   transformer 215-369 MiB. The predictor's image, run as the chart runs it with this model at
-  `/mnt/models`, is ready 4.2 s after `podman run` (median of 3: 4.2-4.5 s).
+  `/mnt/models`, is ready 5.7 s after `podman run` (`bench/coldstart.py --model`, median of 2,
+  `bench/results-coldstart-2026-12-07-transcribe.json`; 4.2 s in an earlier run of 3).
 """,
 }
 """Figures measured of a pretrained model, for its card."""
