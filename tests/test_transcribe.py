@@ -367,3 +367,31 @@ def test_audio_maas_listen_prints_captions_as_the_file_plays(speech_service: Ser
     lines = played.stdout.splitlines()
     assert len(lines) == 4 and all(re.search(r"answered \d+ ms after the sound ended$", line) for line in lines)
     assert _words(lines[-1].split(" s  ", 1)[1].rsplit("  answered", 1)[0]) == "ask what you can do for your country"
+
+
+def test_live_captions_over_the_websocket_are_grpcs(speech_service: ServiceSettings) -> None:
+    """``/v2/models/transcribe/stream`` on the REST port: the same captions as over gRPC, as V2 JSON."""
+    import asyncio
+
+    import websockets
+
+    audio, rate = soundfile.read(JFK, dtype="int16")
+    step = rate // 2
+    url = f"ws://127.0.0.1:{speech_service.http_port}/v2/models/transcribe/stream"
+
+    async def stream() -> list[str]:
+        async with websockets.connect(url, max_size=None) as socket:
+            starts = list(range(0, len(audio), step))
+            for n, first in enumerate(starts):
+                piece = audio[first : first + step].astype("<i2")
+                parameters = {"sample_rate": rate, "sequence_id": 3, "sequence_end": n == len(starts) - 1}
+                tensor = {"name": "waveform", "shape": [1, len(piece)], "datatype": "INT16",
+                          "parameters": {"binary_data_size": piece.nbytes}}  # fmt: skip
+                await socket.send(json.dumps({"parameters": parameters, "inputs": [tensor]}))
+                await socket.send(piece.tobytes())
+            texts = []
+            while not (response := json.loads(await socket.recv()))["parameters"].get("triton_final_response"):
+                texts.append(next(o["data"][0] for o in response["outputs"] if o["name"] == "text"))
+            return texts
+
+    assert asyncio.run(stream()) == [caption["text"] for caption in _captions(speech_service, partial_ms=0)]
