@@ -272,6 +272,8 @@ def test_not_audio_is_a_400_and_the_service_keeps_serving(speech_service: Servic
     refused = httpx.post(url, data={"model": "transcribe"}, files={"file": ("a.wav", b"not audio")}, timeout=60)
     assert refused.status_code == 400 and "element 0" in refused.json()["error"]["message"]
     assert httpx.post(url, data={"model": "transcribe"}, timeout=60).json()["error"]["param"] == "file"
+    torn = httpx.post(url, content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert torn.status_code == 400 and torn.json()["error"]["param"] == "file", torn.text
     with JFK.open("rb") as file:
         served = httpx.post(url, data={"model": "transcribe"}, files={"file": file}, timeout=120)
     assert _words(served.json()["text"]) == JFK_WORDS

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import sys
 from typing import Any
 
 from kserve.protocol.dataplane import DataPlane
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -30,11 +33,14 @@ from audio_maas.protocol.contract import AUDIO_INPUT, SEGMENTS_OUTPUT, TEXT_OUTP
 from audio_maas.protocol.errors import BadRequest, ModelNotFound, UpstreamUnavailable
 from audio_maas.protocol.messages import Request
 from audio_maas.protocol.subtitles import subtitles
+from audio_maas.serving.model import ServedModel
 
 __all__ = ["TRANSCRIPTIONS_PATH", "transcriptions_route"]
 
 TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+log = logging.getLogger(__name__)
 
 
 class _Refused(BadRequest):
@@ -45,11 +51,20 @@ class _Refused(BadRequest):
         self.param = param
 
 
+class _PartsInMemory(MultiPartParser):
+    """Starlette's multipart parser, holding an uploaded file in memory: its own rolls one over
+    1 MiB to a file on disk, and no audio is written to disk unasked. ``BodyLimit`` bounds the body."""
+
+    spool_max_size = sys.maxsize
+
+
 def transcriptions_route(dataplane: DataPlane) -> Route:
     async def transcriptions(http: HTTPRequest) -> Response:
-        param = None
         try:
-            form = await http.form(max_files=1, max_fields=32)
+            try:
+                form = await _PartsInMemory(http.headers, http.stream(), max_files=1, max_fields=32).parse()
+            except MultiPartException as error:
+                raise _Refused("file", f"the body is not a multipart form OpenAI's clients send: {error}") from None
             fields = {name: value for name, value in form.items() if isinstance(value, str)}
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
@@ -67,7 +82,7 @@ def transcriptions_route(dataplane: DataPlane) -> Route:
             response = await model.infer(request)
             return _formatted(response_format, {o.name: o.value[0] for o in response.outputs}, data)
         except Exception as error:
-            return _error(error, getattr(error, "param", param))
+            return _error(error, getattr(error, "param", None))
 
     return Route(TRANSCRIPTIONS_PATH, transcriptions, methods=["POST"])
 
@@ -90,7 +105,7 @@ def _refuse_what_we_cannot_honour(fields: dict[str, str], form: Any) -> None:
         raise _Refused("stream", "stream is not supported here: the gRPC and WebSocket streams serve live audio")
 
 
-async def _transcriber(dataplane: DataPlane, name: str) -> Any:
+async def _transcriber(dataplane: DataPlane, name: str) -> ServedModel:
     """Our model named ``name``, if it is served, ready and answers text."""
     if not name:
         raise _Refused("model", "the form has no 'model': name a served model that transcribes, such as 'transcribe'")
@@ -139,6 +154,8 @@ def _duration_s(data: bytes, segments: list[dict[str, Any]]) -> float:
 def _error(error: Exception, param: str | None) -> JSONResponse:
     """OpenAI's error body for ``error``, with the status V2 gives it."""
     status = classify(error)
+    if not status.expected:  # a fault of ours: logged with its traceback, as V2Errors does
+        log.error("error answering %s", TRANSCRIPTIONS_PATH, exc_info=error)
     kind = "invalid_request_error" if status.http_status < 500 else "server_error"
     code = {404: "model_not_found", 401: "invalid_api_key"}.get(status.http_status)
     body = {"error": {"message": status.message, "type": kind, "param": param, "code": code}}
