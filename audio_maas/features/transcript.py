@@ -27,6 +27,7 @@ __all__ = [
     "UTTERANCE_OPTIONS",
     "Utterance",
     "UtteranceFrontEnd",
+    "UtteranceSpec",
     "Vocabulary",
     "cut_repetition",
     "read_segments",
@@ -45,6 +46,8 @@ LOOP_REPEATS = 3
 
 @dataclass(frozen=True)
 class UtteranceSpec:
+    """What the live segmenter reads of a speech recogniser's input (``StreamFrontEnd.spec``)."""
+
     sample_rate: int
     clip_s: float
     """The longest utterance: a longer one is cut at its quietest frames."""
