@@ -118,7 +118,11 @@ class Vocabulary:
 
     def text(self, ids: np.ndarray) -> str:
         """The text of token ids, up to the first end token, specials left out."""
-        data = bytes(self._bytes[char] for token in self.text_ids(ids) for char in self.tokens[token])
+        return self.words(self.text_ids(ids))
+
+    def words(self, text_ids: list[int]) -> str:
+        """The text of text tokens (:meth:`text_ids`, :meth:`read`)."""
+        data = bytes(self._bytes[char] for token in text_ids for char in self.tokens[token])
         return data.decode("utf-8", errors="replace").strip()
 
     def read(self, tokens: np.ndarray, *, no_speech: float, avg_logprob: float) -> list[int]:
@@ -142,7 +146,7 @@ def read_segments(
         values["avg_logprob"].tolist(), strict=True,
     ):  # fmt: skip
         ids = vocabulary.read(tokens, no_speech=no_speech, avg_logprob=logprob)
-        text = vocabulary.text(np.array(ids))
+        text = vocabulary.words(ids)
         if text:
             segments.append({"start_s": round(start, 3), "end_s": round(end, 3), "text": text, "tokens": ids,
                              "avg_logprob": round(logprob, 4), "no_speech_prob": round(no_speech, 4)})  # fmt: skip

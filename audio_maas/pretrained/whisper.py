@@ -125,13 +125,16 @@ class Whisper(tf.Module):
             h = _layer_norm(x, *self._norm(f"{prefix}/self_attention/layer_norm"))
             q, k, v = tf.split(_dense(h, *self._linear(f"{prefix}/self_attention/linear_0")), 3, axis=-1)
             x = x + _dense(self._attention(q, k, v), *self._linear(f"{prefix}/self_attention/linear_1"))
-            x = x + self._feed_forward(x, f"{prefix}/ffn")
+            x = x + _feed_forward(x, *self._feed_forward_weights(f"{prefix}/ffn"))
         return _layer_norm(x, *self._norm("encoder/layer_norm"))
 
-    def _feed_forward(self, x: tf.Tensor, prefix: str) -> tf.Tensor:
-        h = _layer_norm(x, *self._norm(f"{prefix}/layer_norm"))
-        return _dense(tf.nn.gelu(_dense(h, *self._linear(f"{prefix}/linear_0")), approximate=False),
-                      *self._linear(f"{prefix}/linear_1"))  # fmt: skip
+    def _feed_forward_weights(self, prefix: str) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
+        """The layer norm, inner and outer linear of CTranslate2's feed-forward block ``prefix``."""
+        return (
+            self._norm(f"{prefix}/layer_norm"),
+            self._linear(f"{prefix}/linear_0"),
+            self._linear(f"{prefix}/linear_1"),
+        )
 
     def _decode(self, audio: tf.Tensor) -> dict[str, tf.Tensor]:
         """Greedy decoding after ``PROMPT`` with a key/value cache, ``MAX_NEW_TOKENS`` at most."""
@@ -152,9 +155,7 @@ class Whisper(tf.Module):
                 "cross_q": self._linear(f"{prefix}/attention/linear_0"),
                 "cross_out": self._linear(f"{prefix}/attention/linear_2"),
                 "cross_k": cross_k, "cross_v": cross_v,
-                "ffn_norm": self._norm(f"{prefix}/ffn/layer_norm"),
-                "ffn_in": self._linear(f"{prefix}/ffn/linear_0"),
-                "ffn_out": self._linear(f"{prefix}/ffn/linear_1"),
+                "ffn": self._feed_forward_weights(f"{prefix}/ffn"),
             })  # fmt: skip
         final_norm = self._norm("decoder/layer_norm")
         prompt = tf.constant((*PROMPT, EOT), tf.int32)
@@ -178,14 +179,13 @@ class Whisper(tf.Module):
                 h = _layer_norm(x, *layer["cross_norm"])
                 x = x + _dense(self._attention(_dense(h, *layer["cross_q"]), layer["cross_k"], layer["cross_v"]),
                                *layer["cross_out"])  # fmt: skip
-                h = _layer_norm(x, *layer["ffn_norm"])
-                x = x + _dense(tf.nn.gelu(_dense(h, *layer["ffn_in"]), approximate=False), *layer["ffn_out"])
+                x = x + _feed_forward(x, *layer["ffn"])
             x = _layer_norm(x[:, 0], *final_norm)
             return tf.matmul(x, embeddings, transpose_b=True), tuple(new_keys), tuple(new_values)
 
         def body(t, token, keys, values, tokens, finished, no_speech, logprob_sum, count):  # type: ignore[no-untyped-def]
             logits, keys, values = step(t, token, keys, values)
-            no_speech = tf.where(t == 0, tf.nn.softmax(logits)[:, NO_SPEECH], no_speech)
+            no_speech = tf.cond(t == 0, lambda: tf.nn.softmax(logits)[:, NO_SPEECH], lambda: no_speech)
             generating = t >= len(PROMPT) - 1
             processed = logits + self.suppressed
             processed = tf.cond(t == len(PROMPT) - 1, lambda: processed + self.suppressed_at_start, lambda: processed)
@@ -220,6 +220,15 @@ class Whisper(tf.Module):
 
 def _dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
     return tf.tensordot(x, kernel, axes=1) + bias
+
+
+def _feed_forward(
+    x: tf.Tensor,
+    norm: tuple[tf.Tensor, tf.Tensor],
+    inner: tuple[tf.Tensor, tf.Tensor],
+    outer: tuple[tf.Tensor, tf.Tensor],
+) -> tf.Tensor:
+    return _dense(tf.nn.gelu(_dense(_layer_norm(x, *norm), *inner), approximate=False), *outer)
 
 
 def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:

@@ -146,7 +146,7 @@ class InterfacePipeline:
 
         def caption(row: np.ndarray) -> list[Output]:
             ids = vocabulary.read(row[:-2], no_speech=float(row[-2]), avg_logprob=float(row[-1]))
-            return [Output(TEXT_OUTPUT, "BYTES", np.array([vocabulary.text(np.array(ids)).encode()], dtype=object))]
+            return [Output(TEXT_OUTPUT, "BYTES", np.array([vocabulary.words(ids).encode()], dtype=object))]
 
         return self.stages.live(
             requests, front_end=front_end, options=UTTERANCE_OPTIONS, classify=hear, outputs_of=caption
