@@ -24,7 +24,7 @@ from audio_maas.protocol.contract import INPUT_NAME, SIGNATURE_KEY
 from audio_maas.protocol.model_dir import INTERFACE_FILE, MODEL_CARD_FILE, write_labels
 from audio_maas.protocol.notes import note_name
 
-__all__ = ["CONVERTERS", "convert"]
+__all__ = ["CONVERTERS", "convert", "copy_licence", "read_whisper"]
 
 
 BASIC_PITCH_SAVED_MODEL = "basic_pitch/saved_models/icassp_2022/nmp"
@@ -52,12 +52,16 @@ def convert(name: str, unpacked: Path, out: Path) -> None:
     out.mkdir(parents=True)
     interface = CONVERTERS[name](unpacked, out)
     (out / INTERFACE_FILE).write_text(json.dumps(interface, indent=2) + "\n")
-    archive = ARCHIVES[name]
+    copy_licence(unpacked, out)
+    (out / MODEL_CARD_FILE).write_text(card(name, ARCHIVES[name], interface))
+
+
+def copy_licence(unpacked: Path, out: Path) -> None:
+    """The licence (and notice) of an unpacked archive into the model directory ``out``."""
     for notice in ("LICENSE", "NOTICE"):  # Apache-2.0 asks for the NOTICE file to travel too
-        # A wheel's licence is in its dist-info; a source archive's at its top.
+        # A wheel's licence is in its dist-info; a source archive's at its top (a companion's wins).
         for found in [*unpacked.glob(f"*.dist-info/{notice}*"), *unpacked.glob(f"*/{notice}")]:
             shutil.copyfile(found, out / notice)
-    (out / MODEL_CARD_FILE).write_text(card(name, archive, interface))
 
 
 def _notes(unpacked: Path, out: Path) -> dict[str, Any]:
@@ -175,22 +179,16 @@ def _music_tags(unpacked: Path, out: Path) -> dict[str, Any]:
 def _transcribe(unpacked: Path, out: Path) -> dict[str, Any]:
     """Whisper tiny.en from CTranslate2's weights, rebuilt in TensorFlow ops
     (``audio_maas.pretrained.whisper``), weights kept float16 as shipped; its labels the vocabulary."""
-    from audio_maas.pretrained.ctranslate2_format import read_variables
     from audio_maas.pretrained.whisper import SAMPLE_RATE, WINDOW_SAMPLES, Whisper
 
+    variables, mel_filters, config = read_whisper(unpacked)
+    whisper = Whisper(
+        variables,
+        mel_filters=mel_filters,
+        suppress=config["suppress_ids"],
+        suppress_at_start=config["suppress_ids_begin"],
+    )
     model = unpacked / WHISPER_MODEL
-    spec, variables = read_variables(model / "model.bin")
-    if spec != "WhisperSpec":
-        raise RuntimeError(f"{model / 'model.bin'} holds a {spec}, not a WhisperSpec")
-    config = json.loads((model / "config.json").read_text())
-    (filters,) = unpacked.glob(WHISPER_MEL_FILTERS)
-    with np.load(filters) as mel:
-        whisper = Whisper(
-            variables,
-            mel_filters=mel["mel_80"],
-            suppress=config["suppress_ids"],
-            suppress_at_start=config["suppress_ids_begin"],
-        )
     _save(whisper.transcribe, [WINDOW_SAMPLES], out, holding=whisper)
     write_labels(out, (model / VOCABULARY_FILE).read_text(encoding="utf-8").splitlines())
     return {
@@ -198,6 +196,20 @@ def _transcribe(unpacked: Path, out: Path) -> dict[str, Any]:
                   "shape": [WINDOW_SAMPLES], "normalise": "none", "max_duration_s": 3600, "max_batch_size": 4},
         "output": {"kind": "transcript", "names": ["tokens", "no_speech", "avg_logprob"]},
     }  # fmt: skip
+
+
+def read_whisper(unpacked: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+    """Whisper's weights, its 80 mel filters ``[80, 201]`` and CTranslate2's config, from the
+    unpacked ``ARCHIVES["transcribe"]``."""
+    from audio_maas.pretrained.ctranslate2_format import read_variables
+
+    model = unpacked / WHISPER_MODEL
+    spec, variables = read_variables(model / "model.bin")
+    if spec != "WhisperSpec":
+        raise RuntimeError(f"{model / 'model.bin'} holds a {spec}, not a WhisperSpec")
+    (filters,) = unpacked.glob(WHISPER_MEL_FILTERS)
+    with np.load(filters) as mel:
+        return variables, mel["mel_80"], json.loads((model / "config.json").read_text())
 
 
 def _save(function: Callable[[Any], Any], row_shape: list[int], out: Path, *, holding: Any = None) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["EOT", "MAX_NEW_TOKENS", "SAMPLE_RATE", "WINDOW_SAMPLES", "Whisper"]
+__all__ = ["EOT", "MAX_NEW_TOKENS", "SAMPLE_RATE", "WINDOW_SAMPLES", "Whisper", "WhisperEncoder"]
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -35,40 +35,25 @@ PROMPT = (SOT, NO_TIMESTAMPS)
 LAYER_NORM_EPSILON = 1e-5
 
 
-class Whisper(tf.Module):
-    """``transcribe``: float32 ``[N, 480000]`` (30 s at 16 kHz, zero-padded) -> ``tokens`` ``[N,
-    224]`` (float32 ids, exact below 2**24; ``EOT`` after the last), ``no_speech`` ``[N]`` (the
-    probability of ``<|nocaptions|>`` after ``<|startoftranscript|>``) and ``avg_logprob`` ``[N]``
-    (mean log-probability of the tokens chosen, the end included). ``log_mel``: the encoder's input
-    ``[N, 3000, 80]``."""
+class WhisperEncoder(tf.Module):
+    """Whisper's log-mel front end and encoder, on audio of any length up to 30 s: ``encode``
+    takes float32 ``[N, samples]`` at 16 kHz and gives ``[N, ceil(samples / 320), d]``, one row
+    every 20 ms. Shorter audio uses the first positional encodings alone, as whisper.cpp's
+    ``audio_ctx`` does, instead of 30 s of padding."""
 
     def __init__(
-        self,
-        variables: Mapping[str, np.ndarray],
-        *,
-        mel_filters: np.ndarray,
-        suppress: list[int],
-        suppress_at_start: list[int],
+        self, variables: Mapping[str, np.ndarray], *, mel_filters: np.ndarray, parts: tuple[str, ...] = ("encoder/",)
     ) -> None:
         super().__init__()
         self.weights = {
             name.replace("/", "."): tf.Variable(value, trainable=False, name=name)
             for name, value in variables.items()
-            if value.ndim and name.startswith(("encoder/", "decoder/")) and name != "decoder/projection/weight"
+            if value.ndim and name.startswith(parts) and name != "decoder/projection/weight"
         }
         self.mel_filters = tf.constant(mel_filters.T.astype(np.float32))  # [bins, mels]
         self.heads = int(variables["encoder/num_heads"])
-        self.encoder_layers, self.decoder_layers = (
-            sum(1 for name in variables if name.startswith(f"{part}/layer_") and name.endswith("ffn/linear_1/bias"))
-            for part in ("encoder", "decoder")
-        )
-        vocabulary = variables["decoder/embeddings/weight"].shape[0]
-        suppressed = np.zeros(vocabulary, np.float32)
-        suppressed[[*suppress, *range(SOT, vocabulary)]] = -np.inf
-        self.suppressed = tf.constant(suppressed)
-        start = np.zeros(vocabulary, np.float32)
-        start[suppress_at_start] = -np.inf
-        self.suppressed_at_start = tf.constant(start)
+        self.encoder_layers = _layers(variables, "encoder")
+        self.width = int(variables["encoder/layer_norm/gamma"].shape[0])
 
     def _weight(self, name: str) -> tf.Tensor:
         return tf.cast(self.weights[name.replace("/", ".")], tf.float32)
@@ -79,23 +64,6 @@ class Whisper(tf.Module):
 
     def _norm(self, prefix: str) -> tuple[tf.Tensor, tf.Tensor]:
         return self._weight(f"{prefix}/gamma"), self._weight(f"{prefix}/beta")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, WINDOW_SAMPLES], tf.float32)])
-    def log_mel(self, waveform: tf.Tensor) -> tf.Tensor:
-        """openai-whisper's ``log_mel_spectrogram``: a centred STFT (reflected), its last frame
-        dropped, power on the mel filters, log10 floored at the clip's peak less 8, scaled."""
-        padded = tf.pad(waveform, [[0, 0], [N_FFT // 2, N_FFT // 2]], mode="REFLECT")
-        window = lambda length, dtype: tf.signal.hann_window(length, periodic=True, dtype=dtype)  # noqa: E731
-        stft = tf.signal.stft(padded, N_FFT, HOP, fft_length=N_FFT, window_fn=window)[:, :-1]
-        mel = tf.matmul(tf.square(tf.abs(stft)), self.mel_filters)
-        log_spec = tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
-        log_spec = tf.maximum(log_spec, tf.reduce_max(log_spec, axis=[1, 2], keepdims=True) - 8.0)
-        return (log_spec + 4.0) / 4.0
-
-    @tf.function(input_signature=[tf.TensorSpec([None, WINDOW_SAMPLES], tf.float32)])
-    def transcribe(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
-        audio = self._encode(self.log_mel(waveform))
-        return self._decode(audio)
 
     def _attention(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
         """Multi-head attention of ``q`` ``[N, Tq, d]`` over ``k``, ``v`` ``[N, Tk, d]``."""
@@ -112,14 +80,38 @@ class Whisper(tf.Module):
         shape = tf.shape(out)
         return tf.reshape(out, [shape[0], shape[1], -1])
 
+    def _feed_forward_weights(self, prefix: str) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
+        """The layer norm, inner and outer linear of CTranslate2's feed-forward block ``prefix``."""
+        return (
+            self._norm(f"{prefix}/layer_norm"),
+            self._linear(f"{prefix}/linear_0"),
+            self._linear(f"{prefix}/linear_1"),
+        )
+
+    def mel_spectrogram(self, waveform: tf.Tensor) -> tf.Tensor:
+        """openai-whisper's ``log_mel_spectrogram`` of ``[N, samples]``: a centred STFT
+        (reflected), its last frame dropped, power on the mel filters, log10 floored at the
+        clip's peak less 8, scaled. ``[N, samples // 160, 80]``."""
+        padded = tf.pad(waveform, [[0, 0], [N_FFT // 2, N_FFT // 2]], mode="REFLECT")
+        window = lambda length, dtype: tf.signal.hann_window(length, periodic=True, dtype=dtype)  # noqa: E731
+        stft = tf.signal.stft(padded, N_FFT, HOP, fft_length=N_FFT, window_fn=window)[:, :-1]
+        mel = tf.matmul(tf.square(tf.abs(stft)), self.mel_filters)
+        log_spec = tf.math.log(tf.maximum(mel, 1e-10)) / tf.math.log(10.0)
+        log_spec = tf.maximum(log_spec, tf.reduce_max(log_spec, axis=[1, 2], keepdims=True) - 8.0)
+        return (log_spec + 4.0) / 4.0
+
+    def encode(self, waveform: tf.Tensor) -> tf.Tensor:
+        """``[N, samples]`` at 16 kHz, at most 30 s -> ``[N, ceil(samples / 320), d]``."""
+        return self._encode(self.mel_spectrogram(waveform))
+
     def _encode(self, mel: tf.Tensor) -> tf.Tensor:
-        """``[N, 3000, 80]`` log-mel -> ``[N, 1500, d]``."""
+        """``[N, frames, 80]`` log-mel, at most 3000 frames -> ``[N, ceil(frames / 2), d]``."""
         x = mel
         for name, stride in (("conv1", 1), ("conv2", 2)):
             kernel = tf.transpose(self._weight(f"encoder/{name}/weight"), [2, 1, 0])  # [width, in, out]
             x = tf.nn.conv1d(tf.pad(x, [[0, 0], [1, 1], [0, 0]]), kernel, stride, "VALID")
             x = tf.nn.gelu(x + self._weight(f"encoder/{name}/bias"), approximate=False)
-        x = x + self._weight("encoder/position_encodings/encodings")
+        x = x + self._weight("encoder/position_encodings/encodings")[: tf.shape(x)[1]]
         for layer in range(self.encoder_layers):
             prefix = f"encoder/layer_{layer}"
             h = _layer_norm(x, *self._norm(f"{prefix}/self_attention/layer_norm"))
@@ -128,13 +120,39 @@ class Whisper(tf.Module):
             x = x + _feed_forward(x, *self._feed_forward_weights(f"{prefix}/ffn"))
         return _layer_norm(x, *self._norm("encoder/layer_norm"))
 
-    def _feed_forward_weights(self, prefix: str) -> tuple[tuple[tf.Tensor, tf.Tensor], ...]:
-        """The layer norm, inner and outer linear of CTranslate2's feed-forward block ``prefix``."""
-        return (
-            self._norm(f"{prefix}/layer_norm"),
-            self._linear(f"{prefix}/linear_0"),
-            self._linear(f"{prefix}/linear_1"),
-        )
+
+class Whisper(WhisperEncoder):
+    """``transcribe``: float32 ``[N, 480000]`` (30 s at 16 kHz, zero-padded) -> ``tokens`` ``[N,
+    224]`` (float32 ids, exact below 2**24; ``EOT`` after the last), ``no_speech`` ``[N]`` (the
+    probability of ``<|nocaptions|>`` after ``<|startoftranscript|>``) and ``avg_logprob`` ``[N]``
+    (mean log-probability of the tokens chosen, the end included). ``log_mel``: the encoder's input
+    ``[N, 3000, 80]``."""
+
+    def __init__(
+        self,
+        variables: Mapping[str, np.ndarray],
+        *,
+        mel_filters: np.ndarray,
+        suppress: list[int],
+        suppress_at_start: list[int],
+    ) -> None:
+        super().__init__(variables, mel_filters=mel_filters, parts=("encoder/", "decoder/"))
+        self.decoder_layers = _layers(variables, "decoder")
+        vocabulary = variables["decoder/embeddings/weight"].shape[0]
+        suppressed = np.zeros(vocabulary, np.float32)
+        suppressed[[*suppress, *range(SOT, vocabulary)]] = -np.inf
+        self.suppressed = tf.constant(suppressed)
+        start = np.zeros(vocabulary, np.float32)
+        start[suppress_at_start] = -np.inf
+        self.suppressed_at_start = tf.constant(start)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, WINDOW_SAMPLES], tf.float32)])
+    def log_mel(self, waveform: tf.Tensor) -> tf.Tensor:
+        return self.mel_spectrogram(waveform)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, WINDOW_SAMPLES], tf.float32)])
+    def transcribe(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._decode(self.encode(waveform))
 
     def _decode(self, audio: tf.Tensor) -> dict[str, tf.Tensor]:
         """Greedy decoding after ``PROMPT`` with a key/value cache, ``MAX_NEW_TOKENS`` at most."""
@@ -234,3 +252,7 @@ def _feed_forward(
 def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
     return (x - mean) * tf.math.rsqrt(variance + LAYER_NORM_EPSILON) * gamma + beta
+
+
+def _layers(variables: Mapping[str, np.ndarray], part: str) -> int:
+    return sum(1 for name in variables if name.startswith(f"{part}/layer_") and name.endswith("ffn/linear_1/bias"))
