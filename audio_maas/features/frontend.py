@@ -7,7 +7,8 @@ Bytes in, features out, in three pure stages that training and the transformer b
 ``condition``  any waveform at any rate -> float32 clip [spec.clip_samples] at ``spec.sample_rate``:
                downmix, resample, band-pass, silence trim, gain normalisation, centre pad/crop,
                pre-emphasis
-``featurise``  clip -> float32 features [spec.n_frames, spec.n_bins] (log-mel dB or MFCC)
+``featurise``  clip -> float32 features [spec.n_frames, spec.n_bins] (log-mel dB or MFCC; or the
+               clip itself, [spec.clip_samples, 1], for a model with its front end in its graph)
 
 Every setting lives in one frozen :class:`~audio_maas.features.spec.FeatureSpec`, written next to
 the model at export and read back by whoever computes features.
@@ -104,7 +105,7 @@ class FrontEnd:
         """float32 ``[spec.n_frames]``: the centre of each feature frame, in seconds of the audio
         whose clip starts at sample ``clip_start`` (:meth:`clip_and_start`). Frames that fall in
         padding get times outside that audio."""
-        frames = np.arange(self.spec.n_frames) * self.spec.hop_length  # librosa centres frame i on sample i * hop
+        frames = np.arange(self.spec.n_frames) * self.spec.frame_step  # librosa centres frame i on sample i * hop
         return ((clip_start + frames) / self.spec.sample_rate).astype(np.float32)
 
     def power_spectrogram(self, clip: np.ndarray) -> np.ndarray:
@@ -134,6 +135,8 @@ class FrontEnd:
 
     def featurise(self, clip: np.ndarray) -> np.ndarray:
         """float32 clip ``[spec.clip_samples]`` -> features float32 ``[spec.n_frames, spec.n_bins]``."""
+        if self.spec.feature == "waveform":
+            return clip[:, np.newaxis]
         return self.features_from_power(self.power_spectrogram(clip))
 
     def from_waveform(self, *, waveform: np.ndarray, sample_rate: int) -> np.ndarray:

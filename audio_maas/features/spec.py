@@ -32,8 +32,10 @@ class FeatureSpec:
     """Lowest mel band edge (Hz)."""
     fmax: float = 4000.0
     """Highest mel band edge (Hz); at most ``sample_rate / 2``."""
-    feature: Literal["log_mel", "mfcc"] = "log_mel"
-    """Which features the model reads: log-mel power in dB, or MFCCs of it."""
+    feature: Literal["log_mel", "mfcc", "waveform"] = "log_mel"
+    """Which features the model reads: log-mel power in dB, MFCCs of it, or the conditioned clip
+    itself (a model with its own front end in its graph, such as a pretrained encoder's): one
+    frame per sample, of one value. The STFT settings then frame the silence trim alone."""
     n_mfcc: int = 20
     """Number of cepstral coefficients when ``feature == "mfcc"``."""
     top_db: float = 80.0
@@ -57,8 +59,8 @@ class FeatureSpec:
             problems.append(f"n_fft and hop_length must be positive, got {self.n_fft}, {self.hop_length}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             problems.append(f"need 0 <= fmin < fmax <= sample_rate/2, got {self.fmin}, {self.fmax}")
-        if self.feature not in ("log_mel", "mfcc"):
-            problems.append(f"feature must be 'log_mel' or 'mfcc', got {self.feature!r}")
+        if self.feature not in ("log_mel", "mfcc", "waveform"):
+            problems.append(f"feature must be 'log_mel', 'mfcc' or 'waveform', got {self.feature!r}")
         if self.feature == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
             problems.append(f"n_mfcc must be in 1..n_mels, got {self.n_mfcc}")
         if self.band_pass_hz is not None:
@@ -76,14 +78,19 @@ class FeatureSpec:
         return round(self.clip_s * self.sample_rate)
 
     @property
+    def frame_step(self) -> int:
+        """Samples from one feature frame to the next."""
+        return 1 if self.feature == "waveform" else self.hop_length
+
+    @property
     def n_frames(self) -> int:
-        """Feature frames per clip (centred STFT frames)."""
-        return 1 + self.clip_samples // self.hop_length
+        """Feature frames per clip (centred STFT frames, or samples)."""
+        return self.clip_samples if self.feature == "waveform" else 1 + self.clip_samples // self.hop_length
 
     @property
     def n_bins(self) -> int:
         """Feature values per frame."""
-        return self.n_mfcc if self.feature == "mfcc" else self.n_mels
+        return {"mfcc": self.n_mfcc, "waveform": 1}.get(self.feature, self.n_mels)
 
     @property
     def feature_shape(self) -> tuple[int, int]:

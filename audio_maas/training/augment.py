@@ -7,6 +7,7 @@ between its stages, so that apart from the perturbations it is exactly what serv
 before ``condition``   speed perturbation (tempo, pitch and formants together) and pitch shift
 after ``condition``    background noise at a random SNR, random gain, random time shift
 on the spectrogram     vocal-tract-length perturbation (VTLP): a warp of the frequency axis
+                       (not for waveform features: the model's own front end makes its spectrogram)
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class Augmenter:
         clip = clip * np.float32(10 ** (rng.uniform(*s.gain_db) / 20))
         shift = round(rng.uniform(-s.shift_s, s.shift_s) * spec.sample_rate)
         clip = np.roll(clip, shift)
+        if spec.feature == "waveform":
+            return self.front_end.featurise(clip)
         power = vtlp(self.front_end.power_spectrogram(clip), alpha=rng.uniform(*s.vtlp_alpha))
         return self.front_end.features_from_power(power)
 
@@ -179,15 +182,17 @@ def augmented_features(
     noise_speech: Sequence[bytes],
     seed: int,
     workers: int,
+    ids: Sequence[int] | None = None,
 ) -> np.ndarray:
     """``copies`` augmented feature arrays of each encoded clip, float32 ``[len(clips) * copies, frames, bins]``.
 
     Copy ``c`` of clip ``i`` sits at row ``i * copies + c`` and is drawn from a generator seeded
-    with ``(seed, i, c)``, so the result does not depend on ``workers``.
+    with ``(seed, ids[i], c)`` (``ids`` the positions by default), so the result does not depend
+    on ``workers``.
     """
     if copies == 0 or not clips:
         return np.empty((0, *spec.feature_shape), dtype=np.float32)
-    jobs = list(enumerate(clips))
+    jobs = list(zip(range(len(clips)) if ids is None else ids, clips, strict=True))
     parts = map_chunks(_augment_chunk, jobs, spec, settings, copies, list(noise_speech), seed, workers=workers)
     return np.concatenate(parts)
 

@@ -86,19 +86,26 @@ class ClassifierPipeline:
             )
         return None
 
+    @property
+    def explains(self) -> bool:
+        """Whether saliency is offered: integrated gradients explain log-mel or MFCC features, not
+        a waveform whose front end is inside the model (a pretrained encoder's)."""
+        return self.front_end.spec.feature != "waveform"
+
     def output_types(self) -> list[TensorMetadata]:
         frames, bins = self.row_shape
-        return [
+        types: list[TensorMetadata] = [
             {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
             {"name": CLASS_ID_OUTPUT, "datatype": "INT64", "shape": [-1]},
             {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, len(self.labels)]},
             # Only with the request parameter `segment`.
             {"name": SEQUENCE_OUTPUT, "datatype": "BYTES", "shape": [-1]},
             {"name": SEGMENTS_OUTPUT, "datatype": "BYTES", "shape": [-1]},
-            # Only when asked for by name.
-            {"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": [-1, frames, bins]},
-            {"name": SALIENCY_FRAME_S_OUTPUT, "datatype": "FP32", "shape": [-1, frames]},
         ]
+        if self.explains:  # only when asked for by name
+            types.append({"name": SALIENCY_OUTPUT, "datatype": "FP32", "shape": [-1, frames, bins]})
+            types.append({"name": SALIENCY_FRAME_S_OUTPUT, "datatype": "FP32", "shape": [-1, frames]})
+        return types
 
     async def infer(self, request: Request) -> Response:
         """Each element classified; with ``segment``, each of its sounds too; with an explanation
@@ -130,6 +137,11 @@ class ClassifierPipeline:
         if options is None and segment_outputs:
             raise BadRequest(f"output '{segment_outputs[0]}' needs the request parameter 'segment': true")
         explain_outputs = [name for name in request.outputs if name in EXPLAIN_OUTPUTS]
+        if explain_outputs and not self.explains:
+            raise BadRequest(
+                f"output '{explain_outputs[0]}' is not offered by model '{self.name}': it reads the waveform "
+                "into a pretrained encoder, and saliency explains log-mel features"
+            )
         if explain_outputs and options is not None:
             raise BadRequest(f"output '{explain_outputs[0]}' explains whole elements: ask for it without 'segment'")
         return options
