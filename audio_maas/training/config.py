@@ -34,6 +34,9 @@ class TrainConfig:
     ``unknown`` against each other class scale by ``exp(unknown_bias)``. Below 0, the model says
     ``unknown`` only when surer, and loses fewer recordings of its named classes to it; 0 leaves
     the trained model as it is."""
+    encoder: str | None = None
+    """A pretrained encoder (``audio_maas.training.encoder.ENCODERS``) to train a head on, frozen,
+    instead of ``arch`` from scratch; its features are then the conditioned clip itself."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     spec: FeatureSpec = field(default_factory=FeatureSpec)
     augment: AugmentSettings = field(default_factory=AugmentSettings)

@@ -65,6 +65,9 @@ TEST_INDICES = range(0, 5)
 VALIDATION_INDICES = range(5, 10)
 """FSDD indices held out of training to draw the validation curves; never used to pick a model."""
 
+VALIDATED_PER_CLASS = 20
+"""A folder's training side needs this many recordings a class for a validation subset."""
+
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 
 Split = Literal["train", "test", "all"]
@@ -227,24 +230,37 @@ def held_out_group(u: Utterance) -> str:
 
 
 def _split(utterances: list[Utterance], *, seed: int) -> tuple[list[Utterance], str]:
-    """Test and validation sides, keeping each source on one side (module docstring)."""
+    """Test and validation sides, keeping each source on one side (module docstring). Validation
+    only draws the training curves: where the training side holds fewer than
+    ``VALIDATED_PER_CLASS`` recordings a class, every one of them trains instead."""
     folds = {_fold(u) for u in utterances}
     if None not in folds and len(folds) > 1:
         test_fold = max(folds, key=lambda fold: int(str(fold).removeprefix("fold")))
 
-        def subset(u: Utterance) -> Subset:
-            if _fold(u) == test_fold:
-                return "test"
-            return "validation" if _fraction(u.speaker, seed) < 0.1 else "train"
+        def test(u: Utterance) -> bool:
+            return _fold(u) == test_fold
 
         rule = f"folds from the file names: {str(test_fold).removeprefix('fold')} (the last) is the test set"
+        validation_share = 0.1
     else:
 
-        def subset(u: Utterance) -> Subset:
-            share = _fraction(u.speaker, seed)
-            return "test" if share < 0.2 else "validation" if share < 0.3 else "train"
+        def test(u: Utterance) -> bool:
+            return _fraction(u.speaker, seed) < 0.2
 
         rule = f"seeded (seed {seed}) by source: 20% of sources test, 10% validation, none on two sides"
+        validation_share = 0.3
+    classes = len({u.label for u in utterances})
+    if sum(not test(u) for u in utterances) < VALIDATED_PER_CLASS * classes:
+        validation_share = 0.0
+        rule = rule.replace(", 10% validation", "") + (
+            f"; no validation subset: under {VALIDATED_PER_CLASS} recordings a class train"
+        )
+
+    def subset(u: Utterance) -> Subset:
+        if test(u):
+            return "test"
+        return "validation" if _fraction(u.speaker, seed) < validation_share else "train"
+
     return [replace(u, subset=subset(u)) for u in utterances], rule
 
 

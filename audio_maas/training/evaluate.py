@@ -107,9 +107,10 @@ def evaluate(model_dir: Path, utterances: Sequence[Utterance], *, report_dir: Pa
         training = model_dir / TRAINING_FILE
         history = json.loads(training.read_text()).get("history") if training.is_file() else None
         write_report(report_dir, result, y_true=y_true, probabilities=probabilities, history=history)
-        write_explanations(
-            report_dir / "explanations", model_dir, utterances, y_true=y_true, probabilities=probabilities
-        )
+        if FeatureSpec.read(model_dir).feature != "waveform":  # saliency is over log-mel features
+            write_explanations(
+                report_dir / "explanations", model_dir, utterances, y_true=y_true, probabilities=probabilities
+            )
     return result
 
 

@@ -99,7 +99,9 @@ def silences(spec: FeatureSpec, *, count: int, seed: int) -> list[Utterance]:
         level = 0.0 if i % 2 == 0 else 10 ** (rng.uniform(-100, -60) / 20)
         waveform = (level * rng.standard_normal(samples)).astype(np.float32)
         buffer = io.BytesIO()
-        soundfile.write(buffer, waveform, spec.sample_rate, format="WAV", subtype="FLOAT")
+        # Sun AU, not WAV: libsndfile stamps a float WAV's PEAK chunk with the time of writing, and
+        # the same clip must be the same bytes in every run (encoder outputs are cached by them).
+        soundfile.write(buffer, waveform, spec.sample_rate, format="AU", subtype="FLOAT")
         clips.append(
             Utterance(name=f"silence_{i}", label=UNKNOWN_LABEL, speaker="synthetic:silence", index=i,
                       data=buffer.getvalue())

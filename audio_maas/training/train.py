@@ -27,6 +27,7 @@ from audio_maas.training.dataset import (
     is_digits,
     select_split,
 )
+from audio_maas.training.encoder import EncoderFeatures, build_head, encoded_examples, export_encoder_model
 from audio_maas.training.evaluate import evaluate
 from audio_maas.training.export import export_model
 from audio_maas.training.featurise import featurise
@@ -34,9 +35,15 @@ from audio_maas.training.models import build_model, shift_logit
 from audio_maas.training.outside_voices import allison_digits
 from audio_maas.training.synthetic import HELD_OUT_VARIANTS, TRAIN_VARIANTS, silences, synthetic_digits
 
-__all__ = ["cross_validate", "train", "train_and_report"]
+__all__ = ["DEFAULT_CACHE_DIR", "cross_validate", "train", "train_and_report"]
 
 log = logging.getLogger(__name__)
+
+HEAD_STEPS = 1000
+"""The fewest updates a head on an encoder gets: on a small folder its epochs rise to them (60
+recordings and 3 augmented copies of each make 4 batches an epoch: 250 epochs, seconds of work)."""
+DEFAULT_CACHE_DIR = Path("build")
+"""Where an encoder's archive and its outputs for training are kept."""
 
 
 def train(
@@ -46,9 +53,11 @@ def train(
     validation_set: list[Utterance],
     model_dir: Path,
     labels: list[str] = DIGIT_LABELS,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
 ) -> dict[str, Any]:
-    """Fit ``config.arch`` on ``train_set`` (+ synthetic voices when ``labels`` are the digits,
-    with or without ``unknown``), export to ``model_dir``.
+    """Fit ``config.arch``, or a head on ``config.encoder`` (whose outputs are cached under
+    ``cache_dir``), on ``train_set`` (+ synthetic voices when ``labels`` are the digits, with or
+    without ``unknown``), export to ``model_dir``.
 
     Returns what ``training.json`` records: config, data counts, history and seconds taken.
     """
@@ -71,26 +80,38 @@ def train(
         len(synthetic),
         config.augment_copies,
     )
-    clean = featurise(sources, config.spec, workers=config.workers)
-    augmented = augmented_features(
-        [u.data for u in sources],
-        spec=config.spec,
-        settings=config.augment,
-        copies=config.augment_copies,
-        noise_speech=[u.data for u in train_set],
-        seed=config.seed,
-        workers=config.workers,
-    )
     classes = np.array([labels.index(u.label) for u in sources])
-    x_train = np.concatenate([clean, augmented])
     y_train = np.concatenate([classes, np.repeat(classes, config.augment_copies)])
-    x_val = featurise(validation_set, config.spec, workers=config.workers)
     y_val = np.array([labels.index(u.label) for u in validation_set])
+    if config.encoder:
+        encoder = EncoderFeatures(config.encoder, cache_dir=cache_dir)
+        x_train = encoded_examples(
+            encoder, sources, spec=config.spec, augment=config.augment, copies=config.augment_copies,
+            noise_speech=train_set, seed=config.seed, workers=config.workers,
+        )  # fmt: skip
+        x_val = encoded_examples(encoder, validation_set, spec=config.spec, workers=config.workers)
+        model = build_head(train_features=x_train, n_classes=len(labels))
+    else:
+        augmented = augmented_features(
+            [u.data for u in sources],
+            spec=config.spec,
+            settings=config.augment,
+            copies=config.augment_copies,
+            noise_speech=[u.data for u in train_set],
+            seed=config.seed,
+            workers=config.workers,
+        )
+        x_train = np.concatenate([featurise(sources, config.spec, workers=config.workers), augmented])
+        x_val = featurise(validation_set, config.spec, workers=config.workers)
+        model = build_model(
+            arch=config.arch, train_features=x_train, n_classes=len(labels), cnn_filters=config.cnn_filters
+        )
     featurised = time.perf_counter()
     log.info("%d training examples ready in %.0f s", len(x_train), featurised - started)
 
-    model = build_model(arch=config.arch, train_features=x_train, n_classes=len(labels), cnn_filters=config.cnn_filters)
-    steps = config.epochs * -(-len(x_train) // config.batch_size)
+    if config.encoder:  # a small folder's few batches an epoch would leave the head short of updates
+        config = dataclasses.replace(config, epochs=max(config.epochs, -(-HEAD_STEPS // _batches(x_train, config))))
+    steps = config.epochs * _batches(x_train, config)
     model.compile(
         optimizer=keras.optimizers.AdamW(keras.optimizers.schedules.CosineDecay(config.learning_rate, steps)),
         loss="sparse_categorical_crossentropy",
@@ -108,13 +129,13 @@ def train(
     if config.unknown_bias:
         shift_logit(model, labels.index(UNKNOWN_LABEL), config.unknown_bias)
     model_dir.mkdir(parents=True, exist_ok=True)
-    export_model(
-        model=model,
-        spec=config.spec,
-        labels=labels,
-        model_dir=model_dir,
-        check_features=x_val[:32] if len(x_val) else x_train[:32],
-    )
+    check = featurise((validation_set or train_set)[:8], config.spec)
+    if config.encoder:
+        export_encoder_model(
+            features=encoder, head=model, spec=config.spec, labels=labels, model_dir=model_dir, check_clips=check
+        )
+    else:
+        export_model(model=model, spec=config.spec, labels=labels, model_dir=model_dir, check_features=check)
     info = {
         "config": dataclasses.asdict(config),
         "parameters": model.count_params(),
@@ -132,12 +153,19 @@ def train(
         "seconds": {"featurise": round(featurised - started, 1), "total": round(time.perf_counter() - started, 1)},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {_gpus()} GPUs",
     }
+    if config.encoder:
+        info["encoder_parameters"] = encoder.parameters()
     (model_dir / TRAINING_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
 def train_and_report(
-    config: TrainConfig, *, dataset: Dataset, model_dir: Path, exclude_speakers: tuple[str, ...] = ()
+    config: TrainConfig,
+    *,
+    dataset: Dataset,
+    model_dir: Path,
+    exclude_speakers: tuple[str, ...] = (),
+    cache_dir: Path = DEFAULT_CACHE_DIR,
 ) -> dict[str, Any]:
     """The ``audio-maas train`` job: train on the dataset's training subset, evaluate the export on
     its test subset (and, for digits, on held-out synthetic voices), and write metrics, report
@@ -149,6 +177,7 @@ def train_and_report(
         validation_set=[u for u in train_split if u.subset == "validation"],
         model_dir=model_dir,
         labels=dataset.labels,
+        cache_dir=cache_dir,
     )
     info["dataset"] = {
         "root": str(dataset.root),
@@ -177,7 +206,9 @@ def train_and_report(
     return {**info, "metrics": metrics}
 
 
-def cross_validate(config: TrainConfig, *, dataset: Dataset, work_dir: Path) -> dict[str, Any]:
+def cross_validate(
+    config: TrainConfig, *, dataset: Dataset, work_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR
+) -> dict[str, Any]:
     """Leave one group out: each fold where file names give folds, else each speaker
     (``held_out_group``). Each round trains on every other recording (``unknown``'s included)
     but the validation ones, and tests on all of the held-out group's recordings."""
@@ -195,6 +226,7 @@ def cross_validate(config: TrainConfig, *, dataset: Dataset, work_dir: Path) -> 
             validation_set=[u for u in others if u.subset == "validation"],
             model_dir=work_dir / group,
             labels=dataset.labels,
+            cache_dir=cache_dir,
         )
         accuracy[group] = evaluate(work_dir / group, [u for u in named if held_out_group(u) == group])["accuracy"]
         log.info("cross-validation: %s accuracy %.4f", group, accuracy[group])
@@ -205,6 +237,10 @@ def cross_validate(config: TrainConfig, *, dataset: Dataset, work_dir: Path) -> 
         "mean_accuracy": float(np.mean(list(accuracy.values()))),
         "std_accuracy": float(np.std(list(accuracy.values()))),
     }
+
+
+def _batches(examples: np.ndarray, config: TrainConfig) -> int:
+    return -(-len(examples) // config.batch_size)
 
 
 def _gpus() -> int:
