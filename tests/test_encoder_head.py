@@ -101,6 +101,16 @@ def test_six_recordings_a_word_name_other_speakers_words(words_model: Path) -> N
     assert metrics["accuracy"] >= 0.85, metrics["confusion_matrix"]
 
 
+def test_a_cnn_trains_on_the_same_small_folder_without_a_validation_subset(
+    few_recordings: Path, tmp_path: Path
+) -> None:
+    arguments = ["--data-dir", str(few_recordings), "--out", str(tmp_path / "cnn"), "--epochs", "1"]
+    assert main(["train", *arguments, "--augment-copies", "1"]) == 0
+    training = json.loads((tmp_path / "cnn" / "training.json").read_text())
+    assert training["examples"]["recordings"] == len(WORDS) * TRAIN_PER_WORD
+    assert training["examples"]["validation"] == 0 and "val_loss" not in training["history"]
+
+
 def test_a_retrain_reads_every_encoder_output_from_the_cache(
     words_model: Path, few_recordings: Path, cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,6 +25,8 @@ def featurise(utterances: Sequence[Utterance], spec: FeatureSpec, *, workers: in
     Runs exactly the transformer's path (``FrontEnd.from_bytes``), spread over processes.
     """
     workers = workers or os.cpu_count() or 1
+    if not utterances:
+        return np.empty((0, *spec.feature_shape), np.float32)
     if workers == 1 or len(utterances) < 64:  # spawning workers costs more than it saves
         return _featurise_chunk(list(utterances), spec)
     return np.concatenate(map_chunks(_featurise_chunk, list(utterances), spec, workers=workers))
