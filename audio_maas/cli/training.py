@@ -100,13 +100,13 @@ def _needs_training(error: ImportError) -> int:
 
 
 def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    from audio_maas.training.config import TrainConfig
+    from audio_maas.training.config import ENCODERS, TrainConfig
 
     defaults = TrainConfig()
     parser.add_argument("--arch", choices=["cnn", "lstm"], default=defaults.arch)
     parser.add_argument(
         "--encoder",
-        choices=["whisper-tiny.en"],
+        choices=sorted(ENCODERS),
         help="train a small head on this pretrained encoder, frozen, instead of --arch from scratch",
     )
     parser.add_argument(

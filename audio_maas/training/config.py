@@ -9,9 +9,13 @@ from typing import Any, Literal
 from audio_maas.features.spec import FeatureSpec
 from audio_maas.training.augment import AugmentSettings
 
-__all__ = ["Arch", "TrainConfig", "recorded_cnn_filters"]
+__all__ = ["ENCODERS", "Arch", "TrainConfig", "recorded_cnn_filters"]
 
 Arch = Literal["cnn", "lstm"]
+
+ENCODERS = {"whisper-tiny.en": "transcribe"}
+"""Pretrained encoder a head may train on -> the pinned archive it comes from (the model of
+``audio_maas.pretrained.archives.ARCHIVES`` whose weights hold it)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class TrainConfig:
     ``unknown`` only when surer, and loses fewer recordings of its named classes to it; 0 leaves
     the trained model as it is."""
     encoder: str | None = None
-    """A pretrained encoder (``audio_maas.training.encoder.ENCODERS``) to train a head on, frozen,
+    """A pretrained encoder (``ENCODERS``) to train a head on, frozen,
     instead of ``arch`` from scratch; its features are then the conditioned clip itself."""
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     spec: FeatureSpec = field(default_factory=FeatureSpec)

@@ -19,25 +19,22 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from audio_maas.features.spec import FeatureSpec
+from audio_maas.pretrained.whisper import SAMPLE_RATE, WhisperEncoder
 from audio_maas.protocol.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY
 from audio_maas.protocol.model_dir import TRAINING_FILE, read_labels, write_labels
 from audio_maas.savedmodel.load import load_serving_function
 from audio_maas.training.augment import AugmentSettings, augmented_features
+from audio_maas.training.config import ENCODERS
 from audio_maas.training.dataset import Utterance
 from audio_maas.training.featurise import featurise
 
-if TYPE_CHECKING:
-    from audio_maas.pretrained.whisper import WhisperEncoder
-
 __all__ = [
-    "ENCODERS",
     "HEAD_FILE",
     "EncoderFeatures",
     "assemble",
@@ -51,10 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENCODERS = {"whisper-tiny.en": "transcribe"}
-"""Encoder name -> the pinned archive (``audio_maas.pretrained.archives.ARCHIVES``) it comes from."""
-SAMPLE_RATE = 16000
-"""Whisper's rate."""
 HEAD_FILE = "head.keras"
 """The trained head alone, beside the SavedModel that holds it with the encoder."""
 BATCH = 32
@@ -83,6 +76,7 @@ class EncoderFeatures:
         self.archive = ARCHIVES[ENCODERS[name]]
         self.archives_dir = cache_dir / "pretrained-archives"
         self.features_dir = cache_dir / "encoder-features" / name / self.archive.sha256[:16]
+        self._encoder: WhisperEncoder | None = None
         self._pooled: Callable[[tf.Tensor], tf.Tensor] | None = None
 
     def unpacked(self) -> Path:
@@ -92,11 +86,13 @@ class EncoderFeatures:
         return fetch(self.archive, self.archives_dir)
 
     def load(self) -> WhisperEncoder:
+        """The encoder, read once."""
         from audio_maas.pretrained.convert import read_whisper
-        from audio_maas.pretrained.whisper import WhisperEncoder
 
-        variables, mel_filters, _ = read_whisper(self.unpacked())
-        return WhisperEncoder(variables, mel_filters=mel_filters)
+        if self._encoder is None:
+            variables, mel_filters, _ = read_whisper(self.unpacked())
+            self._encoder = WhisperEncoder(variables, mel_filters=mel_filters)
+        return self._encoder
 
     def parameters(self) -> int:
         """The encoder's parameter count."""
@@ -123,7 +119,9 @@ class EncoderFeatures:
         log.info("%s: %d of %d examples cached", self.name, len(keys) - len(missing), len(keys))
         if missing:
             for i, row in zip(missing, self.pooled(clips_of(missing)), strict=True):
-                np.save(paths[i], row)
+                partial = paths[i].with_suffix(".partial.npy")  # a run stopped mid-write leaves no torn entry
+                np.save(partial, row)
+                partial.replace(paths[i])
         return np.stack([np.load(path) for path in paths])
 
 
